@@ -1,0 +1,14 @@
+DROP TABLE token_stats;
+DROP TABLE audit_events;
+DROP TABLE refresh_tokens;
+DROP TABLE access_tokens;
+DROP TABLE authorization_codes;
+DROP TABLE grants;
+DROP TABLE end_user_sessions;
+DROP TABLE end_users;
+DROP TABLE client_secrets;
+DROP TABLE apps;
+DROP TABLE admin_sessions;
+DROP TABLE memberships;
+DROP TABLE admins;
+DROP TABLE tenants;

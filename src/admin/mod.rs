@@ -1,0 +1,5 @@
+//! The tenant admin dashboard under `/admin`.
+
+pub fn routes() -> Vec<rocket::Route> {
+    Vec::new()
+}

@@ -1,0 +1,202 @@
+//! Client authentication on the token, revoke and introspect endpoints:
+//! `client_secret_basic` or `client_secret_post`. A Bearer header is never
+//! client authentication and is ignored.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::Utc;
+use diesel::PgConnection;
+use rocket::request::{FromRequest, Outcome, Request};
+
+use crate::db::models::client_secret::SecretCheck;
+use crate::db::models::{App, ClientSecret, NewAuditEvent};
+use crate::error::{Error, OAuthError};
+use crate::oauth::params::Params;
+
+/// The `Authorization` header, when it carries HTTP Basic credentials.
+#[derive(Debug, Clone)]
+pub enum BasicAuth {
+    Absent,
+    Present { client_id: String, secret: String },
+    Malformed,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for BasicAuth {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(parse_basic(req.headers().get_one("Authorization")))
+    }
+}
+
+/// Parses `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
+/// Any other scheme (Kit's Bearer) counts as absent.
+pub fn parse_basic(header: Option<&str>) -> BasicAuth {
+    let Some(header) = header else {
+        return BasicAuth::Absent;
+    };
+    let header = header.trim();
+    let Some((scheme, rest)) = header.split_once(' ') else {
+        return BasicAuth::Absent;
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return BasicAuth::Absent;
+    }
+    let decoded = match STANDARD.decode(rest.trim()) {
+        Ok(d) if d.len() <= 4096 => d,
+        _ => return BasicAuth::Malformed,
+    };
+    let Ok(text) = String::from_utf8(decoded) else {
+        return BasicAuth::Malformed;
+    };
+    let Some((id, secret)) = text.split_once(':') else {
+        return BasicAuth::Malformed;
+    };
+    let decode = |s: &str| {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    match (decode(id), decode(secret)) {
+        (Some(client_id), Some(secret)) if !client_id.is_empty() => {
+            BasicAuth::Present { client_id, secret }
+        }
+        _ => BasicAuth::Malformed,
+    }
+}
+
+/// The client's claimed identity, from Basic auth or the body.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub via_basic: bool,
+}
+
+impl ClientCredentials {
+    pub fn from_parts(basic: &BasicAuth, params: &Params) -> Result<Self, OAuthError> {
+        match basic {
+            BasicAuth::Malformed => Err(OAuthError::invalid_client(
+                "the Authorization header is not valid HTTP Basic",
+            )
+            .with_basic_challenge()),
+            BasicAuth::Present { client_id, secret } => {
+                if params.get("client_id").is_some_and(|id| id != client_id) {
+                    return Err(OAuthError::invalid_request(
+                        "client_id in the body differs from the Authorization header",
+                    ));
+                }
+                if params.get("client_secret").is_some() {
+                    return Err(OAuthError::invalid_request(
+                        "use one client authentication method, not both",
+                    ));
+                }
+                Ok(ClientCredentials {
+                    client_id: client_id.clone(),
+                    client_secret: Some(secret.clone()),
+                    via_basic: true,
+                })
+            }
+            BasicAuth::Absent => {
+                let client_id = params
+                    .get("client_id")
+                    .ok_or_else(|| OAuthError::invalid_client("client_id is required"))?;
+                Ok(ClientCredentials {
+                    client_id: client_id.to_string(),
+                    client_secret: params.get("client_secret").map(str::to_string),
+                    via_basic: false,
+                })
+            }
+        }
+    }
+
+    fn fail(&self, description: &str) -> OAuthError {
+        let e = OAuthError::invalid_client(description);
+        if self.via_basic {
+            e.with_basic_challenge()
+        } else {
+            e
+        }
+    }
+}
+
+/// Whether a request may omit the client secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretRequirement {
+    Required,
+    /// Refresh: Kit sends no secret; allowed when the app permits it.
+    OptionalIfAppAllows,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthenticatedClient {
+    pub app: App,
+    /// The secret that authenticated the request, if one was sent.
+    pub secret_id: Option<i64>,
+}
+
+/// Authenticates a client of `tenant_id`. Failures that matter for security
+/// (a wrong secret, a secret used after its grace period) are audited.
+pub fn authenticate_client(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    creds: &ClientCredentials,
+    requirement: SecretRequirement,
+    ip: Option<String>,
+) -> Result<AuthenticatedClient, OAuthError> {
+    if creds.client_id.len() > 200 {
+        return Err(creds.fail("unknown client"));
+    }
+    let app = App::find_by_client_id(conn, tenant_id, &creds.client_id)
+        .map_err(Error::from)?
+        .ok_or_else(|| creds.fail("unknown client"))?;
+    if app.disabled {
+        return Err(creds.fail("the client is disabled"));
+    }
+    let Some(secret) = creds.client_secret.as_deref() else {
+        return match requirement {
+            SecretRequirement::OptionalIfAppAllows if app.refresh_without_secret => {
+                Ok(AuthenticatedClient {
+                    app,
+                    secret_id: None,
+                })
+            }
+            _ => Err(creds.fail("client authentication is required")),
+        };
+    };
+    let secrets = ClientSecret::live_for_app(conn, app.id).map_err(Error::from)?;
+    match ClientSecret::check(&secrets, secret, Utc::now()) {
+        SecretCheck::Valid(id) => {
+            ClientSecret::touch(conn, id).map_err(Error::from)?;
+            Ok(AuthenticatedClient {
+                app,
+                secret_id: Some(id),
+            })
+        }
+        SecretCheck::Expired(id) => {
+            NewAuditEvent::new(
+                tenant_id,
+                format!("client:{}", app.client_id),
+                "client_secret.used_after_grace",
+            )
+            .object("client_secret", id)
+            .ip(ip)
+            .insert(conn)
+            .map_err(Error::from)?;
+            Err(creds.fail("the client secret has expired"))
+        }
+        SecretCheck::Invalid => {
+            NewAuditEvent::new(
+                tenant_id,
+                format!("client:{}", app.client_id),
+                "client.wrong_secret",
+            )
+            .object("app", app.id)
+            .ip(ip)
+            .insert(conn)
+            .map_err(Error::from)?;
+            Err(creds.fail("client authentication failed"))
+        }
+    }
+}

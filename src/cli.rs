@@ -1,0 +1,386 @@
+//! The `kitauth` command line: serve (default), migrate, and the create
+//! commands that take a new user from nothing to Kit's four URLs.
+
+use std::io::BufRead;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand};
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::config::{self, AppConfig};
+use crate::crypto;
+use crate::db;
+use crate::db::models::app::{
+    generate_client_id, validate_redirect_uri, validate_scope, KIT_REDIRECT_URIS,
+};
+use crate::db::models::end_user::{valid_email, validate_password};
+use crate::db::models::tenant::valid_slug;
+use crate::db::models::{
+    Admin, App, ClientSecret, EndUser, Membership, NewApp, NewTenant, Role, Tenant,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kitauth",
+    version,
+    about = "Hosted OAuth 2.0 server for Kit Plugin OAuth"
+)]
+pub struct Cli {
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage tenants (app developers).
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Manage a tenant's Kit apps.
+    #[command(subcommand)]
+    App(AppCmd),
+    /// Manage creator accounts for the hosted sign-in.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage dashboard admins.
+    #[command(subcommand)]
+    Admin(AdminCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant.
+    Create {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCmd {
+    /// Register a Kit app; prints the client credentials and the URLs for Kit.
+    Create(AppCreate),
+}
+
+#[derive(Debug, Args)]
+pub struct AppCreate {
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub name: String,
+    /// A redirect URI (repeatable). Default: Kit's two.
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// An allowed scope (repeatable). Default: `public`.
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a creator account; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// Create a dashboard admin; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make the admin a member of this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value = "owner", requires = "tenant")]
+        role: String,
+    },
+}
+
+/// What a command prints: text for people, or one JSON object.
+pub struct Output {
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
+fn read_password(password_stdin: bool) -> anyhow::Result<String> {
+    if !password_stdin {
+        bail!("pass --password-stdin and write the password to standard input");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("could not read the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    validate_password(&password).map_err(|e| anyhow!(e))?;
+    Ok(password)
+}
+
+fn connect(config: &AppConfig) -> anyhow::Result<PgConnection> {
+    if config.create_database {
+        db::create_database_if_missing(&config.database_url).map_err(|e| anyhow!(e))?;
+    }
+    db::run_migrations(&config.database_url).map_err(|e| anyhow!(e))?;
+    PgConnection::establish(&config.database_url).map_err(|_| {
+        anyhow!(
+            "cannot reach PostgreSQL at {}",
+            db::describe_url(&config.database_url)
+        )
+    })
+}
+
+fn find_tenant(conn: &mut PgConnection, slug: &str) -> anyhow::Result<Tenant> {
+    Tenant::find_by_slug(conn, slug)?.ok_or_else(|| anyhow!("unknown tenant {slug:?}"))
+}
+
+/// The URLs a tenant pastes into Kit, keyed as `app create --json` prints them.
+pub fn kit_urls(config: &AppConfig, slug: &str) -> Vec<(&'static str, &'static str, String)> {
+    let base = config.tenant_url(slug);
+    vec![
+        (
+            "authorization_url",
+            "Authorization URL",
+            format!("{base}/oauth/authorize"),
+        ),
+        ("token_url", "Token URL", format!("{base}/oauth/token")),
+        (
+            "refresh_token_url",
+            "Refresh token URL",
+            format!("{base}/oauth/refresh"),
+        ),
+        ("revoke_url", "Revoke URL", format!("{base}/oauth/revoke")),
+        (
+            "introspection_url",
+            "Introspection URL",
+            format!("{base}/oauth/introspect"),
+        ),
+    ]
+}
+
+/// Creates an app with its first client secret, in one transaction.
+pub fn create_app(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    name: &str,
+    redirect_uris: Vec<String>,
+    scopes: Vec<String>,
+) -> anyhow::Result<(App, String)> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 200 {
+        bail!("the app name must have 1 to 200 characters");
+    }
+    let redirect_uris = if redirect_uris.is_empty() {
+        KIT_REDIRECT_URIS.iter().map(|s| s.to_string()).collect()
+    } else {
+        redirect_uris
+    };
+    for uri in &redirect_uris {
+        validate_redirect_uri(uri).map_err(|e| anyhow!("bad redirect URI: {e}"))?;
+    }
+    let scopes = if scopes.is_empty() {
+        vec!["public".to_string()]
+    } else {
+        scopes
+    };
+    for s in &scopes {
+        validate_scope(s).map_err(|e| anyhow!("bad scope: {e}"))?;
+    }
+    let new = NewApp {
+        tenant_id,
+        name: name.to_string(),
+        client_id: generate_client_id(),
+        redirect_uris,
+        allowed_scopes: scopes,
+    };
+    Ok(conn.transaction(|conn| {
+        let app = App::create(conn, &new)?;
+        let (_, secret) = ClientSecret::create(conn, tenant_id, app.id)?;
+        Ok::<_, diesel::result::Error>((app, secret))
+    })?)
+}
+
+/// Runs one non-serve command and returns what to print.
+pub fn run(command: Command, config: &AppConfig) -> anyhow::Result<Output> {
+    match command {
+        Command::Serve => unreachable_serve(),
+        Command::Migrate => {
+            if config.create_database {
+                db::create_database_if_missing(&config.database_url).map_err(|e| anyhow!(e))?;
+            }
+            let n = db::run_migrations(&config.database_url).map_err(|e| anyhow!(e))?;
+            Ok(Output {
+                text: format!("applied {n} migration(s); the database is up to date"),
+                json: json!({"applied": n}),
+            })
+        }
+        Command::Tenant(TenantCmd::Create { slug, name }) => {
+            if !valid_slug(&slug) {
+                bail!("the slug must be 2 to 40 characters of a-z, 0-9 and '-'");
+            }
+            let name = name.trim();
+            if name.is_empty() || name.len() > 200 {
+                bail!("the tenant name must have 1 to 200 characters");
+            }
+            let mut conn = connect(config)?;
+            let tenant = Tenant::create(&mut conn, &NewTenant { slug: &slug, name }).map_err(
+                |e| match e {
+                    diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    ) => {
+                        anyhow!("a tenant with the slug {slug:?} exists already")
+                    }
+                    other => anyhow!(other),
+                },
+            )?;
+            Ok(Output {
+                text: format!("created tenant {} ({})", tenant.slug, tenant.name),
+                json: json!({"id": tenant.id, "slug": tenant.slug, "name": tenant.name}),
+            })
+        }
+        Command::App(AppCmd::Create(args)) => {
+            let mut conn = connect(config)?;
+            let tenant = find_tenant(&mut conn, &args.tenant)?;
+            let (app, secret) = create_app(
+                &mut conn,
+                tenant.id,
+                &args.name,
+                args.redirect_uris,
+                args.scopes,
+            )?;
+            let urls = kit_urls(config, &tenant.slug);
+            let mut text = format!(
+                "created app {:?} in tenant {}\n\nPaste these into Kit (app settings, Authentication tab, Plugin OAuth):\n",
+                app.name, tenant.slug
+            );
+            let mut obj = serde_json::Map::new();
+            obj.insert("client_id".into(), json!(app.client_id));
+            obj.insert("client_secret".into(), json!(secret));
+            for (key, label, url) in &urls {
+                if *key != "introspection_url" {
+                    text.push_str(&format!("  {:<19}{}\n", format!("{label}:"), url));
+                }
+                obj.insert(key.to_string(), json!(url));
+            }
+            text.push_str(&format!("  {:<19}{}\n", "Client ID:", app.client_id));
+            text.push_str(&format!("  {:<19}{}\n", "Client secret:", secret));
+            text.push_str("\nThe client secret is shown this once: store it now.\n");
+            text.push_str(&format!(
+                "Your backend checks Bearer tokens at {} (client credentials as HTTP Basic).",
+                urls[4].2
+            ));
+            Ok(Output {
+                text,
+                json: serde_json::Value::Object(obj),
+            })
+        }
+        Command::User(UserCmd::Create {
+            tenant,
+            email,
+            password_stdin,
+        }) => {
+            if !valid_email(&email) {
+                bail!("{email:?} is not a valid email address");
+            }
+            let password = read_password(password_stdin)?;
+            let mut conn = connect(config)?;
+            let tenant = find_tenant(&mut conn, &tenant)?;
+            let hash = crypto::hash_password(&password, config.bcrypt_cost)?;
+            let user =
+                EndUser::create(&mut conn, tenant.id, &email, &hash).map_err(|e| match e {
+                    diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    ) => {
+                        anyhow!(
+                            "a creator with this email exists already in {}",
+                            tenant.slug
+                        )
+                    }
+                    other => anyhow!(other),
+                })?;
+            Ok(Output {
+                text: format!("created creator {} in tenant {}", user.email, tenant.slug),
+                json: json!({"id": user.id, "tenant": tenant.slug, "email": user.email}),
+            })
+        }
+        Command::Admin(AdminCmd::Create {
+            email,
+            password_stdin,
+            tenant,
+            role,
+        }) => {
+            if !valid_email(&email) {
+                bail!("{email:?} is not a valid email address");
+            }
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow!("the role must be owner, admin or viewer"))?;
+            let password = read_password(password_stdin)?;
+            let mut conn = connect(config)?;
+            let tenant = tenant
+                .map(|slug| find_tenant(&mut conn, &slug))
+                .transpose()?;
+            let hash = crypto::hash_password(&password, config.bcrypt_cost)?;
+            let admin = conn
+                .transaction(|conn| {
+                    let admin = Admin::create(conn, &email, &hash)?;
+                    if let Some(t) = &tenant {
+                        Membership::add(conn, t.id, admin.id, role)?;
+                    }
+                    Ok::<_, diesel::result::Error>(admin)
+                })
+                .map_err(|e| match e {
+                    diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    ) => {
+                        anyhow!("an admin with this email exists already")
+                    }
+                    other => anyhow!(other),
+                })?;
+            let membership = tenant
+                .as_ref()
+                .map(|t| format!(" ({} of {})", role.as_str(), t.slug))
+                .unwrap_or_default();
+            Ok(Output {
+                text: format!("created admin {}{membership}", admin.email),
+                json: json!({
+                    "id": admin.id,
+                    "email": admin.email,
+                    "tenant": tenant.as_ref().map(|t| t.slug.clone()),
+                    "role": tenant.as_ref().map(|_| role.as_str()),
+                }),
+            })
+        }
+    }
+}
+
+fn unreachable_serve() -> anyhow::Result<Output> {
+    bail!("serve is handled by main")
+}
+
+/// Loads the configuration the same way the server does.
+pub fn load_config() -> anyhow::Result<(rocket::figment::Figment, AppConfig)> {
+    let figment = config::figment();
+    config::check_release(&figment).map_err(|e| anyhow!(e))?;
+    let cfg = config::extract(&figment).map_err(|e| anyhow!(e))?;
+    Ok((figment, cfg))
+}

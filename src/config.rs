@@ -1,0 +1,100 @@
+//! Typed settings, read from the Rocket.toml profile, `ROCKET_*` variables
+//! and `DATABASE_URL`.
+
+use rocket::figment::providers::Serialized;
+use rocket::figment::Figment;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppConfig {
+    /// Base of every URL kitauth prints or publishes.
+    #[serde(default = "default_public_url")]
+    pub public_url: String,
+    pub database_url: String,
+    #[serde(default = "default_bcrypt_cost")]
+    pub bcrypt_cost: u32,
+    /// Maximum connections in the r2d2 pool.
+    #[serde(default = "default_pool_size")]
+    pub db_pool_size: u32,
+    /// How long a request waits for a pooled connection before answering 503.
+    #[serde(default = "default_db_timeout_ms")]
+    pub db_timeout_ms: u64,
+    /// Create the database on start-up when it does not exist (debug only).
+    #[serde(default)]
+    pub create_database: bool,
+    /// Self-service sign-up for tenant admins.
+    #[serde(default)]
+    pub admin_signup: bool,
+    /// Mark cookies `Secure` and send HSTS (release).
+    #[serde(default)]
+    pub secure_cookies: bool,
+    /// Bearer token protecting `/metrics`; without one it answers loopback callers only.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
+}
+
+fn default_public_url() -> String {
+    "http://127.0.0.1:8000".into()
+}
+fn default_bcrypt_cost() -> u32 {
+    12
+}
+fn default_pool_size() -> u32 {
+    8
+}
+fn default_db_timeout_ms() -> u64 {
+    1500
+}
+
+impl AppConfig {
+    pub fn public_url(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+
+    /// The base URL of one tenant's endpoints.
+    pub fn tenant_url(&self, slug: &str) -> String {
+        format!("{}/t/{}", self.public_url(), slug)
+    }
+}
+
+/// Rocket's figment (Rocket.toml + `ROCKET_*`), with `DATABASE_URL` taking
+/// precedence over the profile's `database_url`.
+pub fn figment() -> Figment {
+    let mut figment = rocket::Config::figment();
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        if !url.is_empty() {
+            figment = figment.merge(Serialized::default("database_url", url));
+        }
+    }
+    figment
+}
+
+/// In the release profile, refuse to start unless the settings that must
+/// never be defaulted are set explicitly.
+pub fn check_release(figment: &Figment) -> Result<(), String> {
+    if figment.profile() != "release" {
+        return Ok(());
+    }
+    let missing: Vec<&str> = ["secret_key", "database_url", "public_url"]
+        .into_iter()
+        .filter(|key| figment.find_value(key).is_err())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the release profile needs explicit settings for: {} (set them in Rocket.toml [release] or as ROCKET_SECRET_KEY, DATABASE_URL, ROCKET_PUBLIC_URL)",
+            missing.join(", ")
+        ))
+    }
+}
+
+pub fn extract(figment: &Figment) -> Result<AppConfig, String> {
+    figment.extract::<AppConfig>().map_err(|e| {
+        let first = e.into_iter().next();
+        match first {
+            Some(err) => format!("configuration error: {err}"),
+            None => "configuration error".to_string(),
+        }
+    })
+}

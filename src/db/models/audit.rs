@@ -1,0 +1,79 @@
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::audit_events;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub tenant_id: Option<i64>,
+    pub actor: String,
+    pub action: String,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    pub ip: Option<String>,
+    pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An audit record. `details` must never hold a secret, token or password.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct NewAuditEvent {
+    pub tenant_id: Option<i64>,
+    pub actor: String,
+    pub action: String,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    pub ip: Option<String>,
+    pub details: serde_json::Value,
+}
+
+impl NewAuditEvent {
+    pub fn new(tenant_id: i64, actor: impl Into<String>, action: &str) -> Self {
+        NewAuditEvent {
+            tenant_id: Some(tenant_id),
+            actor: actor.into(),
+            action: action.to_string(),
+            object_type: None,
+            object_id: None,
+            ip: None,
+            details: serde_json::json!({}),
+        }
+    }
+    pub fn object(mut self, kind: &str, id: impl ToString) -> Self {
+        self.object_type = Some(kind.to_string());
+        self.object_id = Some(id.to_string());
+        self
+    }
+    pub fn ip(mut self, ip: Option<String>) -> Self {
+        self.ip = ip;
+        self
+    }
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+    pub fn insert(&self, conn: &mut PgConnection) -> QueryResult<usize> {
+        diesel::insert_into(audit_events::table)
+            .values(self)
+            .execute(conn)
+    }
+}
+
+impl AuditEvent {
+    pub fn recent(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<AuditEvent>> {
+        audit_events::table
+            .filter(audit_events::tenant_id.eq(tenant_id))
+            .order((audit_events::created_at.desc(), audit_events::id.desc()))
+            .limit(limit)
+            .select(AuditEvent::as_select())
+            .load(conn)
+    }
+}

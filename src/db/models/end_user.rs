@@ -1,0 +1,163 @@
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::crypto::{self, TokenKind};
+use crate::db::schema::{end_user_sessions, end_users};
+
+/// How long a creator stays signed in on a tenant's hosted pages.
+pub const CREATOR_SESSION_HOURS: i64 = 12;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = end_users)]
+pub struct EndUser {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub email: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = end_user_sessions)]
+pub struct EndUserSession {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub end_user_id: i64,
+    pub token_digest: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Normalises an email address for storage and look-up.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// A plausible email address: one `@`, something on both sides, a dot in the domain.
+pub fn valid_email(email: &str) -> bool {
+    let email = email.trim();
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        }
+        None => false,
+    }
+}
+
+pub const MIN_PASSWORD_LEN: usize = 10;
+pub const MAX_PASSWORD_LEN: usize = 72; // bcrypt's limit
+
+pub fn validate_password(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(format!(
+            "the password must have at least {MIN_PASSWORD_LEN} characters"
+        ));
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(format!(
+            "the password must have at most {MAX_PASSWORD_LEN} bytes"
+        ));
+    }
+    Ok(())
+}
+
+impl EndUser {
+    pub fn create(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        email: &str,
+        password_hash: &str,
+    ) -> QueryResult<EndUser> {
+        diesel::insert_into(end_users::table)
+            .values((
+                end_users::tenant_id.eq(tenant_id),
+                end_users::email.eq(normalize_email(email)),
+                end_users::password_hash.eq(password_hash),
+            ))
+            .returning(EndUser::as_returning())
+            .get_result(conn)
+    }
+
+    pub fn find_by_email(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        email: &str,
+    ) -> QueryResult<Option<EndUser>> {
+        end_users::table
+            .filter(end_users::tenant_id.eq(tenant_id))
+            .filter(end_users::email.eq(normalize_email(email)))
+            .select(EndUser::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find(conn: &mut PgConnection, tenant_id: i64, id: i64) -> QueryResult<Option<EndUser>> {
+        end_users::table
+            .filter(end_users::tenant_id.eq(tenant_id))
+            .filter(end_users::id.eq(id))
+            .select(EndUser::as_select())
+            .first(conn)
+            .optional()
+    }
+}
+
+impl EndUserSession {
+    /// Starts a session; returns the cookie value (only its digest is stored).
+    pub fn create(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        end_user_id: i64,
+    ) -> QueryResult<String> {
+        let token = crypto::generate(TokenKind::CreatorSession);
+        diesel::insert_into(end_user_sessions::table)
+            .values((
+                end_user_sessions::tenant_id.eq(tenant_id),
+                end_user_sessions::end_user_id.eq(end_user_id),
+                end_user_sessions::token_digest.eq(&token.digest),
+                end_user_sessions::expires_at
+                    .eq(Utc::now() + Duration::hours(CREATOR_SESSION_HOURS)),
+            ))
+            .execute(conn)?;
+        Ok(token.value)
+    }
+
+    /// The signed-in, enabled creator a session cookie belongs to, in this tenant.
+    pub fn authenticate(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        token: &str,
+    ) -> QueryResult<Option<EndUser>> {
+        if !crypto::looks_like(TokenKind::CreatorSession, token) {
+            return Ok(None);
+        }
+        end_user_sessions::table
+            .inner_join(end_users::table)
+            .filter(end_user_sessions::token_digest.eq(crypto::digest(token)))
+            .filter(end_user_sessions::tenant_id.eq(tenant_id))
+            .filter(end_users::tenant_id.eq(tenant_id))
+            .filter(end_user_sessions::expires_at.gt(diesel::dsl::now))
+            .filter(end_users::disabled.eq(false))
+            .select(EndUser::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn delete(conn: &mut PgConnection, tenant_id: i64, token: &str) -> QueryResult<usize> {
+        diesel::delete(
+            end_user_sessions::table
+                .filter(end_user_sessions::tenant_id.eq(tenant_id))
+                .filter(end_user_sessions::token_digest.eq(crypto::digest(token))),
+        )
+        .execute(conn)
+    }
+}

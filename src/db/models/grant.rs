@@ -1,0 +1,141 @@
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::{access_tokens, grants, refresh_tokens};
+
+/// One install of an app by a creator: one token family.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = grants)]
+pub struct Grant {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub app_id: i64,
+    pub end_user_id: i64,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_reason: Option<String>,
+}
+
+impl Grant {
+    pub fn create(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        app_id: i64,
+        end_user_id: i64,
+        scopes: &[String],
+    ) -> QueryResult<Grant> {
+        diesel::insert_into(grants::table)
+            .values((
+                grants::tenant_id.eq(tenant_id),
+                grants::app_id.eq(app_id),
+                grants::end_user_id.eq(end_user_id),
+                grants::scopes.eq(scopes),
+            ))
+            .returning(Grant::as_returning())
+            .get_result(conn)
+    }
+
+    /// Locks the grant row for the rest of the transaction, serialising
+    /// every rotation and revocation of one token family.
+    pub fn lock(conn: &mut PgConnection, tenant_id: i64, id: i64) -> QueryResult<Option<Grant>> {
+        grants::table
+            .filter(grants::tenant_id.eq(tenant_id))
+            .filter(grants::id.eq(id))
+            .select(Grant::as_select())
+            .for_update()
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find(conn: &mut PgConnection, tenant_id: i64, id: i64) -> QueryResult<Option<Grant>> {
+        grants::table
+            .filter(grants::tenant_id.eq(tenant_id))
+            .filter(grants::id.eq(id))
+            .select(Grant::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Revokes a grant and every token of its family. Returns false when it
+    /// was revoked already. Callers run it inside their transaction.
+    pub fn revoke(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        id: i64,
+        reason: &str,
+    ) -> QueryResult<bool> {
+        let changed = diesel::update(
+            grants::table
+                .filter(grants::tenant_id.eq(tenant_id))
+                .filter(grants::id.eq(id))
+                .filter(grants::revoked_at.is_null()),
+        )
+        .set((
+            grants::revoked_at.eq(diesel::dsl::now),
+            grants::revoked_reason.eq(reason),
+        ))
+        .execute(conn)?;
+        diesel::update(
+            access_tokens::table
+                .filter(access_tokens::grant_id.eq(id))
+                .filter(access_tokens::revoked_at.is_null()),
+        )
+        .set(access_tokens::revoked_at.eq(diesel::dsl::now))
+        .execute(conn)?;
+        diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::grant_id.eq(id))
+                .filter(refresh_tokens::revoked_at.is_null()),
+        )
+        .set(refresh_tokens::revoked_at.eq(diesel::dsl::now))
+        .execute(conn)?;
+        Ok(changed > 0)
+    }
+
+    /// Revokes every live grant matching `filter` (an app's or a creator's), in one transaction.
+    pub fn revoke_many(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        ids: &[i64],
+        reason: &str,
+    ) -> QueryResult<usize> {
+        conn.transaction(|conn| {
+            let mut n = 0;
+            for id in ids {
+                if Grant::revoke(conn, tenant_id, *id, reason)? {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    pub fn live_ids_for_app(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        app_id: i64,
+    ) -> QueryResult<Vec<i64>> {
+        grants::table
+            .filter(grants::tenant_id.eq(tenant_id))
+            .filter(grants::app_id.eq(app_id))
+            .filter(grants::revoked_at.is_null())
+            .select(grants::id)
+            .load(conn)
+    }
+
+    pub fn live_ids_for_end_user(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        end_user_id: i64,
+    ) -> QueryResult<Vec<i64>> {
+        grants::table
+            .filter(grants::tenant_id.eq(tenant_id))
+            .filter(grants::end_user_id.eq(end_user_id))
+            .filter(grants::revoked_at.is_null())
+            .select(grants::id)
+            .load(conn)
+    }
+}

@@ -1,0 +1,23 @@
+//! One file per table. Functions take the connection first and return
+//! `QueryResult`; inserts use separate `New*` structs. Every function that
+//! reads tenant data takes the tenant id.
+
+pub mod admin;
+pub mod app;
+pub mod audit;
+pub mod client_secret;
+pub mod code;
+pub mod end_user;
+pub mod grant;
+pub mod tenant;
+pub mod token;
+
+pub use admin::{Admin, AdminSession, Membership, Role};
+pub use app::{App, AppSettings, NewApp};
+pub use audit::{AuditEvent, NewAuditEvent};
+pub use client_secret::ClientSecret;
+pub use code::{AuthorizationCode, NewAuthorizationCode};
+pub use end_user::{EndUser, EndUserSession};
+pub use grant::Grant;
+pub use tenant::{NewTenant, Tenant};
+pub use token::{AccessToken, RefreshToken};

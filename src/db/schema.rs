@@ -1,0 +1,214 @@
+// Hand-maintained to match migrations/; `diesel print-schema` produces the same.
+
+diesel::table! {
+    tenants (id) {
+        id -> Int8,
+        slug -> Text,
+        name -> Text,
+        signup_allowed -> Bool,
+        brand_display_name -> Nullable<Text>,
+        brand_accent_color -> Nullable<Text>,
+        brand_logo_url -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    admins (id) {
+        id -> Int8,
+        email -> Text,
+        password_hash -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    memberships (tenant_id, admin_id) {
+        tenant_id -> Int8,
+        admin_id -> Int8,
+        role -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    admin_sessions (id) {
+        id -> Int8,
+        admin_id -> Int8,
+        token_digest -> Bytea,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    apps (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        name -> Text,
+        client_id -> Text,
+        redirect_uris -> Array<Text>,
+        allowed_scopes -> Array<Text>,
+        access_token_ttl_secs -> Int4,
+        refresh_token_ttl_secs -> Int4,
+        refresh_grace_secs -> Int4,
+        refresh_without_secret -> Bool,
+        disabled -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    client_secrets (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        app_id -> Int8,
+        secret_digest -> Bytea,
+        hint -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    end_users (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        email -> Text,
+        password_hash -> Text,
+        disabled -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    end_user_sessions (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        end_user_id -> Int8,
+        token_digest -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    grants (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        app_id -> Int8,
+        end_user_id -> Int8,
+        scopes -> Array<Text>,
+        created_at -> Timestamptz,
+        last_refreshed_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    authorization_codes (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        app_id -> Int8,
+        end_user_id -> Int8,
+        code_digest -> Bytea,
+        redirect_uri -> Text,
+        scopes -> Array<Text>,
+        code_challenge -> Nullable<Text>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        grant_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    access_tokens (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        grant_id -> Int8,
+        token_digest -> Bytea,
+        hint -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        grant_id -> Int8,
+        token_digest -> Bytea,
+        hint -> Text,
+        parent_id -> Nullable<Int8>,
+        access_token_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Int8,
+        tenant_id -> Nullable<Int8>,
+        actor -> Text,
+        action -> Text,
+        object_type -> Nullable<Text>,
+        object_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        details -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    token_stats (app_id, bucket) {
+        app_id -> Int8,
+        tenant_id -> Int8,
+        bucket -> Timestamptz,
+        issued -> Int8,
+        failed -> Int8,
+    }
+}
+
+diesel::joinable!(memberships -> tenants (tenant_id));
+diesel::joinable!(memberships -> admins (admin_id));
+diesel::joinable!(admin_sessions -> admins (admin_id));
+diesel::joinable!(apps -> tenants (tenant_id));
+diesel::joinable!(client_secrets -> apps (app_id));
+diesel::joinable!(end_users -> tenants (tenant_id));
+diesel::joinable!(end_user_sessions -> end_users (end_user_id));
+diesel::joinable!(grants -> apps (app_id));
+diesel::joinable!(grants -> end_users (end_user_id));
+diesel::joinable!(access_tokens -> grants (grant_id));
+diesel::joinable!(refresh_tokens -> grants (grant_id));
+diesel::joinable!(authorization_codes -> apps (app_id));
+diesel::joinable!(audit_events -> tenants (tenant_id));
+diesel::joinable!(token_stats -> apps (app_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    tenants,
+    admins,
+    memberships,
+    admin_sessions,
+    apps,
+    client_secrets,
+    end_users,
+    end_user_sessions,
+    grants,
+    authorization_codes,
+    access_tokens,
+    refresh_tokens,
+    audit_events,
+    token_stats,
+);

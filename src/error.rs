@@ -1,0 +1,228 @@
+//! Errors: one internal type, and one responder per surface — RFC 6749 JSON
+//! for the OAuth endpoints, an HTML page for browsers.
+
+use std::io::Cursor;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
+use rocket_dyn_templates::{context, Template};
+
+/// What can go wrong below the handlers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the database is unavailable")]
+    Unavailable,
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(DieselError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<DieselError> for Error {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::NotFound => Error::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                Error::Conflict(info.constraint_name().unwrap_or("unique").to_string())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+                Error::Unavailable
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if is_connection_message(info.message()) =>
+            {
+                Error::Unavailable
+            }
+            other => Error::Database(other),
+        }
+    }
+}
+
+fn is_connection_message(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("server closed the connection")
+        || m.contains("connection")
+        || m.contains("terminating")
+        || m.contains("no connection")
+}
+
+impl From<diesel::r2d2::PoolError> for Error {
+    fn from(_: diesel::r2d2::PoolError) -> Self {
+        Error::Unavailable
+    }
+}
+
+/// An RFC 6749 §5.2 error response.
+#[derive(Debug)]
+pub struct OAuthError {
+    pub status: Status,
+    pub error: &'static str,
+    pub description: String,
+    /// Set when the client tried HTTP Basic authentication.
+    pub www_authenticate: Option<String>,
+}
+
+impl OAuthError {
+    pub fn new(status: Status, error: &'static str, description: impl Into<String>) -> Self {
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+            www_authenticate: None,
+        }
+    }
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(Status::BadRequest, "invalid_request", d)
+    }
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new(Status::BadRequest, "invalid_grant", d)
+    }
+    pub fn invalid_client(d: impl Into<String>) -> Self {
+        Self::new(Status::Unauthorized, "invalid_client", d)
+    }
+    pub fn unsupported_grant_type(d: impl Into<String>) -> Self {
+        Self::new(Status::BadRequest, "unsupported_grant_type", d)
+    }
+    pub fn invalid_scope(d: impl Into<String>) -> Self {
+        Self::new(Status::BadRequest, "invalid_scope", d)
+    }
+    pub fn unavailable() -> Self {
+        Self::new(
+            Status::ServiceUnavailable,
+            "temporarily_unavailable",
+            "the service is temporarily unavailable, try again shortly",
+        )
+    }
+    pub fn server_error() -> Self {
+        Self::new(
+            Status::InternalServerError,
+            "server_error",
+            "the server could not complete the request",
+        )
+    }
+    pub fn with_basic_challenge(mut self) -> Self {
+        self.www_authenticate = Some("Basic realm=\"kitauth\", charset=\"UTF-8\"".into());
+        self
+    }
+    pub fn body(&self) -> String {
+        serde_json::json!({"error": self.error, "error_description": self.description}).to_string()
+    }
+}
+
+impl From<Error> for OAuthError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Unavailable => OAuthError::unavailable(),
+            Error::NotFound => OAuthError::invalid_request("not found"),
+            other => {
+                tracing::error!(error = %other, "oauth request failed");
+                OAuthError::server_error()
+            }
+        }
+    }
+}
+
+/// A JSON response with the no-store headers every OAuth answer carries.
+pub fn no_store_json(status: Status, body: String) -> Response<'static> {
+    Response::build()
+        .status(status)
+        .header(ContentType::JSON)
+        .raw_header("Cache-Control", "no-store")
+        .raw_header("Pragma", "no-cache")
+        .sized_body(body.len(), Cursor::new(body))
+        .finalize()
+}
+
+impl<'r> Responder<'r, 'static> for OAuthError {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let mut resp = no_store_json(self.status, self.body());
+        if let Some(challenge) = self.www_authenticate {
+            resp.set_header(Header::new("WWW-Authenticate", challenge));
+        }
+        Ok(resp)
+    }
+}
+
+/// An HTML error page in the site layout.
+#[derive(Debug)]
+pub struct PageError {
+    pub status: Status,
+    pub title: String,
+    pub message: String,
+}
+
+impl PageError {
+    pub fn new(status: Status, title: impl Into<String>, message: impl Into<String>) -> Self {
+        PageError {
+            status,
+            title: title.into(),
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(Status::BadRequest, "Invalid request", message)
+    }
+    pub fn not_found() -> Self {
+        Self::new(
+            Status::NotFound,
+            "Not found",
+            "The page you asked for does not exist.",
+        )
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(Status::Forbidden, "Forbidden", message)
+    }
+    pub fn csrf() -> Self {
+        Self::forbidden("The form has expired or did not come from this site. Go back, reload the page and try again.")
+    }
+    pub fn unavailable() -> Self {
+        Self::new(
+            Status::ServiceUnavailable,
+            "Temporarily unavailable",
+            "The service cannot reach its database right now. Please try again in a moment.",
+        )
+    }
+}
+
+impl From<Error> for PageError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Unavailable => PageError::unavailable(),
+            Error::NotFound => PageError::not_found(),
+            Error::Conflict(what) => PageError::new(
+                Status::Conflict,
+                "Already exists",
+                format!("That conflicts with an existing record ({what})."),
+            ),
+            other => {
+                tracing::error!(error = %other, "page request failed");
+                PageError::new(
+                    Status::InternalServerError,
+                    "Something went wrong",
+                    "The server could not complete the request.",
+                )
+            }
+        }
+    }
+}
+
+impl<'r> Responder<'r, 'static> for PageError {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let template = Template::render(
+            "error",
+            context! { status: self.status.code, title: &self.title, message: &self.message },
+        );
+        let mut resp = template.respond_to(req)?;
+        resp.set_status(self.status);
+        Ok(resp)
+    }
+}

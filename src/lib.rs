@@ -1,0 +1,160 @@
+//! kitauth: a hosted, multi-tenant OAuth 2.0 server for Kit Plugin OAuth.
+//!
+//! `build` assembles the whole application from a figment; `main.rs` and
+//! the tests both use it, so tests exercise exactly what runs in production.
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod oauth;
+pub mod ops;
+pub mod ratelimit;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rocket::fairing::{Fairing, Info, Kind};
+use rocket::figment::Figment;
+use rocket::fs::FileServer;
+use rocket::http::{ContentType, Status};
+use rocket::{catch, catchers, Build, Request, Response, Rocket};
+use rocket_dyn_templates::Template;
+
+use crate::auth::TenantCache;
+use crate::config::AppConfig;
+use crate::db::Db;
+use crate::error::{OAuthError, PageError};
+use crate::metrics::{Metrics, RequestLog};
+use crate::ratelimit::RateLimiter;
+
+/// Where a resource directory lives: as configured, else `./name`, else
+/// beside the crate's manifest (so `cargo run` works from anywhere).
+fn resource_dir(figment: &Figment, key: &str, name: &str) -> String {
+    if let Ok(dir) = figment.extract_inner::<String>(key) {
+        return dir;
+    }
+    if Path::new(name).is_dir() {
+        return name.to_string();
+    }
+    format!("{}/{}", env!("CARGO_MANIFEST_DIR"), name)
+}
+
+/// Prepares the database (create in debug, migrate always) and builds the
+/// application. Errors are single lines meant for an operator.
+pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
+    config::check_release(&figment)?;
+    let config = config::extract(&figment)?;
+    if config.create_database {
+        db::create_database_if_missing(&config.database_url)?;
+    }
+    db::run_migrations(&config.database_url)?;
+    let pool = db::build_pool(
+        &config.database_url,
+        config.db_pool_size,
+        Duration::from_millis(config.db_timeout_ms),
+    )?;
+    let template_dir = resource_dir(&figment, "template_dir", "templates");
+    let static_dir = resource_dir(&figment, "static_dir", "static");
+    let figment = figment.merge(("template_dir", template_dir));
+    Ok(rocket::custom(figment)
+        .manage(Db::new(pool))
+        .manage(config)
+        .manage(TenantCache::default())
+        .manage(RateLimiter::default())
+        .manage(Metrics::default())
+        .attach(Template::fairing())
+        .attach(RequestLog)
+        .attach(SecurityHeaders)
+        .mount("/", oauth::routes())
+        .mount("/", ops::routes())
+        .mount("/", admin::routes())
+        .mount("/static", FileServer::from(static_dir).rank(20))
+        .register("/", catchers![default_catcher]))
+}
+
+/// Every error Rocket itself raises (unknown route, failed guard, body too
+/// large) answered in the surface's own format.
+#[catch(default)]
+fn default_catcher(status: Status, req: &Request<'_>) -> CatcherResponse {
+    if oauth::is_api_path(req.uri().path().as_str()) {
+        let e = match status.code {
+            404 => OAuthError::new(
+                Status::NotFound,
+                "invalid_request",
+                "unknown tenant or endpoint",
+            ),
+            503 => OAuthError::unavailable(),
+            500..=599 => OAuthError::server_error(),
+            401 => OAuthError::invalid_client("client authentication failed"),
+            code => OAuthError::new(
+                status,
+                "invalid_request",
+                format!("the request was refused ({code})"),
+            ),
+        };
+        CatcherResponse::OAuth(e)
+    } else {
+        let e = match status.code {
+            404 => PageError::not_found(),
+            503 => PageError::unavailable(),
+            403 => PageError::forbidden("You do not have access to this page."),
+            500..=599 => PageError::new(
+                Status::InternalServerError,
+                "Something went wrong",
+                "The server could not complete the request.",
+            ),
+            _ => PageError::new(
+                status,
+                status.reason().unwrap_or("Error"),
+                "The request could not be handled.",
+            ),
+        };
+        CatcherResponse::Page(e)
+    }
+}
+
+#[derive(rocket::Responder)]
+enum CatcherResponse {
+    OAuth(OAuthError),
+    Page(PageError),
+}
+
+/// Security headers on every response; the HTML ones only on pages.
+pub struct SecurityHeaders;
+
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; form-action 'self' https: http://127.0.0.1:* http://localhost:*; frame-ancestors 'none'; base-uri 'none'";
+
+#[rocket::async_trait]
+impl Fairing for SecurityHeaders {
+    fn info(&self) -> Info {
+        Info {
+            name: "security headers",
+            kind: Kind::Response,
+        }
+    }
+
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        res.set_raw_header("X-Content-Type-Options", "nosniff");
+        res.set_raw_header("Referrer-Policy", "no-referrer");
+        if res.content_type().is_some_and(|ct| ct == ContentType::HTML) {
+            res.set_raw_header("Content-Security-Policy", CONTENT_SECURITY_POLICY);
+            res.set_raw_header("X-Frame-Options", "DENY");
+            res.set_raw_header("Cache-Control", "no-store");
+        }
+        if req
+            .rocket()
+            .state::<AppConfig>()
+            .is_some_and(|c| c.secure_cookies)
+        {
+            res.set_raw_header(
+                "Strict-Transport-Security",
+                "max-age=31536000; includeSubDomains",
+            );
+        }
+    }
+}

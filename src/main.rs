@@ -1,0 +1,66 @@
+//! `kitauth`: serve (default), migrate, and the create commands.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kitauth::cli::{self, Cli, Command};
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KITAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("KITAUTH_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn fail(json: bool, message: &str) -> ExitCode {
+    if json {
+        println!("{}", serde_json::json!({"error": message}));
+    }
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let json = cli.json;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(json),
+        command => {
+            let config = match cli::load_config() {
+                Ok((_, c)) => c,
+                Err(e) => return fail(json, &e.to_string()),
+            };
+            match cli::run(command, &config) {
+                Ok(out) => {
+                    if json {
+                        println!("{}", out.json);
+                    } else {
+                        println!("{}", out.text);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(json, &format!("{e:#}")),
+            }
+        }
+    }
+}
+
+fn serve(json: bool) -> ExitCode {
+    let figment = kitauth::config::figment();
+    let rocket = match kitauth::build(figment) {
+        Ok(r) => r,
+        Err(e) => return fail(json, &e),
+    };
+    match rocket::execute(rocket.launch()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(json, &format!("the server stopped: {e}")),
+    }
+}

@@ -1,0 +1,164 @@
+//! In-process Prometheus metrics: requests by route and status, a latency
+//! histogram, token-endpoint outcomes, and the database pool.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rocket::fairing::{Fairing, Info, Kind};
+use rocket::{Data, Request, Response};
+
+use crate::db::Db;
+
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+    token_outcomes: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+pub enum TokenOutcome {
+    Issued,
+    Failed(&'static str),
+}
+
+impl Metrics {
+    pub fn token_outcome(&self, outcome: TokenOutcome) {
+        let key = match outcome {
+            TokenOutcome::Issued => "issued".to_string(),
+            TokenOutcome::Failed(kind) => kind.to_string(),
+        };
+        if let Ok(mut m) = self.inner.lock() {
+            *m.token_outcomes.entry(key).or_default() += 1;
+        }
+    }
+
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.requests
+                .entry((method.to_string(), route.to_string(), status))
+                .or_default() += 1;
+            let h = m.latency.entry(route.to_string()).or_default();
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if seconds <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.sum += seconds;
+            h.count += 1;
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, db: &Db) -> String {
+        let mut out = String::new();
+        if let Ok(m) = self.inner.lock() {
+            out.push_str("# HELP kitauth_http_requests_total HTTP requests by route and status.\n# TYPE kitauth_http_requests_total counter\n");
+            for ((method, route, status), n) in &m.requests {
+                let _ = writeln!(out, "kitauth_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+            }
+            out.push_str("# HELP kitauth_http_request_duration_seconds Request latency by route.\n# TYPE kitauth_http_request_duration_seconds histogram\n");
+            for (route, h) in &m.latency {
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    let _ = writeln!(out, "kitauth_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {}", h.counts[i]);
+                }
+                let _ = writeln!(out, "kitauth_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
+                let _ = writeln!(
+                    out,
+                    "kitauth_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "kitauth_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                    h.count
+                );
+            }
+            out.push_str("# HELP kitauth_token_requests_total Token endpoint outcomes by error kind.\n# TYPE kitauth_token_requests_total counter\n");
+            for (kind, n) in &m.token_outcomes {
+                let _ = writeln!(
+                    out,
+                    "kitauth_token_requests_total{{outcome=\"{kind}\"}} {n}"
+                );
+            }
+        }
+        let state = db.pool().state();
+        let _ = writeln!(out, "# HELP kitauth_db_pool_connections Database pool connections by state.\n# TYPE kitauth_db_pool_connections gauge");
+        let _ = writeln!(
+            out,
+            "kitauth_db_pool_connections{{state=\"idle\"}} {}",
+            state.idle_connections
+        );
+        let _ = writeln!(
+            out,
+            "kitauth_db_pool_connections{{state=\"in_use\"}} {}",
+            state.connections.saturating_sub(state.idle_connections)
+        );
+        out
+    }
+}
+
+/// Start time of a request, kept in its local cache.
+struct Started(Instant);
+
+/// Logs every request (id, method, route, status, duration; never a query
+/// string or body) and records it in the metrics.
+pub struct RequestLog;
+
+#[rocket::async_trait]
+impl Fairing for RequestLog {
+    fn info(&self) -> Info {
+        Info {
+            name: "request log and metrics",
+            kind: Kind::Request | Kind::Response,
+        }
+    }
+
+    async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
+        req.local_cache(|| Started(Instant::now()));
+        req.local_cache(|| RequestId(crate::crypto::random_b64(9)));
+    }
+
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        let started = req.local_cache(|| Started(Instant::now())).0;
+        let elapsed = started.elapsed();
+        let route = req
+            .route()
+            .map(|r| r.uri.path().to_string())
+            .unwrap_or_else(|| "unmatched".to_string());
+        let status = res.status().code;
+        let id = &req.local_cache(|| RequestId(String::new())).0;
+        res.set_raw_header("X-Request-Id", id.clone());
+        tracing::info!(
+            request_id = %id,
+            method = %req.method(),
+            route = %route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+        if let Some(m) = req.rocket().state::<Metrics>() {
+            m.observe(req.method().as_str(), &route, status, elapsed.as_secs_f64());
+        }
+    }
+}
+
+/// A short random id per request, echoed as `X-Request-Id`.
+pub struct RequestId(pub String);

@@ -1,0 +1,291 @@
+//! The OAuth business rules, each in one place: code exchange, refresh
+//! rotation with replay detection, and revocation. Handlers parse and
+//! authenticate; these functions decide, inside one transaction each.
+
+use chrono::{Duration, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::auth::AuthenticatedClient;
+use crate::crypto::{self, TokenKind};
+use crate::db::models::token::{issue_pair, IssuedPair};
+use crate::db::models::{AccessToken, AuthorizationCode, Grant, NewAuditEvent, RefreshToken};
+use crate::db::schema::{grants, refresh_tokens};
+use crate::error::{Error, OAuthError};
+
+/// The token endpoint's success body (Doorkeeper's shape, which Kit expects).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub scope: String,
+    pub created_at: i64,
+}
+
+impl TokenResponse {
+    fn new(pair: IssuedPair, scopes: &[String]) -> Self {
+        TokenResponse {
+            access_token: pair.access_token,
+            token_type: "Bearer",
+            expires_in: pair.expires_in,
+            refresh_token: pair.refresh_token,
+            scope: scopes.join(" "),
+            created_at: pair.created_at.timestamp(),
+        }
+    }
+}
+
+/// Errors inside a flow's transaction: a database failure, or a refusal
+/// that rolls the transaction back so bad input changes no row.
+enum TxError {
+    Db(diesel::result::Error),
+    Refuse(OAuthError),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+fn finish<T>(r: Result<T, TxError>) -> Result<T, OAuthError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(TxError::Refuse(e)) => Err(e),
+        Err(TxError::Db(e)) => Err(OAuthError::from(Error::from(e))),
+    }
+}
+
+/// What a flow decided; a security event commits its revocation and then
+/// answers `invalid_grant`.
+enum Decision {
+    Issued(TokenResponse),
+    Revoked(&'static str),
+}
+
+fn decided(d: Result<Decision, OAuthError>) -> Result<TokenResponse, OAuthError> {
+    match d? {
+        Decision::Issued(r) => Ok(r),
+        Decision::Revoked(why) => Err(OAuthError::invalid_grant(why)),
+    }
+}
+
+fn actor(client: &AuthenticatedClient) -> String {
+    format!("client:{}", client.app.client_id)
+}
+
+/// `grant_type=authorization_code`.
+pub fn exchange_code(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    client: &AuthenticatedClient,
+    code: &str,
+    redirect_uri: Option<&str>,
+    code_verifier: Option<&str>,
+    ip: Option<String>,
+) -> Result<TokenResponse, OAuthError> {
+    if !crypto::looks_like(TokenKind::AuthorizationCode, code) {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code is invalid",
+        ));
+    }
+    let redirect_uri =
+        redirect_uri.ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    // Kit sends a different registered URI here than at authorize.
+    if !client.app.has_redirect_uri(redirect_uri) {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri is not registered for this client",
+        ));
+    }
+    let digest = crypto::digest(code);
+    let app = &client.app;
+    let result = conn.transaction(|conn| -> Result<Decision, TxError> {
+        let Some(row) = AuthorizationCode::consume(conn, tenant_id, app.id, &digest)? else {
+            // Either unknown, or used before: a replay revokes what it produced.
+            let used = AuthorizationCode::find_by_digest(conn, tenant_id, app.id, &digest)?;
+            if let Some(grant_id) = used.and_then(|c| c.grant_id) {
+                Grant::revoke(conn, tenant_id, grant_id, "code_replay")?;
+                NewAuditEvent::new(tenant_id, actor(client), "code.replayed")
+                    .object("grant", grant_id)
+                    .ip(ip.clone())
+                    .insert(conn)?;
+                return Ok(Decision::Revoked("the authorization code was already used"));
+            }
+            return Err(TxError::Refuse(OAuthError::invalid_grant(
+                "the authorization code is invalid",
+            )));
+        };
+        if row.expires_at <= Utc::now() {
+            return Err(TxError::Refuse(OAuthError::invalid_grant(
+                "the authorization code has expired",
+            )));
+        }
+        if let Some(challenge) = row.code_challenge.as_deref() {
+            let ok = code_verifier
+                .filter(|v| valid_pkce_verifier(v))
+                .is_some_and(|v| crypto::pkce_s256_matches(v, challenge));
+            if !ok {
+                return Err(TxError::Refuse(OAuthError::invalid_grant(
+                    "the code_verifier does not match the code_challenge",
+                )));
+            }
+        }
+        let grant = Grant::create(conn, tenant_id, app.id, row.end_user_id, &row.scopes)?;
+        let pair = issue_pair(conn, &grant, app, None)?;
+        AuthorizationCode::set_grant(conn, row.id, grant.id)?;
+        Ok(Decision::Issued(TokenResponse::new(pair, &grant.scopes)))
+    });
+    decided(finish(result))
+}
+
+/// RFC 7636: 43 to 128 characters of `[A-Za-z0-9-._~]`.
+pub fn valid_pkce_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// `grant_type=refresh_token`: rotate, with replay detection and a grace
+/// window for a client that lost the answer to its last refresh.
+pub fn refresh(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    client: &AuthenticatedClient,
+    token: &str,
+    scope: Option<&str>,
+    ip: Option<String>,
+) -> Result<TokenResponse, OAuthError> {
+    if !crypto::looks_like(TokenKind::RefreshToken, token) {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    }
+    let digest = crypto::digest(token);
+    let app = &client.app;
+    let result = conn.transaction(|conn| -> Result<Decision, TxError> {
+        let invalid = || TxError::Refuse(OAuthError::invalid_grant("the refresh token is invalid"));
+        // Lock the token's grant first: every rotation of a family is serialised.
+        let grant: Option<Grant> = grants::table
+            .filter(grants::tenant_id.eq(tenant_id))
+            .filter(
+                grants::id.nullable().eq(refresh_tokens::table
+                    .filter(refresh_tokens::token_digest.eq(&digest))
+                    .filter(refresh_tokens::tenant_id.eq(tenant_id))
+                    .select(refresh_tokens::grant_id)
+                    .single_value()),
+            )
+            .select(Grant::as_select())
+            .for_update()
+            .first(conn)
+            .optional()?;
+        let grant = grant.ok_or_else(invalid)?;
+        if grant.app_id != app.id {
+            return Err(invalid());
+        }
+        if grant.revoked_at.is_some() {
+            return Err(TxError::Refuse(OAuthError::invalid_grant(
+                "the refresh token has been revoked",
+            )));
+        }
+        let rt = RefreshToken::find_by_digest(conn, tenant_id, &digest)?.ok_or_else(invalid)?;
+        let now = Utc::now();
+        if let Some(requested) = scope {
+            let requested = super::params::split_scopes(requested);
+            if requested.iter().any(|s| !grant.scopes.contains(s)) {
+                return Err(TxError::Refuse(OAuthError::invalid_scope(
+                    "the requested scope exceeds the scope of the grant",
+                )));
+            }
+        }
+        let reuse = |conn: &mut PgConnection| -> Result<Decision, TxError> {
+            Grant::revoke(conn, tenant_id, grant.id, "refresh_token_reuse")?;
+            NewAuditEvent::new(tenant_id, actor(client), "refresh.reuse_detected")
+                .object("grant", grant.id)
+                .ip(ip.clone())
+                .details(serde_json::json!({"refresh_token": rt.hint}))
+                .insert(conn)?;
+            Ok(Decision::Revoked(
+                "the refresh token was already used; the grant has been revoked",
+            ))
+        };
+        if rt.revoked_at.is_some() {
+            return reuse(conn);
+        }
+        if rt.expires_at <= now {
+            return Err(TxError::Refuse(OAuthError::invalid_grant(
+                "the refresh token has expired",
+            )));
+        }
+        let pair = match rt.used_at {
+            None => {
+                RefreshToken::mark_used(conn, rt.id)?;
+                issue_pair(conn, &grant, app, Some(rt.id))?
+            }
+            Some(used_at) => {
+                // A retry of the immediate predecessor of the live token,
+                // within the grace window: the unseen successor dies and a
+                // fresh pair replaces it, so one branch stays live.
+                let grace = Duration::seconds(app.refresh_grace_secs.into());
+                let live = RefreshToken::live_of_grant(conn, grant.id)?;
+                let retry =
+                    now - used_at <= grace && live.len() == 1 && live[0].parent_id == Some(rt.id);
+                if !retry {
+                    return reuse(conn);
+                }
+                RefreshToken::revoke_with_access(conn, &live[0])?;
+                NewAuditEvent::new(tenant_id, actor(client), "refresh.retried_within_grace")
+                    .object("grant", grant.id)
+                    .ip(ip.clone())
+                    .insert(conn)?;
+                issue_pair(conn, &grant, app, Some(rt.id))?
+            }
+        };
+        diesel::update(grants::table.find(grant.id))
+            .set(grants::last_refreshed_at.eq(diesel::dsl::now))
+            .execute(conn)?;
+        Ok(Decision::Issued(TokenResponse::new(pair, &grant.scopes)))
+    });
+    decided(finish(result))
+}
+
+/// RFC 7009: revoking an access or a refresh token ends the whole grant.
+/// Unknown tokens, and tokens of other clients, are a silent success.
+pub fn revoke(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    client: &AuthenticatedClient,
+    token: &str,
+    ip: Option<String>,
+) -> Result<(), OAuthError> {
+    let digest = crypto::digest(token);
+    let grant_id = if crypto::looks_like(TokenKind::AccessToken, token) {
+        AccessToken::find_by_digest(conn, tenant_id, &digest)
+            .map_err(Error::from)?
+            .map(|t| t.grant_id)
+    } else if crypto::looks_like(TokenKind::RefreshToken, token) {
+        RefreshToken::find_by_digest(conn, tenant_id, &digest)
+            .map_err(Error::from)?
+            .map(|t| t.grant_id)
+    } else {
+        None
+    };
+    let Some(grant_id) = grant_id else {
+        return Ok(());
+    };
+    let result = conn.transaction(|conn| -> Result<(), TxError> {
+        let Some(grant) = Grant::lock(conn, tenant_id, grant_id)? else {
+            return Ok(());
+        };
+        if grant.app_id != client.app.id {
+            return Ok(());
+        }
+        if Grant::revoke(conn, tenant_id, grant.id, "revoked_by_client")? {
+            NewAuditEvent::new(tenant_id, actor(client), "grant.revoked")
+                .object("grant", grant.id)
+                .ip(ip.clone())
+                .insert(conn)?;
+        }
+        Ok(())
+    });
+    finish(result)
+}

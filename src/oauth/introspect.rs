@@ -1,0 +1,182 @@
+//! RFC 7662 introspection (the app's backend authenticates with the app's
+//! client credentials and sees only its own tokens) and userinfo.
+
+use rocket::data::Data;
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::response::Responder;
+use rocket::{get, post, State};
+use serde_json::json;
+
+use super::token::{read_params, NoStoreJson};
+use crate::auth::client::BasicAuth;
+use crate::auth::{
+    authenticate_client, ClientCredentials, ClientIp, CurrentTenant, SecretRequirement,
+};
+use crate::config::AppConfig;
+use crate::crypto::{self, TokenKind};
+use crate::db::models::token::{access_token_info, refresh_token_info, TokenInfo};
+use crate::db::Db;
+use crate::error::{Error, OAuthError};
+
+fn inactive() -> NoStoreJson {
+    NoStoreJson(Status::Ok, json!({"active": false}).to_string())
+}
+
+#[post("/t/<_>/oauth/introspect", data = "<data>")]
+pub async fn introspect(
+    tenant: CurrentTenant,
+    db: &State<Db>,
+    config: &State<AppConfig>,
+    basic: BasicAuth,
+    ip: ClientIp,
+    data: Data<'_>,
+) -> Result<NoStoreJson, OAuthError> {
+    let params = read_params(data).await?;
+    let creds = ClientCredentials::from_parts(&basic, &params)?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?
+        .to_string();
+    let hint = params.get("token_type_hint").map(str::to_string);
+    let tenant_id = tenant.id;
+    let issuer = config.tenant_url(&tenant.slug);
+    db.run(move |conn| {
+        let client =
+            authenticate_client(conn, tenant_id, &creds, SecretRequirement::Required, ip.0)?;
+        let digest = crypto::digest(&token);
+        let (info, kind) = if crypto::looks_like(TokenKind::AccessToken, &token) {
+            (
+                access_token_info(conn, tenant_id, &digest).map_err(Error::from)?,
+                "access_token",
+            )
+        } else if crypto::looks_like(TokenKind::RefreshToken, &token) {
+            (
+                refresh_token_info(conn, tenant_id, &digest).map_err(Error::from)?,
+                "refresh_token",
+            )
+        } else {
+            (None, "")
+        };
+        let _ = hint; // the prefix already says which kind of token it is
+        match info {
+            Some(info) if info.active && info.app_id == client.app.id => Ok(NoStoreJson(
+                Status::Ok,
+                json!({
+                    "active": true,
+                    "scope": info.scopes.join(" "),
+                    "client_id": info.client_id,
+                    "username": info.email,
+                    "sub": info.end_user_id.to_string(),
+                    "token_type": if kind == "access_token" { "Bearer" } else { "refresh_token" },
+                    "exp": info.expires_at.timestamp(),
+                    "iat": info.issued_at.timestamp(),
+                    "iss": issuer,
+                    "grant_id": info.grant_id,
+                })
+                .to_string(),
+            )),
+            _ => Ok(inactive()),
+        }
+    })
+    .await
+}
+
+/// A Bearer token from the `Authorization` header.
+pub struct BearerToken(Option<String>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for BearerToken {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let token = req.headers().get_one("Authorization").and_then(|h| {
+            let (scheme, value) = h.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| value.trim().to_string())
+        });
+        Outcome::Success(BearerToken(token))
+    }
+}
+
+/// 401 with `WWW-Authenticate: Bearer` (RFC 6750 §3).
+pub struct BearerError(OAuthError);
+
+impl<'r> Responder<'r, 'static> for BearerError {
+    fn respond_to(self, req: &'r Request<'_>) -> rocket::response::Result<'static> {
+        let challenge = if self.0.status == Status::Unauthorized {
+            Some(format!(
+                "Bearer realm=\"kitauth\", error=\"{}\", error_description=\"{}\"",
+                self.0.error, self.0.description
+            ))
+        } else {
+            None
+        };
+        let mut inner = self.0;
+        inner.www_authenticate = challenge;
+        inner.respond_to(req)
+    }
+}
+
+#[get("/t/<_>/oauth/userinfo")]
+pub async fn userinfo(
+    tenant: CurrentTenant,
+    db: &State<Db>,
+    bearer: BearerToken,
+) -> Result<NoStoreJson, BearerError> {
+    let invalid = || {
+        BearerError(OAuthError::new(
+            Status::Unauthorized,
+            "invalid_token",
+            "the access token is missing, expired or revoked",
+        ))
+    };
+    let token = bearer.0.ok_or_else(invalid)?;
+    if !crypto::looks_like(TokenKind::AccessToken, &token) {
+        return Err(invalid());
+    }
+    let tenant_id = tenant.id;
+    let digest = crypto::digest(&token);
+    let info: Option<TokenInfo> = db
+        .run(move |conn| access_token_info(conn, tenant_id, &digest).map_err(Error::from))
+        .await
+        .map_err(|e| BearerError(OAuthError::from(e)))?;
+    match info {
+        Some(info) if info.active => Ok(NoStoreJson(
+            Status::Ok,
+            json!({
+                "sub": info.end_user_id.to_string(),
+                "email": info.email,
+                "scope": info.scopes.join(" "),
+                "client_id": info.client_id,
+            })
+            .to_string(),
+        )),
+        _ => Err(invalid()),
+    }
+}
+
+#[get("/t/<_>/.well-known/oauth-authorization-server")]
+pub async fn metadata(tenant: CurrentTenant, config: &State<AppConfig>) -> NoStoreJson {
+    let base = config.tenant_url(&tenant.slug);
+    NoStoreJson(
+        Status::Ok,
+        json!({
+            "issuer": base,
+            "authorization_endpoint": format!("{base}/oauth/authorize"),
+            "token_endpoint": format!("{base}/oauth/token"),
+            "revocation_endpoint": format!("{base}/oauth/revoke"),
+            "introspection_endpoint": format!("{base}/oauth/introspect"),
+            "userinfo_endpoint": format!("{base}/oauth/userinfo"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "code_challenge_methods_supported": ["S256"],
+        })
+        .to_string(),
+    )
+}
