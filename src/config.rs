@@ -63,7 +63,7 @@ pub fn figment() -> Figment {
     let mut figment = rocket::Config::figment();
     if let Ok(url) = std::env::var("DATABASE_URL") {
         if !url.is_empty() {
-            figment = figment.merge(Serialized::default("database_url", url));
+            figment = figment.merge(Serialized::global("database_url", url));
         }
     }
     figment
@@ -75,10 +75,19 @@ pub fn check_release(figment: &Figment) -> Result<(), String> {
     if figment.profile() != "release" {
         return Ok(());
     }
-    let missing: Vec<&str> = ["secret_key", "database_url", "public_url"]
-        .into_iter()
-        .filter(|key| figment.find_value(key).is_err())
-        .collect();
+    // Rocket's own defaults include an all-zero secret key: that is not explicit.
+    let secret_key_set = figment
+        .extract_inner::<rocket::config::SecretKey>("secret_key")
+        .is_ok_and(|k| !k.is_zero());
+    let mut missing: Vec<&str> = Vec::new();
+    if !secret_key_set {
+        missing.push("secret_key");
+    }
+    missing.extend(
+        ["database_url", "public_url"]
+            .into_iter()
+            .filter(|key| figment.find_value(key).is_err()),
+    );
     if missing.is_empty() {
         Ok(())
     } else {

@@ -70,6 +70,17 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .attach(Template::fairing())
         .attach(RequestLog)
         .attach(SecurityHeaders)
+        .attach(rocket::fairing::AdHoc::on_liftoff("announce", |rocket| {
+            Box::pin(async move {
+                let c = rocket.config();
+                tracing::info!(
+                    profile = %c.profile,
+                    "kitauth listening on http://{}:{}",
+                    c.address,
+                    c.port
+                );
+            })
+        }))
         .mount("/", oauth::routes())
         .mount("/", ops::routes())
         .mount("/", admin::routes())

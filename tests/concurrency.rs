@@ -1,0 +1,78 @@
+//! Races Kit can cause: parallel exchanges of one code, parallel refreshes
+//! of one refresh token.
+
+mod common;
+
+use common::*;
+use futures::future::join_all;
+use rocket::http::Status;
+
+#[rocket::async_test]
+async fn fifty_simultaneous_exchanges_of_one_code_give_exactly_one_200() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+    let responses = join_all((0..50).map(|_| kit_exchange(&app, &seed, &code))).await;
+    let mut ok = 0;
+    for r in responses {
+        match r.status() {
+            Status::Ok => ok += 1,
+            Status::BadRequest => assert_eq!(json_of(r).await["error"], "invalid_grant"),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one exchange succeeds");
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants"),
+        1,
+        "one grant was created"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM access_tokens"), 1);
+    // The others were replays: the grant they produced is revoked.
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE revoked_reason = 'code_replay'"),
+        1
+    );
+}
+
+#[rocket::async_test]
+async fn fifty_simultaneous_refreshes_leave_one_live_branch_and_a_usable_install() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+    let tokens = json_of(kit_exchange(&app, &seed, &code).await).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+
+    let responses = join_all((0..50).map(|_| kit_refresh(&app, &seed, &refresh))).await;
+    let mut issued = Vec::new();
+    for r in responses {
+        assert_eq!(
+            r.status(),
+            Status::Ok,
+            "a retry within the grace window succeeds"
+        );
+        issued.push(json_of(r).await);
+    }
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL"
+        ),
+        1,
+        "exactly one live refresh token"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE revoked_at IS NULL"),
+        1
+    );
+    // Exactly one of the 50 answers carries the live branch; its access token
+    // is active and the others' are not.
+    let mut live = Vec::new();
+    for t in &issued {
+        if introspect(&app, &seed, t["access_token"].as_str().unwrap()).await["active"] == true {
+            live.push(t.clone());
+        }
+    }
+    assert_eq!(live.len(), 1);
+    let next = kit_refresh(&app, &seed, live[0]["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(next.status(), Status::Ok, "the install is still usable");
+}

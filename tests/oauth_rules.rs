@@ -1,0 +1,865 @@
+//! One test per OAuth rule of design.md, each asserting on status, body and rows.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use rocket::http::{ContentType, Header, Status};
+
+fn basic(id: &str, secret: &str) -> Header<'static> {
+    let v = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    Header::new("Authorization", format!("Basic {v}"))
+}
+
+async fn installed(app: &TestApp, seed: &Seed) -> (String, String) {
+    let code = get_code(app, seed).await;
+    let resp = kit_exchange(app, seed, &code).await;
+    assert_eq!(resp.status(), Status::Ok);
+    let t = json_of(resp).await;
+    (
+        t["access_token"].as_str().unwrap().into(),
+        t["refresh_token"].as_str().unwrap().into(),
+    )
+}
+
+async fn error_of(resp: rocket::local::asynchronous::LocalResponse<'_>) -> (Status, String) {
+    let status = resp.status();
+    let body = json_of(resp).await;
+    (status, body["error"].as_str().unwrap_or("").to_string())
+}
+
+#[rocket::async_test]
+async fn code_replay_revokes_the_grant_it_produced() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+    let first = json_of(kit_exchange(&app, &seed, &code).await).await;
+    let access = first["access_token"].as_str().unwrap();
+    assert_eq!(introspect(&app, &seed, access).await["active"], true);
+
+    let (status, error) = error_of(kit_exchange(&app, &seed, &code).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (Status::BadRequest, "invalid_grant")
+    );
+    assert_eq!(introspect(&app, &seed, access).await["active"], false);
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE revoked_reason = 'code_replay'"),
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'code.replayed'"),
+        1
+    );
+}
+
+#[rocket::async_test]
+async fn refresh_replay_within_grace_leaves_exactly_one_live_branch() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (_, refresh0) = installed(&app, &seed).await;
+
+    // Kit refreshes, loses the answer, and retries with the same token.
+    let lost = json_of(kit_refresh(&app, &seed, &refresh0).await).await;
+    let retry = kit_refresh(&app, &seed, &refresh0).await;
+    assert_eq!(retry.status(), Status::Ok);
+    let kept = json_of(retry).await;
+
+    // The unseen successor is dead, the retried branch lives.
+    let (status, error) =
+        error_of(kit_refresh(&app, &seed, lost["refresh_token"].as_str().unwrap()).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (Status::BadRequest, "invalid_grant")
+    );
+    // ... and presenting it counted as reuse: the grant is revoked.
+    assert_eq!(
+        introspect(&app, &seed, kept["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+}
+
+#[rocket::async_test]
+async fn refresh_retry_within_grace_keeps_install_usable() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (_, refresh0) = installed(&app, &seed).await;
+    let lost = json_of(kit_refresh(&app, &seed, &refresh0).await).await;
+    let kept = json_of(kit_refresh(&app, &seed, &refresh0).await).await;
+    assert_eq!(
+        introspect(&app, &seed, lost["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+    assert_eq!(
+        introspect(&app, &seed, kept["access_token"].as_str().unwrap()).await["active"],
+        true
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL"
+        ),
+        1,
+        "exactly one live refresh token"
+    );
+    // The live branch goes on rotating.
+    let next = kit_refresh(&app, &seed, kept["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(next.status(), Status::Ok);
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE revoked_at IS NULL"),
+        1
+    );
+}
+
+#[rocket::async_test]
+async fn refresh_replay_after_grace_revokes_grant() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (_, refresh0) = installed(&app, &seed).await;
+    let next = json_of(kit_refresh(&app, &seed, &refresh0).await).await;
+    // The grace window (60 s) has passed since refresh0 was used.
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE refresh_tokens SET used_at = now() - interval '61 seconds' WHERE used_at IS NOT NULL"),
+        &mut app.conn(),
+    )
+    .unwrap();
+    let (status, error) = error_of(kit_refresh(&app, &seed, &refresh0).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (Status::BadRequest, "invalid_grant")
+    );
+    assert_eq!(
+        introspect(&app, &seed, next["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+    let (_, error) =
+        error_of(kit_refresh(&app, &seed, next["refresh_token"].as_str().unwrap()).await).await;
+    assert_eq!(error, "invalid_grant");
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE revoked_reason = 'refresh_token_reuse'"),
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'refresh.reuse_detected'"),
+        1
+    );
+}
+
+#[rocket::async_test]
+async fn replay_of_an_older_ancestor_inside_grace_revokes_grant() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (_, r0) = installed(&app, &seed).await;
+    let r1 = json_of(kit_refresh(&app, &seed, &r0).await).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r2 = json_of(kit_refresh(&app, &seed, &r1).await).await;
+    // r0 is not the immediate predecessor of the live token r2.
+    let (_, error) = error_of(kit_refresh(&app, &seed, &r0).await).await;
+    assert_eq!(error, "invalid_grant");
+    assert_eq!(
+        introspect(&app, &seed, r2["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+}
+
+#[rocket::async_test]
+async fn wrong_secret_is_invalid_client_with_challenge_for_basic() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+
+    let resp = app
+        .client
+        .post("/t/acme/oauth/token")
+        .header(ContentType::JSON)
+        .body(serde_json::json!({"client_id": seed.app.client_id, "client_secret": "kcs_wrong", "grant_type": "authorization_code", "code": code, "redirect_uri": KIT_APPS}).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Unauthorized);
+    assert!(resp.headers().get_one("WWW-Authenticate").is_none());
+    assert_eq!(json_of(resp).await["error"], "invalid_client");
+
+    let resp = app
+        .client
+        .post("/t/acme/oauth/token")
+        .header(ContentType::Form)
+        .header(basic(&seed.app.client_id, "kcs_wrong"))
+        .body(form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", KIT_APPS),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Unauthorized);
+    assert!(resp
+        .headers()
+        .get_one("WWW-Authenticate")
+        .unwrap()
+        .starts_with("Basic"));
+    assert_eq!(json_of(resp).await["error"], "invalid_client");
+
+    // Refresh: a secret, when sent, must be right.
+    let (_, r) = {
+        let t = json_of(kit_exchange(&app, &seed, &code).await).await;
+        (
+            t["access_token"].as_str().unwrap().to_string(),
+            t["refresh_token"].as_str().unwrap().to_string(),
+        )
+    };
+    let resp = app
+        .client
+        .post("/t/acme/oauth/refresh")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &r),
+            ("client_id", &seed.app.client_id),
+            ("client_secret", "kcs_wrong"),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Unauthorized);
+    assert_eq!(
+        app.count("SELECT count(*) FROM refresh_tokens WHERE used_at IS NOT NULL"),
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'client.wrong_secret'"),
+        3
+    );
+}
+
+#[rocket::async_test]
+async fn form_body_with_basic_and_post_auth_both_work() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+    let resp = app
+        .client
+        .post("/t/acme/oauth/token")
+        .header(ContentType::Form)
+        .header(basic(&seed.app.client_id, &seed.client_secret))
+        .body(form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", KIT_INSTALL),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Ok);
+    let t = json_of(resp).await;
+    let resp = app
+        .client
+        .post("/t/acme/oauth/token")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ("client_id", &seed.app.client_id),
+            ("client_secret", &seed.client_secret),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Ok);
+    // Plain application/json, as Kit's API client sends it.
+    let t = json_of(resp).await;
+    let resp = app
+        .client
+        .post("/t/acme/oauth/token")
+        .header(ContentType::JSON)
+        .body(serde_json::json!({"client_id": seed.app.client_id, "grant_type": "refresh_token", "refresh_token": t["refresh_token"]}).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Ok);
+}
+
+#[rocket::async_test]
+async fn refresh_without_secret_refused_when_app_disallows_it() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (_, refresh) = installed(&app, &seed).await;
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE apps SET refresh_without_secret = false"),
+        &mut app.conn(),
+    )
+    .unwrap();
+    let (status, error) = error_of(kit_refresh(&app, &seed, &refresh).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (Status::Unauthorized, "invalid_client")
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM refresh_tokens WHERE used_at IS NOT NULL"),
+        0
+    );
+}
+
+#[rocket::async_test]
+async fn another_tenants_app_or_secret_is_refused() {
+    let app = TestApp::new().await;
+    let a = seed_tenant(&app, "alpha");
+    let b = seed_tenant(&app, "bravo");
+    let code_a = get_code(&app, &a).await;
+
+    // A's client credentials against B's token endpoint.
+    let resp = app
+        .client
+        .post("/t/bravo/oauth/token")
+        .header(ContentType::Form)
+        .body(serde_json::json!({"client_id": a.app.client_id, "client_secret": a.client_secret, "grant_type": "authorization_code", "code": code_a, "redirect_uri": KIT_APPS}).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Unauthorized);
+    // B's client id with A's secret.
+    let resp = app
+        .client
+        .post("/t/bravo/oauth/token")
+        .header(ContentType::Form)
+        .body(serde_json::json!({"client_id": b.app.client_id, "client_secret": a.client_secret, "grant_type": "authorization_code", "code": code_a, "redirect_uri": KIT_APPS}).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Unauthorized);
+    // B's valid credentials with A's code.
+    let resp = app
+        .client
+        .post("/t/bravo/oauth/token")
+        .header(ContentType::Form)
+        .body(serde_json::json!({"client_id": b.app.client_id, "client_secret": b.client_secret, "grant_type": "authorization_code", "code": code_a, "redirect_uri": KIT_APPS}).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(json_of(resp).await["error"], "invalid_grant");
+    // Nothing was issued or consumed (only audit rows for the wrong secret).
+    assert_eq!(app.count("SELECT count(*) FROM grants"), 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM authorization_codes WHERE used_at IS NOT NULL"),
+        0
+    );
+
+    // A's tokens are invisible to B's app.
+    let resp = kit_exchange(&app, &a, &code_a).await;
+    let t = json_of(resp).await;
+    let info = introspect(&app, &b, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(info, serde_json::json!({"active": false}));
+    let me = app
+        .client
+        .get("/t/bravo/oauth/userinfo")
+        .header(Header::new(
+            "Authorization",
+            format!("Bearer {}", t["access_token"].as_str().unwrap()),
+        ))
+        .dispatch()
+        .await;
+    assert_eq!(me.status(), Status::Unauthorized);
+    // B cannot revoke A's grant.
+    let resp = app
+        .client
+        .post("/t/bravo/oauth/revoke")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("client_id", &b.app.client_id),
+            ("client_secret", &b.client_secret),
+            ("token", t["access_token"].as_str().unwrap()),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Ok);
+    assert_eq!(
+        introspect(&app, &a, t["access_token"].as_str().unwrap()).await["active"],
+        true
+    );
+}
+
+#[rocket::async_test]
+async fn introspection_sees_only_the_callers_own_app() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (access, refresh) = installed(&app, &seed).await;
+    let (other, other_secret) =
+        kitauth::cli::create_app(&mut app.conn(), seed.tenant.id, "Other", vec![], vec![]).unwrap();
+    let other_seed = Seed {
+        app: other,
+        client_secret: other_secret,
+        ..seed_clone(&seed)
+    };
+    assert_eq!(
+        introspect(&app, &other_seed, &access).await,
+        serde_json::json!({"active": false})
+    );
+    let own = introspect(&app, &seed, &refresh).await;
+    assert_eq!(own["active"], true);
+    assert_eq!(own["token_type"], "refresh_token");
+}
+
+fn seed_clone(s: &Seed) -> Seed {
+    Seed {
+        tenant: s.tenant.clone(),
+        app: s.app.clone(),
+        client_secret: s.client_secret.clone(),
+        user: s.user.clone(),
+        password: s.password.clone(),
+    }
+}
+
+#[rocket::async_test]
+async fn pkce_s256_is_verified() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let pkce = [
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    let code = query_param(&authorize(&app, &seed, &pkce).await, "code").unwrap();
+    let exchange = |verifier: &'static str, code: String| {
+        let body = serde_json::json!({"client_id": seed.app.client_id, "client_secret": seed.client_secret, "grant_type": "authorization_code", "code": code, "redirect_uri": KIT_APPS, "code_verifier": verifier});
+        app.client
+            .post("/t/acme/oauth/token")
+            .header(ContentType::JSON)
+            .body(body.to_string())
+            .dispatch()
+    };
+    let wrong = exchange("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl", code.clone()).await;
+    assert_eq!(wrong.status(), Status::BadRequest);
+    assert_eq!(json_of(wrong).await["error"], "invalid_grant");
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants"),
+        0,
+        "a mismatch changes no row"
+    );
+    let right = exchange(verifier, code).await;
+    assert_eq!(right.status(), Status::Ok);
+}
+
+#[rocket::async_test]
+async fn expired_code_is_refused() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+    assert!(app.count("SELECT count(*) FROM authorization_codes WHERE expires_at <= created_at + interval '2 minutes'") == 1);
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query(
+            "UPDATE authorization_codes SET expires_at = now() - interval '1 second'",
+        ),
+        &mut app.conn(),
+    )
+    .unwrap();
+    let (status, error) = error_of(kit_exchange(&app, &seed, &code).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (Status::BadRequest, "invalid_grant")
+    );
+    assert_eq!(app.count("SELECT count(*) FROM grants"), 0);
+}
+
+#[rocket::async_test]
+async fn unregistered_redirect_uri_at_authorize_gives_error_page_and_no_redirect() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    sign_in(&app, &seed).await;
+    for uri in [
+        "https://evil.example/apps/install",
+        "https://app.kit.com/apps/install/",
+        "HTTPS://app.kit.com/apps/install",
+    ] {
+        let path = format!(
+            "/t/acme/oauth/authorize?{}",
+            form(&[
+                ("client_id", &seed.app.client_id),
+                ("response_type", "code"),
+                ("redirect_uri", uri),
+                ("state", "s")
+            ])
+        );
+        let resp = app.client.get(path).dispatch().await;
+        assert_eq!(resp.status(), Status::BadRequest, "{uri}");
+        assert!(resp.headers().get_one("Location").is_none());
+        assert_eq!(resp.content_type(), Some(ContentType::HTML));
+        assert!(resp.into_string().await.unwrap().contains("not registered"));
+    }
+    // Unknown client and missing client are error pages too.
+    let resp = app.client.get("/t/acme/oauth/authorize?client_id=nope&response_type=code&redirect_uri=https%3A%2F%2Fapp.kit.com%2Fapps%2Finstall").dispatch().await;
+    assert_eq!(resp.status(), Status::BadRequest);
+    assert!(resp.headers().get_one("Location").is_none());
+}
+
+#[rocket::async_test]
+async fn other_authorize_errors_redirect_with_error_and_state() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let cases = [
+        (
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
+        (vec![("scope", "public admin")], "invalid_scope"),
+        (
+            vec![
+                ("code_challenge", "short"),
+                ("code_challenge_method", "S256"),
+            ],
+            "invalid_request",
+        ),
+        (
+            vec![
+                (
+                    "code_challenge",
+                    "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                ),
+                ("code_challenge_method", "plain"),
+            ],
+            "invalid_request",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut pairs = vec![
+            ("client_id", seed.app.client_id.as_str()),
+            ("redirect_uri", KIT_INSTALL),
+            ("state", "st8"),
+        ];
+        if !extra.iter().any(|(k, _)| *k == "response_type") {
+            pairs.push(("response_type", "code"));
+        }
+        pairs.extend(extra);
+        let resp = app
+            .client
+            .get(format!("/t/acme/oauth/authorize?{}", form(&pairs)))
+            .dispatch()
+            .await;
+        assert_eq!(resp.status(), Status::Found, "{expected}");
+        let loc = resp.headers().get_one("Location").unwrap();
+        assert!(loc.starts_with(KIT_INSTALL));
+        assert_eq!(query_param(loc, "error").as_deref(), Some(expected));
+        assert_eq!(query_param(loc, "state").as_deref(), Some("st8"));
+    }
+}
+
+#[rocket::async_test]
+async fn deny_redirects_with_access_denied_and_state() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    sign_in(&app, &seed).await;
+    let page = app
+        .client
+        .get(authorize_path(&seed, &[("state", "abc")]))
+        .dispatch()
+        .await;
+    let html = page.into_string().await.unwrap();
+    assert!(
+        html.contains("Acme for Kit") && html.contains("Tenant acme") && html.contains("public")
+    );
+    assert!(html.contains("value=\"deny\""));
+    let resp = app
+        .client
+        .post("/t/acme/oauth/authorize")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("csrf_token", &csrf_from(&html)),
+            ("decision", "deny"),
+            ("client_id", &seed.app.client_id),
+            ("response_type", "code"),
+            ("redirect_uri", KIT_INSTALL),
+            ("state", "abc"),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Found);
+    let loc = resp.headers().get_one("Location").unwrap();
+    assert_eq!(query_param(loc, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query_param(loc, "state").as_deref(), Some("abc"));
+    assert_eq!(app.count("SELECT count(*) FROM authorization_codes"), 0);
+}
+
+#[rocket::async_test]
+async fn consent_without_csrf_token_is_refused_and_changes_nothing() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    sign_in(&app, &seed).await;
+    let before = app.snapshot();
+    for token in ["", "kcf_forged"] {
+        let resp = app
+            .client
+            .post("/t/acme/oauth/authorize")
+            .header(ContentType::Form)
+            .body(form(&[
+                ("csrf_token", token),
+                ("decision", "allow"),
+                ("client_id", &seed.app.client_id),
+                ("response_type", "code"),
+                ("redirect_uri", KIT_INSTALL),
+            ]))
+            .dispatch()
+            .await;
+        assert_eq!(resp.status(), Status::Forbidden);
+        assert!(resp.headers().get_one("Location").is_none());
+    }
+    assert_eq!(app.snapshot(), before);
+}
+
+#[rocket::async_test]
+async fn scopes_may_be_separated_by_commas_or_spaces() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let loc = authorize(&app, &seed, &[("scope", "write,public")]).await;
+    let code = query_param(&loc, "code").unwrap();
+    let t = json_of(kit_exchange(&app, &seed, &code).await).await;
+    assert_eq!(t["scope"], "write public");
+}
+
+#[rocket::async_test]
+async fn revoking_the_refresh_token_kills_the_grant_and_unknown_tokens_get_200() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (access, refresh) = installed(&app, &seed).await;
+    let revoke = |token: String, secret: String| {
+        app.client
+            .post("/t/acme/oauth/revoke")
+            .header(ContentType::Form)
+            .body(form(&[
+                ("client_id", &seed.app.client_id),
+                ("client_secret", &secret),
+                ("token", &token),
+            ]))
+            .dispatch()
+    };
+    let wrong = revoke(refresh.clone(), "kcs_nope".into()).await;
+    assert_eq!(wrong.status(), Status::Unauthorized);
+    assert_eq!(json_of(wrong).await["error"], "invalid_client");
+    assert_eq!(introspect(&app, &seed, &access).await["active"], true);
+
+    assert_eq!(
+        revoke(refresh.clone(), seed.client_secret.clone())
+            .await
+            .status(),
+        Status::Ok
+    );
+    assert_eq!(introspect(&app, &seed, &access).await["active"], false);
+    // Again, and unknown or garbage tokens: 200.
+    for t in [
+        refresh.clone(),
+        "kat_unknownunknownunknownunknownunknownunknown1".into(),
+        "garbage".into(),
+    ] {
+        assert_eq!(
+            revoke(t, seed.client_secret.clone()).await.status(),
+            Status::Ok
+        );
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'grant.revoked'"),
+        1
+    );
+}
+
+#[rocket::async_test]
+async fn disabled_app_is_refused_everywhere() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (access, refresh) = installed(&app, &seed).await;
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE apps SET disabled = true"),
+        &mut app.conn(),
+    )
+    .unwrap();
+    let (status, error) = error_of(kit_refresh(&app, &seed, &refresh).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (Status::Unauthorized, "invalid_client")
+    );
+    let resp = app.client.get(authorize_path(&seed, &[])).dispatch().await;
+    assert_eq!(resp.status(), Status::BadRequest);
+    assert!(resp.headers().get_one("Location").is_none());
+    let me = app
+        .client
+        .get("/t/acme/oauth/userinfo")
+        .header(Header::new("Authorization", format!("Bearer {access}")))
+        .dispatch()
+        .await;
+    assert_eq!(me.status(), Status::Unauthorized);
+}
+
+#[rocket::async_test]
+async fn unsupported_grant_type_and_missing_fields() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let cases = [
+        (
+            serde_json::json!({"client_id": seed.app.client_id, "grant_type": "password"}),
+            "unsupported_grant_type",
+        ),
+        (
+            serde_json::json!({"client_id": seed.app.client_id}),
+            "invalid_request",
+        ),
+        (
+            serde_json::json!({"client_id": seed.app.client_id, "client_secret": seed.client_secret, "grant_type": "authorization_code", "redirect_uri": KIT_APPS}),
+            "invalid_request",
+        ),
+        (
+            serde_json::json!({"client_id": seed.app.client_id, "grant_type": "refresh_token"}),
+            "invalid_request",
+        ),
+        (
+            serde_json::json!({"client_id": seed.app.client_id, "client_secret": seed.client_secret, "grant_type": "authorization_code", "code": "kac_0000000000000000000000000000000000000000000"}),
+            "invalid_request",
+        ),
+        (
+            serde_json::json!({"grant_type": "refresh_token", "refresh_token": "krt_x"}),
+            "invalid_client",
+        ),
+    ];
+    for (body, expected) in cases {
+        let resp = app
+            .client
+            .post("/t/acme/oauth/token")
+            .header(ContentType::Form)
+            .body(body.to_string())
+            .dispatch()
+            .await;
+        assert!(resp.status().code >= 400 && resp.status().code < 500);
+        assert_eq!(json_of(resp).await["error"], expected, "{body}");
+    }
+}
+
+#[rocket::async_test]
+async fn metadata_and_userinfo() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let resp = app
+        .client
+        .get("/t/acme/.well-known/oauth-authorization-server")
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Ok);
+    let m = json_of(resp).await;
+    assert_eq!(m["issuer"], "http://kitauth.test/t/acme");
+    assert_eq!(
+        m["token_endpoint"],
+        "http://kitauth.test/t/acme/oauth/token"
+    );
+    assert_eq!(
+        m["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    let (access, _) = installed(&app, &seed).await;
+    let me = app
+        .client
+        .get("/t/acme/oauth/userinfo")
+        .header(Header::new("Authorization", format!("Bearer {access}")))
+        .dispatch()
+        .await;
+    let body = json_of(me).await;
+    assert_eq!(body["sub"], seed.user.id.to_string());
+    assert_eq!(body["scope"], "public write");
+    assert_eq!(body["client_id"], seed.app.client_id);
+    let none = app.client.get("/t/acme/oauth/userinfo").dispatch().await;
+    assert_eq!(none.status(), Status::Unauthorized);
+    assert!(none
+        .headers()
+        .get_one("WWW-Authenticate")
+        .unwrap()
+        .starts_with("Bearer"));
+}
+
+#[rocket::async_test]
+async fn creator_signup_when_allowed_and_refused_when_not() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let page = app.client.get("/t/acme/signup").dispatch().await;
+    assert_eq!(page.status(), Status::Ok);
+    let csrf = csrf_from(&page.into_string().await.unwrap());
+    let short = app
+        .client
+        .post("/t/acme/signup")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("csrf_token", &csrf),
+            ("email", "new@example.com"),
+            ("password", "short"),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(short.status(), Status::BadRequest);
+    let ok = app
+        .client
+        .post("/t/acme/signup")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("csrf_token", &csrf),
+            ("email", "New@Example.com"),
+            ("password", "long enough password"),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(ok.status(), Status::SeeOther);
+    assert_eq!(
+        app.count("SELECT count(*) FROM end_users WHERE email = 'new@example.com'"),
+        1
+    );
+    // Signed in now: authorize shows consent directly.
+    let html = app
+        .client
+        .get(authorize_path(&seed, &[]))
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+    assert!(html.contains("new@example.com") && html.contains("value=\"allow\""));
+}
+
+#[rocket::async_test]
+async fn creator_signup_refused_when_tenant_disallows_it() {
+    let app = TestApp::new().await;
+    seed_tenant(&app, "beta");
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE tenants SET signup_allowed = false"),
+        &mut app.conn(),
+    )
+    .unwrap();
+    let before = app.snapshot();
+    let closed = app.client.get("/t/beta/signup").dispatch().await;
+    assert_eq!(closed.status(), Status::NotFound);
+    let post = app
+        .client
+        .post("/t/beta/signup")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("email", "x@example.com"),
+            ("password", "long enough password"),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(post.status(), Status::NotFound);
+    assert_eq!(app.snapshot(), before);
+}
+
+#[rocket::async_test]
+async fn wrong_password_shows_one_message_for_unknown_and_known_accounts() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let page = app.client.get("/t/acme/login").dispatch().await;
+    let csrf = csrf_from(&page.into_string().await.unwrap());
+    let mut bodies = Vec::new();
+    for email in [seed.user.email.as_str(), "nobody@acme.example"] {
+        let resp = app
+            .client
+            .post("/t/acme/login")
+            .header(ContentType::Form)
+            .body(form(&[
+                ("csrf_token", &csrf),
+                ("email", email),
+                ("password", "wrong password!"),
+            ]))
+            .dispatch()
+            .await;
+        assert_eq!(resp.status(), Status::Unauthorized);
+        let html = resp.into_string().await.unwrap();
+        assert!(html.contains("The email or password is incorrect."));
+        bodies.push(html.replace(email, ""));
+    }
+    assert_eq!(bodies[0], bodies[1], "no user enumeration by message");
+    assert_eq!(app.count("SELECT count(*) FROM end_user_sessions"), 0);
+}
