@@ -124,7 +124,8 @@ pub fn redirect_with(uri: &str, pairs: &[(&str, &str)], state: Option<&str>) -> 
 /// redirect with an error code (RFC 6749 §4.1.2.1).
 pub enum AuthorizeFailure {
     Page(PageError),
-    Redirect(Redirect),
+    /// The URL to redirect to, error parameters included.
+    Redirect(String),
 }
 
 impl From<Error> for AuthorizeFailure {
@@ -137,7 +138,7 @@ impl From<AuthorizeFailure> for PageResponse {
     fn from(f: AuthorizeFailure) -> Self {
         match f {
             AuthorizeFailure::Page(p) => PageResponse::Error(p),
-            AuthorizeFailure::Redirect(r) => PageResponse::Redirect(r),
+            AuthorizeFailure::Redirect(url) => PageResponse::Redirect(Redirect::found(url)),
         }
     }
 }
@@ -180,9 +181,11 @@ pub fn validate_request(
         code_challenge: None,
     };
     let fail = |req: &AuthRequest, error: &str, description: &str| {
-        AuthorizeFailure::Redirect(
-            req.redirect(&[("error", error), ("error_description", description)]),
-        )
+        AuthorizeFailure::Redirect(redirect_with(
+            &req.redirect_uri,
+            &[("error", error), ("error_description", description)],
+            req.state.as_deref(),
+        ))
     };
     match params.get("response_type") {
         Some("code") => {}
