@@ -610,13 +610,11 @@ async fn tenant_picker_lists_every_workspace_of_the_admin() {
 
 // ------------------------------------------------------------ CSRF and roles
 
+/// A dashboard POST: path, form fields, and the least role allowed to do it.
+type Action = (String, Vec<(&'static str, String)>, Role);
+
 /// Every state-changing dashboard action, as (path, form) for the seeded tenant.
-fn actions(
-    seed: &Seed,
-    grant_id: i64,
-    secret_id: i64,
-    member_id: i64,
-) -> Vec<(String, Vec<(&'static str, String)>, Role)> {
+fn actions(seed: &Seed, grant_id: i64, secret_id: i64, member_id: i64) -> Vec<Action> {
     let t = &seed.tenant.slug;
     let a = seed.app.id;
     let u = seed.user.id;

@@ -88,7 +88,7 @@ pub fn secrets_json(secrets: &[ClientSecret]) -> Vec<Value> {
                 "last_used_at": when_opt(&s.last_used_at),
                 "expires_at": when_opt(&s.expires_at),
                 "status": s.status(now),
-                "live": s.revoked_at.is_none() && s.expires_at.is_none_or(|e| e > now),
+                "live": s.revoked_at.is_none() && s.expires_at.map_or(true, |e| e > now),
             })
         })
         .collect()
@@ -316,6 +316,7 @@ pub async fn new_post(
 }
 
 /// The app page; `new_secret` is a secret value shown this once.
+#[allow(clippy::too_many_arguments)]
 async fn show_page(
     ctx: &TenantCtx,
     db: &Db,

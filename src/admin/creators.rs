@@ -39,6 +39,7 @@ async fn load_creator(db: &Db, ctx: &TenantCtx, id: &str) -> Result<EndUser, Pag
         .ok_or_else(PageError::not_found)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn list_page(
     ctx: &TenantCtx,
     db: &Db,
