@@ -705,6 +705,16 @@ fn actions(seed: &Seed, grant_id: i64, secret_id: i64, member_id: i64) -> Vec<Ac
             Role::Owner,
         ),
         (
+            format!("/admin/t/{t}/creators/{u}/enable"),
+            vec![],
+            Role::Admin,
+        ),
+        (
+            format!("/admin/t/{t}/members/invites/1/revoke"),
+            vec![],
+            Role::Owner,
+        ),
+        (
             format!("/admin/t/{t}/settings"),
             vec![
                 ("name", "Renamed".into()),
@@ -1988,4 +1998,54 @@ async fn flash_messages_follow_actions() {
         .await
         .unwrap();
     assert!(!again.contains("The install is revoked"));
+}
+
+#[rocket::async_test]
+async fn a_withdrawn_invitation_link_stops_working() {
+    let w = world().await;
+    let resp = w
+        .owner
+        .post(
+            &w.app,
+            "/admin/t/acme/members/invite",
+            &[("email", "later@acme.example"), ("role", "admin")],
+        )
+        .await;
+    let path = extract(&resp.body, "invite-link")
+        .trim_start_matches("http://kitauth.test")
+        .to_string();
+    let id = w.app.count("SELECT id FROM admin_invites");
+    let resp = w
+        .owner
+        .post(
+            &w.app,
+            &format!("/admin/t/acme/members/invites/{id}/revoke"),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status, Status::SeeOther);
+    assert_eq!(
+        w.app
+            .count("SELECT count(*) FROM admin_invites WHERE revoked_at IS NOT NULL"),
+        1
+    );
+    let before = full_snapshot(&w.app);
+    let anon = Browser::anonymous();
+    assert_eq!(anon.get(&w.app, &path).await.status, Status::NotFound);
+    let resp = anon
+        .post(&w.app, &path, &[("password", "a long password")])
+        .await;
+    assert_eq!(resp.status, Status::NotFound);
+    assert!(resp.body.contains("Invitation not valid"));
+    assert_eq!(full_snapshot(&w.app), before);
+    // a second withdrawal finds nothing to withdraw
+    let resp = w
+        .owner
+        .post(
+            &w.app,
+            &format!("/admin/t/acme/members/invites/{id}/revoke"),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status, Status::NotFound);
 }
