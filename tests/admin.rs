@@ -2049,3 +2049,28 @@ async fn a_withdrawn_invitation_link_stops_working() {
         .await;
     assert_eq!(resp.status, Status::NotFound);
 }
+
+#[rocket::async_test]
+async fn the_session_cookie_is_secure_when_secure_cookies_is_on() {
+    let app = untracked_app(|f| f.merge(("secure_cookies", true))).await;
+    let seed = seed_tenant(&app, "acme");
+    admin_in(&app, seed.tenant.id, "owner@acme.example", Role::Owner);
+    let resp = Browser::anonymous()
+        .post(
+            &app,
+            "/admin/login",
+            &[
+                ("email", "owner@acme.example"),
+                ("password", "admin password 1"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status, Status::SeeOther);
+    let cookie = resp
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("kitauth_admin="))
+        .expect("session cookie");
+    assert!(cookie.contains("Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("Path=/admin"));
+}
