@@ -28,6 +28,12 @@ pub struct AppConfig {
     /// Mark cookies `Secure` and send HSTS (release).
     #[serde(default)]
     pub secure_cookies: bool,
+    /// An admin session ends after this many hours without a request.
+    #[serde(default = "default_admin_idle_hours")]
+    pub admin_session_idle_hours: i64,
+    /// An admin session ends this many days after sign-in, however active.
+    #[serde(default = "default_admin_session_days")]
+    pub admin_session_days: i64,
     /// Bearer token protecting `/metrics`; without one it answers loopback callers only.
     #[serde(default)]
     pub metrics_token: Option<String>,
@@ -38,6 +44,12 @@ fn default_public_url() -> String {
 }
 fn default_bcrypt_cost() -> u32 {
     12
+}
+fn default_admin_idle_hours() -> i64 {
+    12
+}
+fn default_admin_session_days() -> i64 {
+    7
 }
 fn default_pool_size() -> u32 {
     8

@@ -217,9 +217,11 @@ impl From<Error> for PageError {
 
 impl<'r> Responder<'r, 'static> for PageError {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        // Dashboard errors keep the dashboard's top bar.
+        let admin = req.uri().path().as_str().starts_with("/admin");
         let template = Template::render(
             "error",
-            context! { status: self.status.code, title: &self.title, message: &self.message },
+            context! { status: self.status.code, title: &self.title, message: &self.message, admin },
         );
         let mut resp = template.respond_to(req)?;
         resp.set_status(self.status);

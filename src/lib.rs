@@ -67,6 +67,8 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(TenantCache::default())
         .manage(RateLimiter::default())
         .manage(Metrics::default())
+        .manage(admin::stats::TokenStats::default())
+        .attach(admin::stats::StatsFlusher)
         .attach(Template::fairing())
         .attach(RequestLog)
         .attach(SecurityHeaders)

@@ -181,6 +181,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    admin_invites (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        email -> Text,
+        role -> Text,
+        token_digest -> Bytea,
+        invited_by -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        accepted_at -> Nullable<Timestamptz>,
+        accepted_by -> Nullable<Int8>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(memberships -> tenants (tenant_id));
 diesel::joinable!(memberships -> admins (admin_id));
 diesel::joinable!(admin_sessions -> admins (admin_id));
@@ -195,6 +211,7 @@ diesel::joinable!(refresh_tokens -> grants (grant_id));
 diesel::joinable!(authorization_codes -> apps (app_id));
 diesel::joinable!(audit_events -> tenants (tenant_id));
 diesel::joinable!(token_stats -> apps (app_id));
+diesel::joinable!(admin_invites -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
@@ -211,4 +228,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     audit_events,
     token_stats,
+    admin_invites,
 );

@@ -8,6 +8,7 @@ use rocket::{post, State};
 
 use super::flows::{self, TokenResponse};
 use super::params::{parse_body, read_body, Params};
+use crate::admin::stats::TokenStats;
 use crate::auth::client::BasicAuth;
 use crate::auth::ClientIp;
 use crate::auth::{authenticate_client, ClientCredentials, CurrentTenant, SecretRequirement};
@@ -45,13 +46,19 @@ pub async fn token(
     basic: BasicAuth,
     ip: ClientIp,
     metrics: &State<Metrics>,
+    stats: &State<TokenStats>,
     data: Data<'_>,
 ) -> Result<NoStoreJson, OAuthError> {
-    let result = token_inner(tenant, db, basic, ip, data).await;
+    let tenant_id = tenant.id;
+    let mut client_id = None;
+    let result = token_inner(tenant, db, basic, ip, data, &mut client_id).await;
     metrics.token_outcome(match &result {
         Ok(_) => TokenOutcome::Issued,
         Err(e) => TokenOutcome::Failed(e.error),
     });
+    if let Some(client_id) = client_id {
+        stats.record(tenant_id, &client_id, result.is_ok());
+    }
     result
 }
 
@@ -62,9 +69,10 @@ pub async fn refresh(
     basic: BasicAuth,
     ip: ClientIp,
     metrics: &State<Metrics>,
+    stats: &State<TokenStats>,
     data: Data<'_>,
 ) -> Result<NoStoreJson, OAuthError> {
-    token(tenant, db, basic, ip, metrics, data).await
+    token(tenant, db, basic, ip, metrics, stats, data).await
 }
 
 async fn token_inner(
@@ -73,6 +81,7 @@ async fn token_inner(
     basic: BasicAuth,
     ip: ClientIp,
     data: Data<'_>,
+    client_id: &mut Option<String>,
 ) -> Result<NoStoreJson, OAuthError> {
     let params = read_params(data).await?;
     let grant_type = params
@@ -89,6 +98,7 @@ async fn token_inner(
         }
     };
     let creds = ClientCredentials::from_parts(&basic, &params)?;
+    *client_id = Some(creds.client_id.clone());
     let tenant_id = tenant.id;
     let ip = ip.0;
     let response = db

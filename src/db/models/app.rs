@@ -153,3 +153,15 @@ impl App {
         self.redirect_uris.iter().any(|r| r == uri)
     }
 }
+
+impl App {
+    /// Deletes an app (its secrets, grants and tokens go with it).
+    pub fn delete(conn: &mut PgConnection, tenant_id: i64, id: i64) -> QueryResult<usize> {
+        diesel::delete(
+            apps::table
+                .filter(apps::tenant_id.eq(tenant_id))
+                .filter(apps::id.eq(id)),
+        )
+        .execute(conn)
+    }
+}

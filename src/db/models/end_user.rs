@@ -161,3 +161,52 @@ impl EndUserSession {
         .execute(conn)
     }
 }
+
+impl EndUser {
+    /// Disables or re-enables a creator. Disabling also ends their hosted
+    /// sessions; the caller revokes their grants in the same transaction.
+    pub fn set_disabled(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        id: i64,
+        disabled: bool,
+    ) -> QueryResult<usize> {
+        let n = diesel::update(
+            end_users::table
+                .filter(end_users::tenant_id.eq(tenant_id))
+                .filter(end_users::id.eq(id)),
+        )
+        .set(end_users::disabled.eq(disabled))
+        .execute(conn)?;
+        if disabled {
+            Self::end_sessions(conn, tenant_id, id)?;
+        }
+        Ok(n)
+    }
+
+    pub fn set_password(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        id: i64,
+        password_hash: &str,
+    ) -> QueryResult<usize> {
+        let n = diesel::update(
+            end_users::table
+                .filter(end_users::tenant_id.eq(tenant_id))
+                .filter(end_users::id.eq(id)),
+        )
+        .set(end_users::password_hash.eq(password_hash))
+        .execute(conn)?;
+        Self::end_sessions(conn, tenant_id, id)?;
+        Ok(n)
+    }
+
+    fn end_sessions(conn: &mut PgConnection, tenant_id: i64, id: i64) -> QueryResult<usize> {
+        diesel::delete(
+            end_user_sessions::table
+                .filter(end_user_sessions::tenant_id.eq(tenant_id))
+                .filter(end_user_sessions::end_user_id.eq(id)),
+        )
+        .execute(conn)
+    }
+}

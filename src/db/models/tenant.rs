@@ -63,3 +63,27 @@ impl Tenant {
             .unwrap_or(&self.name)
     }
 }
+
+/// The settings an owner edits on the tenant settings page.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = tenants, treat_none_as_null = true)]
+pub struct TenantSettings {
+    pub name: String,
+    pub signup_allowed: bool,
+    pub brand_display_name: Option<String>,
+    pub brand_accent_color: Option<String>,
+    pub brand_logo_url: Option<String>,
+}
+
+impl Tenant {
+    pub fn update_settings(
+        conn: &mut PgConnection,
+        id: i64,
+        settings: &TenantSettings,
+    ) -> QueryResult<Tenant> {
+        diesel::update(tenants::table.find(id))
+            .set(settings)
+            .returning(Tenant::as_returning())
+            .get_result(conn)
+    }
+}

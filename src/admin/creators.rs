@@ -1,0 +1,309 @@
+//! Creators (the tenant's hosted accounts): list and search, create,
+//! disable (which revokes their grants), enable, set a new password.
+
+use diesel::Connection;
+use rocket::data::Data;
+use rocket::http::{CookieJar, Status};
+use rocket::request::FlashMessage;
+use rocket::{get, post, State};
+use serde_json::{json, Value};
+
+use super::installs::install_page;
+use super::{
+    confirmed, encode_query, page_number, pager, parse_id, read_form, search_term, when,
+    PageResult, Resp, TenantCtx, PER_PAGE,
+};
+use crate::auth::CsrfToken;
+use crate::config::AppConfig;
+use crate::crypto;
+use crate::db::models::dashboard::{self, InstallFilter};
+use crate::db::models::end_user::{valid_email, validate_password};
+use crate::db::models::{EndUser, Grant, Role};
+use crate::db::Db;
+use crate::error::{Error, PageError};
+
+async fn hash(config: &AppConfig, password: String) -> Result<String, PageError> {
+    let cost = config.bcrypt_cost;
+    rocket::tokio::task::spawn_blocking(move || crypto::hash_password(&password, cost))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| PageError::from(Error::Internal("password hashing failed".into())))
+}
+
+async fn load_creator(db: &Db, ctx: &TenantCtx, id: &str) -> Result<EndUser, PageError> {
+    let id = parse_id(id)?;
+    let tenant_id = ctx.tenant.id;
+    db.run(move |conn| EndUser::find(conn, tenant_id, id).map_err(Error::from))
+        .await?
+        .ok_or_else(PageError::not_found)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn list_page(
+    ctx: &TenantCtx,
+    db: &Db,
+    csrf: &CsrfToken,
+    flash: Option<FlashMessage<'_>>,
+    q: Option<String>,
+    page: i64,
+    form: Value,
+    error: Option<String>,
+) -> Result<rocket_dyn_templates::Template, PageError> {
+    let tenant_id = ctx.tenant.id;
+    let term = q.clone();
+    let rows = db
+        .run(move |conn| {
+            dashboard::creators(
+                conn,
+                tenant_id,
+                term.as_deref(),
+                PER_PAGE,
+                (page - 1) * PER_PAGE,
+            )
+            .map_err(Error::from)
+        })
+        .await?;
+    let total = rows.first().map_or(0, |r| r.total);
+    let path = format!("{}/creators", ctx.base());
+    let creators: Vec<Value> = rows
+        .iter()
+        .map(|c| {
+            json!({"id": c.id, "email": c.email, "disabled": c.disabled,
+                   "created_at": when(&c.created_at), "live_installs": c.live_installs})
+        })
+        .collect();
+    Ok(ctx.render(
+        "admin/creators",
+        "creators",
+        csrf,
+        flash,
+        json!({
+            "creators": creators,
+            "pager": pager(&path, &encode_query(&[("q", q.as_deref())]), page, total),
+            "q": q,
+            "search_path": path,
+            "form": form,
+            "error": error,
+        }),
+    ))
+}
+
+#[get("/admin/t/<_>/creators?<q>&<page>")]
+pub async fn list(
+    ctx: TenantCtx,
+    db: &State<Db>,
+    csrf: CsrfToken,
+    flash: Option<FlashMessage<'_>>,
+    q: Option<&str>,
+    page: Option<i64>,
+) -> PageResult {
+    let page = list_page(
+        &ctx,
+        db,
+        &csrf,
+        flash,
+        search_term(q),
+        page_number(page),
+        json!({}),
+        None,
+    )
+    .await?;
+    Ok(Resp::Page(page))
+}
+
+#[post("/admin/t/<_>/creators", data = "<data>")]
+pub async fn create(
+    ctx: TenantCtx,
+    db: &State<Db>,
+    config: &State<AppConfig>,
+    cookies: &CookieJar<'_>,
+    csrf: CsrfToken,
+    data: Data<'_>,
+) -> PageResult {
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Admin)?;
+    let email = params.get("email").unwrap_or("").trim().to_string();
+    let password = params.get("password").unwrap_or("").to_string();
+    let problem = if !valid_email(&email) {
+        Some("Enter a valid email address.".to_string())
+    } else {
+        validate_password(&password)
+            .err()
+            .map(|e| format!("Choose another password: {e}."))
+    };
+    let refuse = |msg: String| async {
+        let page = list_page(
+            &ctx,
+            db,
+            &csrf,
+            None,
+            None,
+            1,
+            json!({"email": email}),
+            Some(msg),
+        )
+        .await?;
+        Ok::<_, PageError>(Resp::Status((Status::BadRequest, page)))
+    };
+    if let Some(msg) = problem {
+        return refuse(msg).await;
+    }
+    let hash = hash(config, password).await?;
+    let tenant_id = ctx.tenant.id;
+    let audit = ctx.audit("creator.created");
+    let new_email = email.clone();
+    let created = db
+        .run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Error> {
+                let user = EndUser::create(conn, tenant_id, &new_email, &hash)?;
+                audit
+                    .object("end_user", user.id)
+                    .details(json!({"email": user.email}))
+                    .insert(conn)?;
+                Ok(user)
+            })
+        })
+        .await;
+    match created {
+        Ok(user) => Ok(ctx.flash_to(
+            &format!("/creators/{}", user.id),
+            format!("Creator {} created.", user.email),
+        )),
+        Err(Error::Conflict(_)) => {
+            refuse("A creator with this email exists already.".to_string()).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[get("/admin/t/<_>/creators/<id>?<page>")]
+pub async fn show(
+    ctx: TenantCtx,
+    id: &str,
+    db: &State<Db>,
+    csrf: CsrfToken,
+    flash: Option<FlashMessage<'_>>,
+    page: Option<i64>,
+) -> PageResult {
+    let user = load_creator(db, &ctx, id).await?;
+    let path = format!("{}/creators/{}", ctx.base(), user.id);
+    let filter = InstallFilter {
+        end_user_id: Some(user.id),
+        ..Default::default()
+    };
+    let (installs, pager) =
+        install_page(db, ctx.tenant.id, filter, page_number(page), &path).await?;
+    Ok(Resp::Page(ctx.render(
+        "admin/creator",
+        "creators",
+        &csrf,
+        flash,
+        json!({
+            "creator": {"id": user.id, "email": user.email, "disabled": user.disabled,
+                        "created_at": when(&user.created_at)},
+            "installs": installs,
+            "pager": pager,
+        }),
+    )))
+}
+
+#[post("/admin/t/<_>/creators/<id>/disable", data = "<data>")]
+pub async fn disable(
+    ctx: TenantCtx,
+    id: &str,
+    db: &State<Db>,
+    cookies: &CookieJar<'_>,
+    data: Data<'_>,
+) -> PageResult {
+    let user = load_creator(db, &ctx, id).await?;
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Admin)?;
+    confirmed(&params, "disable this creator and revoke their installs")?;
+    let tenant_id = ctx.tenant.id;
+    let uid = user.id;
+    let audit = ctx.audit("creator.disabled").object("end_user", uid);
+    let n = db
+        .run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Error> {
+                EndUser::set_disabled(conn, tenant_id, uid, true)?;
+                let ids = Grant::live_ids_for_end_user(conn, tenant_id, uid)?;
+                let n = Grant::revoke_many(conn, tenant_id, &ids, "creator_disabled")?;
+                audit.details(json!({"grants_revoked": n})).insert(conn)?;
+                Ok(n)
+            })
+        })
+        .await?;
+    Ok(ctx.flash_to(
+        &format!("/creators/{uid}"),
+        format!("{} is disabled; {n} install(s) revoked.", user.email),
+    ))
+}
+
+#[post("/admin/t/<_>/creators/<id>/enable", data = "<data>")]
+pub async fn enable(
+    ctx: TenantCtx,
+    id: &str,
+    db: &State<Db>,
+    cookies: &CookieJar<'_>,
+    data: Data<'_>,
+) -> PageResult {
+    let user = load_creator(db, &ctx, id).await?;
+    read_form(data, cookies).await?;
+    ctx.require(Role::Admin)?;
+    let tenant_id = ctx.tenant.id;
+    let uid = user.id;
+    let audit = ctx.audit("creator.enabled").object("end_user", uid);
+    db.run(move |conn| {
+        conn.transaction(|conn| -> Result<_, Error> {
+            EndUser::set_disabled(conn, tenant_id, uid, false)?;
+            audit.insert(conn)?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(ctx.flash_to(
+        &format!("/creators/{uid}"),
+        format!("{} can sign in again.", user.email),
+    ))
+}
+
+#[post("/admin/t/<_>/creators/<id>/password", data = "<data>")]
+pub async fn password(
+    ctx: TenantCtx,
+    id: &str,
+    db: &State<Db>,
+    config: &State<AppConfig>,
+    cookies: &CookieJar<'_>,
+    data: Data<'_>,
+) -> PageResult {
+    let user = load_creator(db, &ctx, id).await?;
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Admin)?;
+    let password = params.get("password").unwrap_or("").to_string();
+    if let Err(e) = validate_password(&password) {
+        return Ok(ctx.flash_error_to(
+            &format!("/creators/{}", user.id),
+            format!("The password was not changed: {e}."),
+        ));
+    }
+    let hash = hash(config, password).await?;
+    let tenant_id = ctx.tenant.id;
+    let uid = user.id;
+    let audit = ctx.audit("creator.password_set").object("end_user", uid);
+    db.run(move |conn| {
+        conn.transaction(|conn| -> Result<_, Error> {
+            EndUser::set_password(conn, tenant_id, uid, &hash)?;
+            audit.insert(conn)?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(ctx.flash_to(
+        &format!("/creators/{uid}"),
+        format!(
+            "New password set for {}; their sessions were ended.",
+            user.email
+        ),
+    ))
+}

@@ -1,0 +1,282 @@
+//! Installs (grants): paginated lists per tenant and per app with search by
+//! creator email, the grant page with its token history (hints and times,
+//! never values), and revocation of one grant, all grants of an app, or all
+//! grants of a creator.
+
+use chrono::Utc;
+use diesel::Connection;
+use rocket::data::Data;
+use rocket::http::CookieJar;
+use rocket::request::FlashMessage;
+use rocket::{get, post, State};
+use serde_json::{json, Value};
+
+use super::apps::{app_json, load_app};
+use super::{
+    confirmed, encode_query, page_number, pager, parse_id, read_form, search_term, when, when_opt,
+    PageResult, Resp, TenantCtx, PER_PAGE,
+};
+use crate::auth::CsrfToken;
+use crate::db::models::dashboard::{self, InstallFilter, InstallRow};
+use crate::db::models::{AccessToken, EndUser, Grant, RefreshToken, Role};
+use crate::db::Db;
+use crate::error::{Error, PageError};
+
+pub fn install_json(row: &InstallRow) -> Value {
+    json!({
+        "id": row.id,
+        "app_id": row.app_id,
+        "app_name": row.app_name,
+        "end_user_id": row.end_user_id,
+        "email": row.email,
+        "scopes": row.scopes,
+        "created_at": when(&row.created_at),
+        "last_refreshed_at": when_opt(&row.last_refreshed_at),
+        "access_expires_at": when_opt(&row.access_expires_at),
+        "revoked_at": when_opt(&row.revoked_at),
+        "revoked_reason": row.revoked_reason,
+        "status": row.status(Utc::now()),
+    })
+}
+
+/// One page of installs and the pager values.
+pub async fn install_page(
+    db: &Db,
+    tenant_id: i64,
+    filter: InstallFilter,
+    page: i64,
+    path: &str,
+) -> Result<(Vec<Value>, Value), PageError> {
+    let query = encode_query(&[("q", filter.email.as_deref())]);
+    let rows = db
+        .run(move |conn| {
+            dashboard::installs(conn, tenant_id, &filter, PER_PAGE, (page - 1) * PER_PAGE)
+                .map_err(Error::from)
+        })
+        .await?;
+    let total = rows.first().map_or(0, |r| r.total);
+    Ok((
+        rows.iter().map(install_json).collect(),
+        pager(path, &query, page, total),
+    ))
+}
+
+#[get("/admin/t/<_>/installs?<q>&<page>")]
+pub async fn list_tenant(
+    ctx: TenantCtx,
+    db: &State<Db>,
+    csrf: CsrfToken,
+    flash: Option<FlashMessage<'_>>,
+    q: Option<&str>,
+    page: Option<i64>,
+) -> PageResult {
+    let q = search_term(q);
+    let path = format!("{}/installs", ctx.base());
+    let filter = InstallFilter {
+        email: q.clone(),
+        ..Default::default()
+    };
+    let (installs, pager) =
+        install_page(db, ctx.tenant.id, filter, page_number(page), &path).await?;
+    Ok(Resp::Page(ctx.render(
+        "admin/installs",
+        "installs",
+        &csrf,
+        flash,
+        json!({"installs": installs, "pager": pager, "q": q, "search_path": path}),
+    )))
+}
+
+#[get("/admin/t/<_>/apps/<id>/installs?<q>&<page>")]
+pub async fn list_app(
+    ctx: TenantCtx,
+    id: &str,
+    db: &State<Db>,
+    csrf: CsrfToken,
+    flash: Option<FlashMessage<'_>>,
+    q: Option<&str>,
+    page: Option<i64>,
+) -> PageResult {
+    let app = load_app(db, &ctx, id).await?;
+    let q = search_term(q);
+    let path = format!("{}/apps/{}/installs", ctx.base(), app.id);
+    let filter = InstallFilter {
+        app_id: Some(app.id),
+        email: q.clone(),
+        ..Default::default()
+    };
+    let (installs, pager) =
+        install_page(db, ctx.tenant.id, filter, page_number(page), &path).await?;
+    Ok(Resp::Page(ctx.render(
+        "admin/installs",
+        "apps",
+        &csrf,
+        flash,
+        json!({"installs": installs, "pager": pager, "q": q, "search_path": path, "app": app_json(&app)}),
+    )))
+}
+
+#[get("/admin/t/<_>/installs/<gid>")]
+pub async fn show(
+    ctx: TenantCtx,
+    gid: &str,
+    db: &State<Db>,
+    csrf: CsrfToken,
+    flash: Option<FlashMessage<'_>>,
+) -> PageResult {
+    let gid = parse_id(gid)?;
+    let tenant_id = ctx.tenant.id;
+    let (row, access, refresh) = db
+        .run(move |conn| -> Result<_, Error> {
+            let Some(row) = dashboard::install(conn, tenant_id, gid)? else {
+                return Ok(None);
+            };
+            Ok(Some((
+                row,
+                AccessToken::history(conn, tenant_id, gid)?,
+                RefreshToken::history(conn, tenant_id, gid)?,
+            )))
+        })
+        .await?
+        .ok_or_else(PageError::not_found)?;
+    let now = Utc::now();
+    let access: Vec<Value> = access
+        .iter()
+        .rev()
+        .map(|t| {
+            json!({
+                "hint": t.hint, "created_at": when(&t.created_at), "expires_at": when(&t.expires_at),
+                "revoked_at": when_opt(&t.revoked_at),
+                "status": if t.revoked_at.is_some() { "revoked" } else if t.expires_at <= now { "expired" } else { "active" },
+            })
+        })
+        .collect();
+    let refresh: Vec<Value> = refresh
+        .iter()
+        .rev()
+        .map(|t| {
+            json!({
+                "hint": t.hint, "created_at": when(&t.created_at), "expires_at": when(&t.expires_at),
+                "used_at": when_opt(&t.used_at), "revoked_at": when_opt(&t.revoked_at),
+                "status": if t.revoked_at.is_some() { "revoked" } else if t.used_at.is_some() { "used" } else if t.expires_at <= now { "expired" } else { "active" },
+            })
+        })
+        .collect();
+    Ok(Resp::Page(ctx.render(
+        "admin/install",
+        "installs",
+        &csrf,
+        flash,
+        json!({"install": install_json(&row), "access_tokens": access, "refresh_tokens": refresh}),
+    )))
+}
+
+#[post("/admin/t/<_>/installs/<gid>/revoke", data = "<data>")]
+pub async fn revoke_one(
+    ctx: TenantCtx,
+    gid: &str,
+    db: &State<Db>,
+    cookies: &CookieJar<'_>,
+    data: Data<'_>,
+) -> PageResult {
+    let gid = parse_id(gid)?;
+    let tenant_id = ctx.tenant.id;
+    let exists = db
+        .run(move |conn| Grant::find(conn, tenant_id, gid).map_err(Error::from))
+        .await?
+        .ok_or_else(PageError::not_found)?;
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Admin)?;
+    confirmed(&params, "revoke this install")?;
+    let audit = ctx
+        .audit("grant.revoked")
+        .object("grant", gid)
+        .details(json!({
+            "app_id": exists.app_id, "end_user_id": exists.end_user_id,
+        }));
+    let changed = db
+        .run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Error> {
+                Grant::lock(conn, tenant_id, gid)?;
+                let changed = Grant::revoke(conn, tenant_id, gid, "admin")?;
+                if changed {
+                    audit.insert(conn)?;
+                }
+                Ok(changed)
+            })
+        })
+        .await?;
+    let msg = if changed {
+        "The install is revoked: its tokens stopped working now."
+    } else {
+        "The install was revoked already."
+    };
+    Ok(ctx.flash_to(&format!("/installs/{gid}"), msg))
+}
+
+#[post("/admin/t/<_>/apps/<id>/installs/revoke", data = "<data>")]
+pub async fn revoke_app(
+    ctx: TenantCtx,
+    id: &str,
+    db: &State<Db>,
+    cookies: &CookieJar<'_>,
+    data: Data<'_>,
+) -> PageResult {
+    let app = load_app(db, &ctx, id).await?;
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Admin)?;
+    confirmed(&params, "revoke every install of this app")?;
+    let tenant_id = ctx.tenant.id;
+    let app_id = app.id;
+    let audit = ctx.audit("grant.revoked_all_for_app").object("app", app_id);
+    let n = db
+        .run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Error> {
+                let ids = Grant::live_ids_for_app(conn, tenant_id, app_id)?;
+                let n = Grant::revoke_many(conn, tenant_id, &ids, "admin")?;
+                audit.details(json!({"revoked": n})).insert(conn)?;
+                Ok(n)
+            })
+        })
+        .await?;
+    Ok(ctx.flash_to(
+        &format!("/apps/{app_id}/installs"),
+        format!("{n} install(s) of {} revoked.", app.name),
+    ))
+}
+
+#[post("/admin/t/<_>/creators/<cid>/installs/revoke", data = "<data>")]
+pub async fn revoke_creator(
+    ctx: TenantCtx,
+    cid: &str,
+    db: &State<Db>,
+    cookies: &CookieJar<'_>,
+    data: Data<'_>,
+) -> PageResult {
+    let cid = parse_id(cid)?;
+    let tenant_id = ctx.tenant.id;
+    let user = db
+        .run(move |conn| EndUser::find(conn, tenant_id, cid).map_err(Error::from))
+        .await?
+        .ok_or_else(PageError::not_found)?;
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Admin)?;
+    confirmed(&params, "revoke every install of this creator")?;
+    let audit = ctx
+        .audit("grant.revoked_all_for_creator")
+        .object("end_user", cid);
+    let n = db
+        .run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Error> {
+                let ids = Grant::live_ids_for_end_user(conn, tenant_id, cid)?;
+                let n = Grant::revoke_many(conn, tenant_id, &ids, "admin")?;
+                audit.details(json!({"revoked": n})).insert(conn)?;
+                Ok(n)
+            })
+        })
+        .await?;
+    Ok(ctx.flash_to(
+        &format!("/creators/{cid}"),
+        format!("{n} install(s) of {} revoked.", user.email),
+    ))
+}

@@ -1,0 +1,243 @@
+//! Members: list, invite by a single-use link (shown once to the owner),
+//! withdraw an invitation, change a role, remove a member. Only owners
+//! change anything; the last owner can be neither demoted nor removed.
+
+use chrono::Utc;
+use diesel::Connection;
+use rocket::data::Data;
+use rocket::http::{CookieJar, Status};
+use rocket::request::FlashMessage;
+use rocket::{get, post, State};
+use serde_json::{json, Value};
+
+use super::{confirmed, parse_id, read_form, when, PageResult, Resp, TenantCtx};
+use crate::auth::CsrfToken;
+use crate::config::AppConfig;
+use crate::db::models::admin::MembershipChange;
+use crate::db::models::end_user::valid_email;
+use crate::db::models::{AdminInvite, Membership, Role};
+use crate::db::Db;
+use crate::error::{Error, PageError};
+
+async fn page(
+    ctx: &TenantCtx,
+    db: &Db,
+    csrf: &CsrfToken,
+    flash: Option<FlashMessage<'_>>,
+    extra: Value,
+) -> Result<rocket_dyn_templates::Template, PageError> {
+    let tenant_id = ctx.tenant.id;
+    let (members, invites) = db
+        .run(move |conn| -> Result<_, Error> {
+            Ok((
+                Membership::members(conn, tenant_id)?,
+                AdminInvite::list(conn, tenant_id)?,
+            ))
+        })
+        .await?;
+    let now = Utc::now();
+    let members: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            json!({"admin_id": m.admin_id, "email": m.email, "role": m.role,
+                   "since": when(&m.created_at), "is_me": m.admin_id == ctx.admin.id})
+        })
+        .collect();
+    let invites: Vec<Value> = invites
+        .iter()
+        .map(|i| {
+            json!({"id": i.id, "email": i.email, "role": i.role, "created_at": when(&i.created_at),
+                   "expires_at": when(&i.expires_at), "status": i.status(now)})
+        })
+        .collect();
+    let mut ctx_json =
+        json!({"members": members, "invites": invites, "roles": ["owner", "admin", "viewer"]});
+    if let (Value::Object(m), Value::Object(e)) = (&mut ctx_json, extra) {
+        m.extend(e);
+    }
+    Ok(ctx.render("admin/members", "members", csrf, flash, ctx_json))
+}
+
+#[get("/admin/t/<_>/members")]
+pub async fn list(
+    ctx: TenantCtx,
+    db: &State<Db>,
+    csrf: CsrfToken,
+    flash: Option<FlashMessage<'_>>,
+) -> PageResult {
+    Ok(Resp::Page(page(&ctx, db, &csrf, flash, json!({})).await?))
+}
+
+#[post("/admin/t/<_>/members/invite", data = "<data>")]
+pub async fn invite(
+    ctx: TenantCtx,
+    db: &State<Db>,
+    config: &State<AppConfig>,
+    cookies: &CookieJar<'_>,
+    csrf: CsrfToken,
+    data: Data<'_>,
+) -> PageResult {
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Owner)?;
+    let email = params.get("email").unwrap_or("").trim().to_lowercase();
+    let role = params.get("role").and_then(Role::parse);
+    let (Some(role), true) = (role, valid_email(&email)) else {
+        let p = page(
+            &ctx,
+            db,
+            &csrf,
+            None,
+            json!({"error": "Enter the email address of the person to invite and choose a role.", "form": {"email": email}}),
+        )
+        .await?;
+        return Ok(Resp::Status((Status::BadRequest, p)));
+    };
+    let tenant_id = ctx.tenant.id;
+    let admin_id = ctx.admin.id;
+    let audit = ctx.audit("member.invited");
+    let invite_email = email.clone();
+    let token = db
+        .run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Error> {
+                let (row, token) =
+                    AdminInvite::create(conn, tenant_id, &invite_email, role, admin_id)?;
+                audit
+                    .object("invite", row.id)
+                    .details(json!({"email": row.email, "role": row.role}))
+                    .insert(conn)?;
+                Ok(token)
+            })
+        })
+        .await?;
+    let link = format!("{}/admin/invite/{}", config.public_url(), token);
+    let p = page(
+        &ctx,
+        db,
+        &csrf,
+        None,
+        json!({
+            "invite_link": link,
+            "invite_email": email,
+            "flash": {"kind": "success", "message": format!("Invitation for {email} created. Copy the link below and send it; it is shown only now.")},
+        }),
+    )
+    .await?;
+    Ok(Resp::Page(p))
+}
+
+#[post("/admin/t/<_>/members/invites/<iid>/revoke", data = "<data>")]
+pub async fn revoke_invite(
+    ctx: TenantCtx,
+    iid: &str,
+    db: &State<Db>,
+    cookies: &CookieJar<'_>,
+    data: Data<'_>,
+) -> PageResult {
+    let iid = parse_id(iid)?;
+    read_form(data, cookies).await?;
+    ctx.require(Role::Owner)?;
+    let tenant_id = ctx.tenant.id;
+    let audit = ctx.audit("member.invite_revoked").object("invite", iid);
+    let n = db
+        .run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Error> {
+                let n = AdminInvite::revoke(conn, tenant_id, iid)?;
+                if n > 0 {
+                    audit.insert(conn)?;
+                }
+                Ok(n)
+            })
+        })
+        .await?;
+    if n == 0 {
+        return Err(PageError::not_found());
+    }
+    Ok(ctx.flash_to(
+        "/members",
+        "The invitation was withdrawn; its link no longer works.",
+    ))
+}
+
+#[post("/admin/t/<_>/members/<aid>/role", data = "<data>")]
+pub async fn role(
+    ctx: TenantCtx,
+    aid: &str,
+    db: &State<Db>,
+    cookies: &CookieJar<'_>,
+    data: Data<'_>,
+) -> PageResult {
+    let aid = parse_id(aid)?;
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Owner)?;
+    let role = params
+        .get("role")
+        .and_then(Role::parse)
+        .ok_or_else(|| PageError::bad_request("Choose owner, admin or viewer."))?;
+    let tenant_id = ctx.tenant.id;
+    let audit = ctx
+        .audit("member.role_changed")
+        .object("admin", aid)
+        .details(json!({"role": role.as_str()}));
+    let outcome = db
+        .run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Error> {
+                let outcome = Membership::set_role(conn, tenant_id, aid, role)?;
+                if outcome == MembershipChange::Done {
+                    audit.insert(conn)?;
+                }
+                Ok(outcome)
+            })
+        })
+        .await?;
+    match outcome {
+        MembershipChange::Done => {
+            Ok(ctx.flash_to("/members", format!("Role changed to {}.", role.as_str())))
+        }
+        MembershipChange::NotFound => Err(PageError::not_found()),
+        MembershipChange::LastOwner => Err(PageError::new(
+            Status::Conflict,
+            "The last owner stays",
+            "This is the only owner of the workspace. Make another member owner first.",
+        )),
+    }
+}
+
+#[post("/admin/t/<_>/members/<aid>/remove", data = "<data>")]
+pub async fn remove(
+    ctx: TenantCtx,
+    aid: &str,
+    db: &State<Db>,
+    cookies: &CookieJar<'_>,
+    data: Data<'_>,
+) -> PageResult {
+    let aid = parse_id(aid)?;
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Owner)?;
+    confirmed(&params, "remove this member")?;
+    let tenant_id = ctx.tenant.id;
+    let audit = ctx.audit("member.removed").object("admin", aid);
+    let outcome = db
+        .run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Error> {
+                let outcome = Membership::remove(conn, tenant_id, aid)?;
+                if outcome == MembershipChange::Done {
+                    audit.insert(conn)?;
+                }
+                Ok(outcome)
+            })
+        })
+        .await?;
+    match outcome {
+        MembershipChange::Done if aid == ctx.admin.id => Ok(Resp::Flash(rocket::response::Flash::success(
+            rocket::response::Redirect::to("/admin"),
+            format!("You left {}.", ctx.tenant.name),
+        ))),
+        MembershipChange::Done => Ok(ctx.flash_to("/members", "Member removed.")),
+        MembershipChange::NotFound => Err(PageError::not_found()),
+        MembershipChange::LastOwner => Err(PageError::new(
+            Status::Conflict,
+            "The last owner stays",
+            "This is the only owner of the workspace, so it cannot be removed. Make another member owner first.",
+        )),
+    }
+}

@@ -1,0 +1,119 @@
+//! Client secrets: rotate (the new secret is shown once; older ones stay
+//! valid for the chosen grace) and revoke one at once.
+
+use chrono::Duration;
+use diesel::Connection;
+use rocket::data::Data;
+use rocket::http::CookieJar;
+use rocket::{post, State};
+use serde_json::json;
+
+use super::apps::{load_app, show_with_secret};
+use super::{confirmed, parse_id, read_form, PageResult, TenantCtx};
+use crate::auth::CsrfToken;
+use crate::config::AppConfig;
+use crate::db::models::{ClientSecret, Role};
+use crate::db::Db;
+use crate::error::{Error, PageError};
+
+/// The grace periods an admin can choose after a rotation, in seconds.
+pub const GRACE_CHOICES: [(i64, &str); 4] = [
+    (0, "immediately"),
+    (3600, "1 hour"),
+    (86400, "24 hours"),
+    (7 * 86400, "7 days"),
+];
+
+#[post("/admin/t/<_>/apps/<id>/secrets/rotate", data = "<data>")]
+pub async fn rotate(
+    ctx: TenantCtx,
+    id: &str,
+    db: &State<Db>,
+    config: &State<AppConfig>,
+    cookies: &CookieJar<'_>,
+    csrf: CsrfToken,
+    data: Data<'_>,
+) -> PageResult {
+    let app = load_app(db, &ctx, id).await?;
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Admin)?;
+    let grace = params
+        .get("grace")
+        .and_then(|g| g.parse::<i64>().ok())
+        .and_then(|g| GRACE_CHOICES.iter().find(|(s, _)| *s == g))
+        .ok_or_else(|| {
+            PageError::bad_request(
+                "Choose how long the older secrets stay valid: immediately, 1 hour, 24 hours or 7 days.",
+            )
+        })?;
+    if grace.0 == 0 {
+        confirmed(&params, "end the older secrets immediately")?;
+    }
+    let tenant_id = ctx.tenant.id;
+    let app_id = app.id;
+    let audit = ctx.audit("client_secret.rotated");
+    let grace_secs = grace.0;
+    let secret = db
+        .run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Error> {
+                let (row, value) =
+                    ClientSecret::rotate(conn, tenant_id, app_id, Duration::seconds(grace_secs))?;
+                audit
+                    .object("client_secret", row.id)
+                    .details(json!({"app_id": app_id, "hint": row.hint, "grace_secs": grace_secs}))
+                    .insert(conn)?;
+                Ok(value)
+            })
+        })
+        .await?;
+    let notice = if grace.0 == 0 {
+        "New secret created. The older secrets stopped working now.".to_string()
+    } else {
+        format!(
+            "New secret created. The older secrets keep working for {}.",
+            grace.1
+        )
+    };
+    show_with_secret(&ctx, db, config, &csrf, app, secret, &notice).await
+}
+
+#[post("/admin/t/<_>/apps/<id>/secrets/<sid>/revoke", data = "<data>")]
+pub async fn revoke(
+    ctx: TenantCtx,
+    id: &str,
+    sid: &str,
+    db: &State<Db>,
+    cookies: &CookieJar<'_>,
+    data: Data<'_>,
+) -> PageResult {
+    let app = load_app(db, &ctx, id).await?;
+    let sid = parse_id(sid)?;
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Admin)?;
+    confirmed(&params, "revoke this secret")?;
+    let tenant_id = ctx.tenant.id;
+    let app_id = app.id;
+    let audit = ctx.audit("client_secret.revoked");
+    let changed = db
+        .run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Error> {
+                let n = ClientSecret::revoke(conn, tenant_id, app_id, sid)?;
+                if n > 0 {
+                    audit
+                        .object("client_secret", sid)
+                        .details(json!({"app_id": app_id}))
+                        .insert(conn)?;
+                }
+                Ok(n)
+            })
+        })
+        .await?;
+    if changed == 0 {
+        // Unknown, another app's, or revoked already: nothing to do.
+        return Err(PageError::not_found());
+    }
+    Ok(ctx.flash_to(
+        &format!("/apps/{app_id}"),
+        "The secret is revoked; it stopped working now.",
+    ))
+}

@@ -1,0 +1,133 @@
+//! Tenant settings: name, whether creators may sign up, and the branding
+//! of the hosted sign-in and consent pages. Owners only change them.
+
+use diesel::Connection;
+use rocket::data::Data;
+use rocket::http::{CookieJar, Status};
+use rocket::request::FlashMessage;
+use rocket::{get, post, State};
+use serde_json::json;
+
+use super::{read_form, PageResult, Resp, TenantCtx};
+use crate::auth::{CsrfToken, TenantCache};
+use crate::db::models::tenant::TenantSettings;
+use crate::db::models::{Role, Tenant};
+use crate::db::Db;
+use crate::error::Error;
+use crate::oauth::authorize::valid_color;
+use crate::oauth::params::Params;
+
+fn tenant_form(t: &Tenant) -> serde_json::Value {
+    json!({
+        "name": t.name,
+        "signup_allowed": t.signup_allowed,
+        "brand_display_name": t.brand_display_name.clone().unwrap_or_default(),
+        "brand_accent_color": t.brand_accent_color.clone().unwrap_or_default(),
+        "brand_logo_url": t.brand_logo_url.clone().unwrap_or_default(),
+    })
+}
+
+fn parse(params: &Params) -> Result<TenantSettings, String> {
+    let name = params.get("name").unwrap_or("").trim().to_string();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err("The workspace name must have 1 to 200 characters.".into());
+    }
+    let opt = |k: &str| {
+        params
+            .get(k)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let display = opt("brand_display_name");
+    if display.as_ref().is_some_and(|d| d.chars().count() > 100) {
+        return Err("The display name must have at most 100 characters.".into());
+    }
+    let color = opt("brand_accent_color");
+    if color.as_deref().is_some_and(|c| !valid_color(c)) {
+        return Err("The accent colour must look like #4f46e5 or #46e.".into());
+    }
+    let logo = opt("brand_logo_url");
+    if let Some(l) = &logo {
+        let ok = l.len() <= 2000
+            && url::Url::parse(l).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
+        if !ok {
+            return Err("The logo URL must be an https:// address.".into());
+        }
+    }
+    Ok(TenantSettings {
+        name,
+        signup_allowed: params.get("signup_allowed") == Some("on"),
+        brand_display_name: display,
+        brand_accent_color: color,
+        brand_logo_url: logo,
+    })
+}
+
+#[get("/admin/t/<_>/settings")]
+pub fn get(ctx: TenantCtx, csrf: CsrfToken, flash: Option<FlashMessage<'_>>) -> PageResult {
+    let form = tenant_form(&ctx.tenant);
+    Ok(Resp::Page(ctx.render(
+        "admin/settings",
+        "settings",
+        &csrf,
+        flash,
+        json!({"form": form}),
+    )))
+}
+
+#[post("/admin/t/<_>/settings", data = "<data>")]
+pub async fn post(
+    ctx: TenantCtx,
+    db: &State<Db>,
+    cache: &State<TenantCache>,
+    cookies: &CookieJar<'_>,
+    csrf: CsrfToken,
+    data: Data<'_>,
+) -> PageResult {
+    let params = read_form(data, cookies).await?;
+    ctx.require(Role::Owner)?;
+    let settings = match parse(&params) {
+        Ok(s) => s,
+        Err(msg) => {
+            let form = json!({
+                "name": params.get("name").unwrap_or(""),
+                "signup_allowed": params.get("signup_allowed") == Some("on"),
+                "brand_display_name": params.get("brand_display_name").unwrap_or(""),
+                "brand_accent_color": params.get("brand_accent_color").unwrap_or(""),
+                "brand_logo_url": params.get("brand_logo_url").unwrap_or(""),
+            });
+            return Ok(Resp::Status((
+                Status::BadRequest,
+                ctx.render(
+                    "admin/settings",
+                    "settings",
+                    &csrf,
+                    None,
+                    json!({"form": form, "error": msg}),
+                ),
+            )));
+        }
+    };
+    let tenant_id = ctx.tenant.id;
+    let audit = ctx
+        .audit("tenant.settings_changed")
+        .object("tenant", tenant_id)
+        .details(json!({
+            "name": settings.name,
+            "signup_allowed": settings.signup_allowed,
+            "brand_display_name": settings.brand_display_name,
+            "brand_accent_color": settings.brand_accent_color,
+            "brand_logo_url": settings.brand_logo_url,
+        }));
+    db.run(move |conn| {
+        conn.transaction(|conn| -> Result<_, Error> {
+            Tenant::update_settings(conn, tenant_id, &settings)?;
+            audit.insert(conn)?;
+            Ok(())
+        })
+    })
+    .await?;
+    cache.invalidate(&ctx.tenant.slug);
+    Ok(ctx.flash_to("/settings", "Settings saved."))
+}

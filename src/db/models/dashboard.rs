@@ -1,0 +1,253 @@
+//! Read models for the dashboard: paginated, searchable lists of installs,
+//! creators and audit events. Every query takes the tenant id.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Date, Nullable, Text, Timestamptz};
+use serde::Serialize;
+
+/// `%term%` for ILIKE, with the pattern characters escaped.
+pub fn contains_pattern(term: &str) -> String {
+    let mut out = String::from("%");
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// One install (grant) as the lists show it.
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+pub struct InstallRow {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub app_id: i64,
+    #[diesel(sql_type = Text)]
+    pub app_name: String,
+    #[diesel(sql_type = BigInt)]
+    pub end_user_id: i64,
+    #[diesel(sql_type = Text)]
+    pub email: String,
+    #[diesel(sql_type = Array<Text>)]
+    pub scopes: Vec<String>,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub revoked_reason: Option<String>,
+    /// Expiry of the newest access token.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub access_expires_at: Option<DateTime<Utc>>,
+    /// Expiry of the live refresh token, if there is one.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = BigInt)]
+    pub total: i64,
+}
+
+impl InstallRow {
+    /// active, revoked, or expired (no live refresh token left).
+    pub fn status(&self, now: DateTime<Utc>) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.refresh_expires_at.is_some_and(|e| e > now)
+            || self.access_expires_at.is_some_and(|e| e > now)
+        {
+            "active"
+        } else {
+            "expired"
+        }
+    }
+}
+
+/// Which installs to list.
+#[derive(Debug, Clone, Default)]
+pub struct InstallFilter {
+    pub app_id: Option<i64>,
+    pub end_user_id: Option<i64>,
+    pub grant_id: Option<i64>,
+    pub email: Option<String>,
+}
+
+const INSTALL_QUERY: &str =
+    "SELECT g.id, g.app_id, a.name AS app_name, g.end_user_id, e.email, g.scopes, \
+    g.created_at, g.last_refreshed_at, g.revoked_at, g.revoked_reason, \
+    (SELECT max(t.expires_at) FROM access_tokens t WHERE t.grant_id = g.id) AS access_expires_at, \
+    (SELECT max(r.expires_at) FROM refresh_tokens r WHERE r.grant_id = g.id \
+        AND r.revoked_at IS NULL AND r.used_at IS NULL) AS refresh_expires_at, \
+    count(*) OVER () AS total \
+    FROM grants g JOIN end_users e ON e.id = g.end_user_id AND e.tenant_id = g.tenant_id \
+    JOIN apps a ON a.id = g.app_id AND a.tenant_id = g.tenant_id \
+    WHERE g.tenant_id = $1 \
+    AND ($2::bigint IS NULL OR g.app_id = $2) \
+    AND ($3::bigint IS NULL OR g.end_user_id = $3) \
+    AND ($4::bigint IS NULL OR g.id = $4) \
+    AND ($5::text IS NULL OR e.email ILIKE $5 ESCAPE '\\') \
+    ORDER BY g.created_at DESC, g.id DESC LIMIT $6 OFFSET $7";
+
+pub fn installs(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    filter: &InstallFilter,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<InstallRow>> {
+    diesel::sql_query(INSTALL_QUERY)
+        .bind::<BigInt, _>(tenant_id)
+        .bind::<Nullable<BigInt>, _>(filter.app_id)
+        .bind::<Nullable<BigInt>, _>(filter.end_user_id)
+        .bind::<Nullable<BigInt>, _>(filter.grant_id)
+        .bind::<Nullable<Text>, _>(filter.email.as_deref().map(contains_pattern))
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(offset)
+        .load(conn)
+}
+
+pub fn install(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    grant_id: i64,
+) -> QueryResult<Option<InstallRow>> {
+    let filter = InstallFilter {
+        grant_id: Some(grant_id),
+        ..Default::default()
+    };
+    Ok(installs(conn, tenant_id, &filter, 1, 0)?.into_iter().next())
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Installs that still work: not revoked, with a live refresh token.
+pub fn active_installs(conn: &mut PgConnection, tenant_id: i64) -> QueryResult<i64> {
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM grants g WHERE g.tenant_id = $1 AND g.revoked_at IS NULL \
+         AND EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = g.id AND r.revoked_at IS NULL \
+                     AND r.used_at IS NULL AND r.expires_at > now())",
+    )
+    .bind::<BigInt, _>(tenant_id)
+    .get_result::<Count>(conn)
+    .map(|c| c.n)
+}
+
+/// A creator account as the list shows it.
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+pub struct CreatorRow {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub email: String,
+    #[diesel(sql_type = Bool)]
+    pub disabled: bool,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = BigInt)]
+    pub live_installs: i64,
+    #[diesel(sql_type = BigInt)]
+    pub total: i64,
+}
+
+pub fn creators(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    email: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<CreatorRow>> {
+    diesel::sql_query(
+        "SELECT e.id, e.email, e.disabled, e.created_at, \
+         (SELECT count(*) FROM grants g WHERE g.end_user_id = e.id AND g.tenant_id = e.tenant_id \
+             AND g.revoked_at IS NULL) AS live_installs, \
+         count(*) OVER () AS total \
+         FROM end_users e WHERE e.tenant_id = $1 \
+         AND ($2::text IS NULL OR e.email ILIKE $2 ESCAPE '\\') \
+         ORDER BY e.email ASC, e.id ASC LIMIT $3 OFFSET $4",
+    )
+    .bind::<BigInt, _>(tenant_id)
+    .bind::<Nullable<Text>, _>(email.map(contains_pattern))
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(offset)
+    .load(conn)
+}
+
+/// One audit event with the total of the filtered list.
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+pub struct AuditRow {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub actor: String,
+    #[diesel(sql_type = Text)]
+    pub action: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub object_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub object_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub ip: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub details: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = BigInt)]
+    pub total: i64,
+}
+
+/// Which audit events to list. `kind` matches an action exactly or as a
+/// prefix (`client` matches `client.wrong_secret`); dates are inclusive UTC days.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub kind: Option<String>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+}
+
+pub fn audit(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    filter: &AuditFilter,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<AuditRow>> {
+    diesel::sql_query(
+        "SELECT id, actor, action, object_type, object_id, ip, details::text AS details, created_at, \
+         count(*) OVER () AS total FROM audit_events WHERE tenant_id = $1 \
+         AND ($2::text IS NULL OR action = $2 OR action LIKE $2 || '.%') \
+         AND ($3::date IS NULL OR created_at >= ($3::date AT TIME ZONE 'UTC')) \
+         AND ($4::date IS NULL OR created_at < (($4::date + 1) AT TIME ZONE 'UTC')) \
+         ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6",
+    )
+    .bind::<BigInt, _>(tenant_id)
+    .bind::<Nullable<Text>, _>(filter.kind.as_deref())
+    .bind::<Nullable<Date>, _>(filter.from)
+    .bind::<Nullable<Date>, _>(filter.to)
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(offset)
+    .load(conn)
+}
+
+#[derive(QueryableByName)]
+struct ActionName {
+    #[diesel(sql_type = Text)]
+    action: String,
+}
+
+/// The distinct actions recorded for a tenant, for the filter menu.
+pub fn audit_actions(conn: &mut PgConnection, tenant_id: i64) -> QueryResult<Vec<String>> {
+    let rows: Vec<ActionName> = diesel::sql_query(
+        "SELECT DISTINCT action FROM audit_events WHERE tenant_id = $1 ORDER BY action LIMIT 200",
+    )
+    .bind::<BigInt, _>(tenant_id)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.action).collect())
+}

@@ -1,0 +1,428 @@
+//! The dashboard and Kit's whole flow in a real headless Chromium, driven
+//! through chromedriver (WebDriver) with fantoccini. The real server runs
+//! in-process on a free loopback port. Without chromium or chromedriver the
+//! test fails: it never skips.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{test_figment, TestDb, KIT_APPS, KIT_INSTALL};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// chromedriver as a child process, killed when dropped (also on panic).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_until_up(http: &reqwest::Client, url: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{what} did not come up at {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    dir
+}
+
+async fn shot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.expect("screenshot");
+    std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn text_of(browser: &Client, css: &str) -> String {
+    browser
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
+        .text()
+        .await
+        .expect("element text")
+        .trim()
+        .to_string()
+}
+
+async fn fill(browser: &Client, css: &str, value: &str) {
+    let el = browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    el.clear().await.expect("clear field");
+    el.send_keys(value).await.expect("type into field");
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn body_text(browser: &Client) -> String {
+    text_of(browser, "body").await
+}
+
+async fn introspect(
+    http: &reqwest::Client,
+    url: &str,
+    client_id: &str,
+    secret: &str,
+    token: &str,
+) -> (u16, Value) {
+    let resp = http
+        .post(url)
+        .basic_auth(client_id, Some(secret))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .expect("introspection call");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Posts like Kit: a JSON body under a form content type and a Bearer header.
+async fn kit_post(http: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
+    let resp = http
+        .post(url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Authorization", "Bearer ")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("Kit's call");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_and_kit_flow_in_headless_chromium() {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists(),
+        "the browser test needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver"
+    );
+
+    // The real server on a free loopback port.
+    let db = TestDb::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let figment = test_figment(&db)
+        .merge(("address", "127.0.0.1"))
+        .merge(("port", port))
+        .merge(("public_url", base.clone()))
+        .merge(("admin_signup", true));
+    let rocket = kitauth::build(figment).expect("build the server");
+    let server = tokio::spawn(async move { rocket.launch().await });
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("HTTP client");
+    wait_until_up(&http, &format!("{base}/healthz"), "kitauth").await;
+
+    // chromedriver on another free port.
+    let driver_port = free_port();
+    let profile =
+        std::env::temp_dir().join(format!("kitauth-chrome-{}", uuid::Uuid::new_v4().simple()));
+    let _driver = Driver(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    wait_until_up(
+        &http,
+        &format!("http://127.0.0.1:{driver_port}/status"),
+        "chromedriver",
+    )
+    .await;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=1280,800",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let browser = ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("a Chromium session through chromedriver");
+    browser
+        .set_window_size(1280, 800)
+        .await
+        .expect("window size");
+
+    // 1. Sign up in the dashboard.
+    browser.goto(&format!("{base}/admin/signup")).await.unwrap();
+    fill(&browser, "#email", "dev@acme.example").await;
+    fill(&browser, "#password", "a long enough password").await;
+    fill(&browser, "#tenant_name", "Acme Plugins").await;
+    fill(&browser, "#tenant_slug", "acme").await;
+    shot(&browser, "01-signup").await;
+    click(&browser, "form button.primary").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("#active-installs"))
+        .await
+        .expect("tenant home after sign-up");
+    assert!(browser
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/admin/t/acme"));
+
+    // 2. Create an app; loopback callback so the final redirect is observable.
+    let callback = format!("{base}/kit-callback");
+    browser
+        .goto(&format!("{base}/admin/t/acme/apps/new"))
+        .await
+        .unwrap();
+    fill(&browser, "#name", "Acme for Kit").await;
+    fill(
+        &browser,
+        "#redirect_uris",
+        &format!("{KIT_INSTALL}\n{KIT_APPS}\n{callback}"),
+    )
+    .await;
+    fill(&browser, "#scopes", "public write").await;
+    shot(&browser, "02-new-app").await;
+    click(&browser, "form button.primary").await;
+    let secret = text_of(&browser, "#new-secret").await;
+    assert!(
+        secret.starts_with("kcs_"),
+        "the new secret is shown: {secret}"
+    );
+    let authorization_url = text_of(&browser, "#kit-authorization_url").await;
+    let token_url = text_of(&browser, "#kit-token_url").await;
+    let refresh_url = text_of(&browser, "#kit-refresh_token_url").await;
+    let revoke_url = text_of(&browser, "#kit-revoke_url").await;
+    let client_id = text_of(&browser, "#kit-client_id").await;
+    assert_eq!(authorization_url, format!("{base}/t/acme/oauth/authorize"));
+    assert_eq!(token_url, format!("{base}/t/acme/oauth/token"));
+    assert_eq!(refresh_url, format!("{base}/t/acme/oauth/refresh"));
+    assert_eq!(revoke_url, format!("{base}/t/acme/oauth/revoke"));
+    assert!(client_id.starts_with("kit_"));
+    shot(&browser, "03-app-kit-settings").await;
+    let edit = browser
+        .find(Locator::Css("a[href$='/edit']"))
+        .await
+        .expect("edit link")
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("href");
+    let app_page = format!("{base}{}", edit.trim_end_matches("/edit"));
+    let introspect_url = format!("{base}/t/acme/oauth/introspect");
+
+    // 3. Kit's authorize step in the browser: creator sign-up and consent.
+    let authorize = format!(
+        "{authorization_url}?client_id={client_id}&response_type=code&redirect_uri={}&state=kit-state",
+        url::form_urlencoded::byte_serialize(callback.as_bytes()).collect::<String>()
+    );
+    browser.goto(&authorize).await.unwrap();
+    shot(&browser, "04-creator-sign-in").await;
+    click(&browser, "a[href*='/signup']").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("form[action='/t/acme/signup']"))
+        .await
+        .expect("creator sign-up page");
+    fill(&browser, "#email", "creator@example.com").await;
+    fill(&browser, "#password", "creator password 1").await;
+    click(&browser, "form button.primary").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("button[value=allow]"))
+        .await
+        .expect("consent page");
+    assert!(body_text(&browser).await.contains("Acme for Kit"));
+    shot(&browser, "05-consent").await;
+    click(&browser, "button[value=allow]").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let landed = loop {
+        let u = browser.current_url().await.unwrap();
+        if u.path() == "/kit-callback" {
+            break u;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no redirect to the callback, at {u}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let q: std::collections::HashMap<String, String> = landed.query_pairs().into_owned().collect();
+    assert_eq!(q.get("state").map(String::as_str), Some("kit-state"));
+    let code = q.get("code").expect("the redirect carries a code").clone();
+
+    // 4. Token and refresh over HTTP, exactly as Kit sends them.
+    let (status, tokens) = kit_post(
+        &http,
+        &token_url,
+        json!({
+            "client_id": client_id, "client_secret": secret, "grant_type": "authorization_code",
+            "code": code, "redirect_uri": KIT_APPS,
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let refresh1 = tokens["refresh_token"].as_str().unwrap().to_string();
+    let (status, refreshed) = kit_post(
+        &http,
+        &refresh_url,
+        json!({
+            "client_id": client_id, "grant_type": "refresh_token", "refresh_token": refresh1,
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let access = refreshed["access_token"].as_str().unwrap().to_string();
+    let refresh2 = refreshed["refresh_token"].as_str().unwrap().to_string();
+    assert!(access.starts_with("kat_") && refresh2.starts_with("krt_"));
+
+    // 5. The install shows in the dashboard.
+    browser
+        .goto(&format!("{base}/admin/t/acme/installs"))
+        .await
+        .unwrap();
+    let installs = body_text(&browser).await;
+    assert!(
+        installs.contains("creator@example.com") && installs.contains("active"),
+        "{installs}"
+    );
+    shot(&browser, "06-installs").await;
+    browser.goto(&format!("{base}/admin/t/acme")).await.unwrap();
+    let home = body_text(&browser).await;
+    assert!(home.to_lowercase().contains("active installs"));
+    assert_eq!(text_of(&browser, "#active-installs").await, "1");
+    shot(&browser, "07-home").await;
+
+    // 6. Rotate the secret with a 1 hour grace: both secrets work.
+    browser.goto(&app_page).await.unwrap();
+    let grace = browser
+        .find(Locator::Css("#grace option[value='3600']"))
+        .await
+        .expect("1 hour option");
+    grace.click().await.unwrap();
+    click(&browser, "form.rotate button.primary").await;
+    let secret2 = text_of(&browser, "#new-secret").await;
+    assert!(secret2.starts_with("kcs_") && secret2 != secret);
+    assert!(body_text(&browser)
+        .await
+        .contains("keep working for 1 hour"));
+    shot(&browser, "08-secret-rotated").await;
+    for s in [&secret, &secret2] {
+        let (status, info) = introspect(&http, &introspect_url, &client_id, s, &access).await;
+        assert_eq!(status, 200, "secret {}… works", &s[..8]);
+        assert_eq!(info["active"], true);
+    }
+
+    // 7. Revoke the install in the dashboard; the token is dead.
+    browser
+        .goto(&format!("{base}/admin/t/acme/installs"))
+        .await
+        .unwrap();
+    click(&browser, "table.installs a[href*='/installs/']").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("input[name=confirm]"))
+        .await
+        .expect("grant page");
+    assert!(body_text(&browser).await.contains("Token history"));
+    shot(&browser, "09-install").await;
+    click(&browser, "input[name=confirm]").await;
+    click(&browser, "form.danger-zone button.danger").await;
+    browser
+        .wait()
+        .for_element(Locator::Css(".flash-success"))
+        .await
+        .expect("flash after revoking");
+    assert!(body_text(&browser).await.contains("The install is revoked"));
+    let (status, info) = introspect(&http, &introspect_url, &client_id, &secret2, &access).await;
+    assert_eq!(status, 200);
+    assert_eq!(info["active"], false, "the access token is dead");
+    let (status, err) = kit_post(
+        &http,
+        &refresh_url,
+        json!({
+            "client_id": client_id, "grant_type": "refresh_token", "refresh_token": refresh2,
+        }),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    // 8. The other main pages.
+    for (path, name, expect) in [
+        ("/admin/t/acme/apps", "10-apps", "Acme for Kit"),
+        ("/admin/t/acme/audit", "11-audit", "grant.revoked"),
+        ("/admin/t/acme/members", "12-members", "dev@acme.example"),
+        (
+            "/admin/t/acme/settings",
+            "13-settings",
+            "Consent page branding",
+        ),
+        (
+            "/admin/t/acme/creators",
+            "14-creators",
+            "creator@example.com",
+        ),
+    ] {
+        browser.goto(&format!("{base}{path}")).await.unwrap();
+        let text = body_text(&browser).await;
+        assert!(text.contains(expect), "{path} shows {expect:?}");
+        shot(&browser, name).await;
+    }
+    browser
+        .set_window_size(390, 844)
+        .await
+        .expect("phone-sized window");
+    browser.goto(&app_page).await.unwrap();
+    shot(&browser, "15-phone-app").await;
+
+    browser.close().await.expect("close the browser");
+    server.abort();
+    let _ = std::fs::remove_dir_all(&profile);
+}
