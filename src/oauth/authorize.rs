@@ -122,7 +122,6 @@ pub fn redirect_with(uri: &str, pairs: &[(&str, &str)], state: Option<&str>) -> 
 
 /// Either an error page (the client or redirect URI cannot be trusted) or a
 /// redirect with an error code (RFC 6749 §4.1.2.1).
-#[allow(clippy::large_enum_variant)] // built once per request, never stored
 pub enum AuthorizeFailure {
     Page(PageError),
     /// The URL to redirect to, error parameters included.
@@ -149,7 +148,6 @@ fn page_bad(msg: &str) -> AuthorizeFailure {
 }
 
 /// Validates an authorization request against the app's registration.
-#[allow(clippy::result_large_err)]
 pub fn validate_request(
     app: Option<App>,
     params: &Params,
