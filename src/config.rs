@@ -99,7 +99,7 @@ pub fn figment() -> Figment {
     let mut figment = rocket::Config::figment();
     if let Ok(url) = std::env::var("DATABASE_URL") {
         if !url.is_empty() {
-            figment = figment.merge(Serialized::default("database_url", url));
+            figment = figment.merge(Serialized::global("database_url", url));
         }
     }
     figment
