@@ -46,6 +46,12 @@ impl From<DieselError> for Error {
                 crate::db::connection_lost();
                 Error::Unavailable
             }
+            // The connection died mid-transaction: diesel could not roll back.
+            DieselError::BrokenTransactionManager => {
+                crate::db::connection_lost();
+                Error::Unavailable
+            }
+            DieselError::RollbackErrorOnCommit { commit_error, .. } => Error::from(*commit_error),
             other => Error::Database(other),
         }
     }
