@@ -236,7 +236,7 @@ async fn creator_sign_in_is_throttled_per_account_and_per_ip_with_retry_after() 
         .expect("Retry-After")
         .parse()
         .unwrap();
-    assert!(wait >= 1 && wait <= 15 * 60, "Retry-After {wait}");
+    assert!((1..=15 * 60).contains(&wait), "Retry-After {wait}");
     assert!(resp
         .into_string()
         .await

@@ -42,7 +42,7 @@ async fn kit_install_refresh_uninstall() {
     assert_eq!(info["client_id"], seed.app.client_id);
     let me = app
         .client
-        .get(format!("/t/acme/oauth/userinfo"))
+        .get("/t/acme/oauth/userinfo")
         .header(Header::new("Authorization", format!("Bearer {access}")))
         .dispatch()
         .await;

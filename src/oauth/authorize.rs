@@ -131,6 +131,8 @@ pub fn redirect_with(uri: &str, pairs: &[(&str, &str)], state: Option<&str>) -> 
 
 /// Either an error page (the client or redirect URI cannot be trusted) or a
 /// redirect with an error code (RFC 6749 §4.1.2.1).
+// A short-lived value on the error path; boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum AuthorizeFailure {
     Page(PageError),
     Redirect(Redirect),
@@ -156,6 +158,7 @@ fn page_bad(msg: &str) -> AuthorizeFailure {
 }
 
 /// Validates an authorization request against the app's registration.
+#[allow(clippy::result_large_err)]
 pub fn validate_request(
     app: Option<App>,
     params: &Params,
