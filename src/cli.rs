@@ -52,6 +52,9 @@ pub enum Command {
     /// Manage dashboard admins.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Purge expired codes, old tokens, expired sessions and old audit
+    /// events once, then exit (the server also does this periodically).
+    Janitor,
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,6 +232,27 @@ pub fn run(command: Command, config: &AppConfig) -> anyhow::Result<Output> {
             Ok(Output {
                 text: format!("applied {n} migration(s); the database is up to date"),
                 json: json!({"applied": n}),
+            })
+        }
+        Command::Janitor => {
+            let mut conn = connect(config)?;
+            let report = crate::janitor::purge(
+                &mut conn,
+                crate::janitor::Retention::from_config(config),
+                chrono::Utc::now(),
+                crate::janitor::BATCH,
+            )?;
+            Ok(Output {
+                text: format!(
+                    "janitor: deleted {} authorization code(s), {} access token(s), {} refresh token(s), {} creator session(s), {} admin session(s), {} audit event(s)",
+                    report.authorization_codes,
+                    report.access_tokens,
+                    report.refresh_tokens,
+                    report.end_user_sessions,
+                    report.admin_sessions,
+                    report.audit_events
+                ),
+                json: json!(report),
             })
         }
         Command::Tenant(TenantCmd::Create { slug, name }) => {

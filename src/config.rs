@@ -37,6 +37,42 @@ pub struct AppConfig {
     /// Bearer token protecting `/metrics`; without one it answers loopback callers only.
     #[serde(default)]
     pub metrics_token: Option<String>,
+    /// Failed client authentications allowed per (client_id, IP) in the window.
+    #[serde(default = "default_client_auth_max_failures")]
+    pub client_auth_max_failures: usize,
+    /// Failed client authentications allowed per IP (any client_id) in the window.
+    #[serde(default = "default_client_auth_ip_max_failures")]
+    pub client_auth_ip_max_failures: usize,
+    #[serde(default = "default_client_auth_window_secs")]
+    pub client_auth_window_secs: u64,
+    /// How often the background janitor runs; 0 turns it off.
+    #[serde(default = "default_janitor_interval_secs")]
+    pub janitor_interval_secs: u64,
+    /// Expired or revoked tokens are kept this long, then purged.
+    #[serde(default = "default_token_retention_days")]
+    pub token_retention_days: u32,
+    /// Audit events are kept this long, then purged.
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u32,
+}
+
+fn default_client_auth_max_failures() -> usize {
+    10
+}
+fn default_client_auth_ip_max_failures() -> usize {
+    100
+}
+fn default_client_auth_window_secs() -> u64 {
+    300
+}
+fn default_janitor_interval_secs() -> u64 {
+    3600
+}
+fn default_token_retention_days() -> u32 {
+    30
+}
+fn default_audit_retention_days() -> u32 {
+    365
 }
 
 fn default_public_url() -> String {

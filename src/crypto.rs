@@ -112,19 +112,31 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// Spends the same time as a real check, for accounts that do not exist, so
 /// that timing does not reveal which emails have accounts.
 pub fn verify_password_dummy(password: &str, cost: u32) {
-    use std::sync::OnceLock;
-    static DUMMY: OnceLock<std::collections::HashMap<u32, String>> = OnceLock::new();
-    let hashes = DUMMY.get_or_init(|| {
-        (4..=14)
-            .filter_map(|c| {
-                bcrypt::hash("kitauth-dummy-password", c)
-                    .ok()
-                    .map(|h| (c, h))
-            })
-            .collect()
-    });
-    if let Some(h) = hashes.get(&cost) {
-        let _ = bcrypt::verify(password, h);
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    // One dummy hash per cost actually in use, made on first need (hashing
+    // every cost up front took seconds at the first unknown-account sign-in).
+    static DUMMY: OnceLock<Mutex<HashMap<u32, String>>> = OnceLock::new();
+    let hashes = DUMMY.get_or_init(|| Mutex::new(HashMap::new()));
+    let hash = match hashes.lock() {
+        Ok(mut map) => match map.get(&cost) {
+            Some(h) => Some(h.clone()),
+            None => bcrypt::hash("kitauth-dummy-password", cost)
+                .ok()
+                .inspect(|h| {
+                    map.insert(cost, h.clone());
+                }),
+        },
+        Err(_) => None,
+    };
+    match hash {
+        Some(h) => {
+            let _ = bcrypt::verify(password, &h);
+        }
+        // Out-of-range cost or a poisoned lock: still spend a real bcrypt.
+        None => {
+            let _ = bcrypt::hash(password, cost.clamp(4, 31));
+        }
     }
 }
 

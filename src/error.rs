@@ -33,15 +33,25 @@ impl From<DieselError> for Error {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 Error::Conflict(info.constraint_name().unwrap_or("unique").to_string())
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-            | DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                crate::db::connection_lost();
+                Error::Unavailable
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
                 Error::Unavailable
             }
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
                 if is_connection_message(info.message()) =>
             {
+                crate::db::connection_lost();
                 Error::Unavailable
             }
+            // The connection died mid-transaction: diesel could not roll back.
+            DieselError::BrokenTransactionManager => {
+                crate::db::connection_lost();
+                Error::Unavailable
+            }
+            DieselError::RollbackErrorOnCommit { commit_error, .. } => Error::from(*commit_error),
             other => Error::Database(other),
         }
     }
@@ -69,6 +79,8 @@ pub struct OAuthError {
     pub description: String,
     /// Set when the client tried HTTP Basic authentication.
     pub www_authenticate: Option<String>,
+    /// Seconds for a `Retry-After` header (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -78,7 +90,21 @@ impl OAuthError {
             error,
             description: description.into(),
             www_authenticate: None,
+            retry_after: None,
         }
+    }
+    /// `429` after too many failed client authentications: the RFC 6749
+    /// `invalid_client` error (the client is refused, not the request
+    /// malformed) with `Retry-After`.
+    pub fn too_many_failures(wait_secs: u64) -> Self {
+        let wait_secs = wait_secs.max(1);
+        let mut e = Self::new(
+            Status::TooManyRequests,
+            "invalid_client",
+            format!("too many failed client authentications; retry after {wait_secs} seconds"),
+        );
+        e.retry_after = Some(wait_secs);
+        e
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(Status::BadRequest, "invalid_request", d)
@@ -147,6 +173,9 @@ impl<'r> Responder<'r, 'static> for OAuthError {
         let mut resp = no_store_json(self.status, self.body());
         if let Some(challenge) = self.www_authenticate {
             resp.set_header(Header::new("WWW-Authenticate", challenge));
+        }
+        if let Some(secs) = self.retry_after {
+            resp.set_header(Header::new("Retry-After", secs.to_string()));
         }
         Ok(resp)
     }

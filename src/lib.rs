@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod janitor;
 pub mod metrics;
 pub mod oauth;
 pub mod ops;
@@ -30,7 +31,7 @@ use crate::config::AppConfig;
 use crate::db::Db;
 use crate::error::{OAuthError, PageError};
 use crate::metrics::{Metrics, RequestLog};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{ClientAuthLimits, RateLimiter};
 
 /// Where a resource directory lives: as configured, else `./name`, else
 /// beside the crate's manifest (so `cargo run` works from anywhere).
@@ -61,11 +62,18 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
     let template_dir = resource_dir(&figment, "template_dir", "templates");
     let static_dir = resource_dir(&figment, "static_dir", "static");
     let figment = figment.merge(("template_dir", template_dir));
+    let client_auth_limits = ClientAuthLimits::new(
+        config.client_auth_max_failures,
+        config.client_auth_ip_max_failures,
+        Duration::from_secs(config.client_auth_window_secs),
+    );
+    let janitor = janitor::Janitor::from_config(&config);
     Ok(rocket::custom(figment)
         .manage(Db::new(pool))
         .manage(config)
         .manage(TenantCache::default())
         .manage(RateLimiter::default())
+        .manage(client_auth_limits)
         .manage(Metrics::default())
         .manage(admin::stats::TokenStats::default())
         .attach(admin::stats::StatsFlusher)
@@ -83,6 +91,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
                 );
             })
         }))
+        .attach(janitor)
         .mount("/", oauth::routes())
         .mount("/", ops::routes())
         .mount("/", admin::routes())

@@ -90,6 +90,62 @@ impl RateLimiter {
     }
 }
 
+/// Budgets for failed client authentication (`invalid_client`) on the
+/// token, refresh, revoke and introspect endpoints.
+///
+/// Only failures count, and the per-client key is the pair (client_id,
+/// caller IP): someone hammering an app's client_id with wrong secrets
+/// exhausts *their* budget, never the budget of the app's real caller (Kit)
+/// at another address. A request is refused with `429` before any secret is
+/// checked when its pair or its IP is over budget. The per-IP budget is
+/// larger, because callers such as Kit send many tenants' apps from a few
+/// addresses and one misconfigured app must not lock out the others.
+pub struct ClientAuthLimits {
+    pub pair: RateLimiter,
+    pub ip: RateLimiter,
+}
+
+impl ClientAuthLimits {
+    pub fn new(pair_max: usize, ip_max: usize, window: Duration) -> Self {
+        ClientAuthLimits {
+            pair: RateLimiter::new(pair_max, window),
+            ip: RateLimiter::new(ip_max, window),
+        }
+    }
+
+    fn keys(tenant_id: i64, client_id: Option<&str>, ip: &str) -> (Option<LimitKey>, LimitKey) {
+        let pair = client_id.map(|id| {
+            // The IP goes first and never contains a space; the client_id is
+            // capped like everywhere else, so the map stays bounded per key.
+            let id: String = id.chars().take(200).collect();
+            LimitKey::ClientAuth(tenant_id, format!("{ip} {id}"))
+        });
+        (pair, LimitKey::ClientAuthIp(ip.to_string()))
+    }
+
+    /// How long this caller must wait before it may authenticate again.
+    pub fn blocked(&self, tenant_id: i64, client_id: Option<&str>, ip: &str) -> Option<Duration> {
+        let (pair, ip_key) = Self::keys(tenant_id, client_id, ip);
+        let a = pair.and_then(|k| self.pair.blocked(&[k]));
+        let b = self.ip.blocked(&[ip_key]);
+        a.max(b)
+    }
+
+    pub fn record_failure(&self, tenant_id: i64, client_id: Option<&str>, ip: &str) {
+        let (pair, ip_key) = Self::keys(tenant_id, client_id, ip);
+        if let Some(k) = pair {
+            self.pair.record_failure(&[k]);
+        }
+        self.ip.record_failure(&[ip_key]);
+    }
+}
+
+impl Default for ClientAuthLimits {
+    fn default() -> Self {
+        ClientAuthLimits::new(10, 100, Duration::from_secs(300))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +162,28 @@ mod tests {
         assert!(l.blocked(&k).is_some());
         l.reset(&k);
         assert!(l.blocked(&k).is_none());
+    }
+
+    #[test]
+    fn client_auth_failures_from_one_ip_do_not_block_another() {
+        let l = ClientAuthLimits::new(3, 100, Duration::from_secs(60));
+        for _ in 0..3 {
+            l.record_failure(1, Some("kit_a"), "10.0.0.1");
+        }
+        assert!(l.blocked(1, Some("kit_a"), "10.0.0.1").is_some());
+        assert!(l.blocked(1, Some("kit_a"), "10.0.0.2").is_none());
+        assert!(l.blocked(1, Some("kit_b"), "10.0.0.1").is_none());
+        assert!(l.blocked(2, Some("kit_a"), "10.0.0.1").is_none());
+    }
+
+    #[test]
+    fn client_auth_ip_budget_blocks_every_client_id() {
+        let l = ClientAuthLimits::new(100, 4, Duration::from_secs(60));
+        for i in 0..4 {
+            l.record_failure(1, Some(&format!("kit_{i}")), "10.0.0.9");
+        }
+        assert!(l.blocked(1, Some("kit_new"), "10.0.0.9").is_some());
+        assert!(l.blocked(1, None, "10.0.0.9").is_some());
+        assert!(l.blocked(1, Some("kit_new"), "10.0.0.8").is_none());
     }
 }

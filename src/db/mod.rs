@@ -14,8 +14,49 @@ use crate::error::Error;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-pub type PgPool = Pool<ConnectionManager<PgConnection>>;
-pub type Conn = PooledConnection<ConnectionManager<PgConnection>>;
+pub type PgPool = Pool<PgManager>;
+pub type Conn = PooledConnection<PgManager>;
+
+thread_local! {
+    static CONNECTION_LOST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Records that the connection in use on this thread has lost its server
+/// (called where a diesel error is mapped to `Error::Unavailable`).
+pub fn connection_lost() {
+    CONNECTION_LOST.with(|c| c.set(true));
+}
+
+fn take_connection_lost() -> bool {
+    CONNECTION_LOST.with(|c| c.replace(false))
+}
+
+/// diesel's r2d2 manager, plus: a connection whose server went away is
+/// discarded when it returns to the pool. diesel only reports a connection
+/// broken inside a failed transaction, so after a PostgreSQL restart the
+/// pool would otherwise keep handing out dead connections; a ping on every
+/// checkout (`test_on_check_out`) would fix that at the cost of a round trip
+/// per request. r2d2 calls `has_broken` on the thread that drops the
+/// connection, which is the thread that saw the error.
+#[derive(Debug)]
+pub struct PgManager(ConnectionManager<PgConnection>);
+
+impl diesel::r2d2::ManageConnection for PgManager {
+    type Connection = PgConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<PgConnection, Self::Error> {
+        self.0.connect()
+    }
+
+    fn is_valid(&self, conn: &mut PgConnection) -> Result<(), Self::Error> {
+        self.0.is_valid(conn)
+    }
+
+    fn has_broken(&self, conn: &mut PgConnection) -> bool {
+        take_connection_lost() | self.0.has_broken(conn)
+    }
+}
 
 /// The pool in Rocket's managed state. `run` moves blocking diesel work off
 /// the async workers.
@@ -41,6 +82,7 @@ impl Db {
     {
         let pool = self.pool.clone();
         let joined = rocket::tokio::task::spawn_blocking(move || {
+            take_connection_lost();
             let mut conn = pool.get().map_err(|_| E::from(Error::Unavailable))?;
             f(&mut conn)
         })
@@ -142,6 +184,6 @@ pub fn build_pool(url: &str, max_size: u32, timeout: Duration) -> Result<PgPool,
         .min_idle(Some(max_size.min(2)))
         .connection_timeout(timeout)
         .test_on_check_out(false)
-        .build(ConnectionManager::<PgConnection>::new(url))
+        .build(PgManager(ConnectionManager::<PgConnection>::new(url)))
         .map_err(|_| unreachable_message(url))
 }

@@ -3,7 +3,7 @@
 
 use chrono::{Duration, Utc};
 use rocket::data::Data;
-use rocket::http::{ContentType, CookieJar, Status};
+use rocket::http::{ContentType, CookieJar, Header, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::Redirect;
 use rocket::{get, post, Responder, State};
@@ -27,7 +27,16 @@ pub enum PageResponse {
     Page(Template),
     Redirect(Redirect),
     Status((Status, Template)),
+    /// `429` with `Retry-After` (seconds).
+    #[response(status = 429)]
+    Throttled(Template, Header<'static>),
     Error(PageError),
+}
+
+/// The `Retry-After` header for a wait, in whole seconds (at least 1).
+pub fn retry_after(wait: std::time::Duration) -> Header<'static> {
+    let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    Header::new("Retry-After", secs.to_string())
 }
 
 impl From<PageError> for PageResponse {
@@ -122,6 +131,8 @@ pub fn redirect_with(uri: &str, pairs: &[(&str, &str)], state: Option<&str>) -> 
 
 /// Either an error page (the client or redirect URI cannot be trusted) or a
 /// redirect with an error code (RFC 6749 §4.1.2.1).
+// A short-lived value on the error path; boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum AuthorizeFailure {
     Page(PageError),
     /// The URL to redirect to, error parameters included.
@@ -148,6 +159,7 @@ fn page_bad(msg: &str) -> AuthorizeFailure {
 }
 
 /// Validates an authorization request against the app's registration.
+#[allow(clippy::result_large_err)]
 pub fn validate_request(
     app: Option<App>,
     params: &Params,
@@ -503,10 +515,10 @@ pub async fn login_post(
             "Too many failed sign-in attempts. Try again in {} minutes.",
             wait.as_secs().div_ceil(60)
         );
-        return PageResponse::Status((
-            Status::TooManyRequests,
+        return PageResponse::Throttled(
             login_page(&tenant, &next, csrf.value(), &email, Some(&msg)),
-        ));
+            retry_after(wait),
+        );
     }
     let tenant_id = tenant.id;
     let cost = config.bcrypt_cost;

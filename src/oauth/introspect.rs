@@ -8,16 +8,15 @@ use rocket::response::Responder;
 use rocket::{get, post, State};
 use serde_json::json;
 
-use super::token::{read_params, NoStoreJson};
+use super::token::{read_params, ClientAuthBudget, NoStoreJson};
 use crate::auth::client::BasicAuth;
-use crate::auth::{
-    authenticate_client, ClientCredentials, ClientIp, CurrentTenant, SecretRequirement,
-};
+use crate::auth::{authenticate_client, ClientIp, CurrentTenant, SecretRequirement};
 use crate::config::AppConfig;
 use crate::crypto::{self, TokenKind};
 use crate::db::models::token::{access_token_info, refresh_token_info, TokenInfo};
 use crate::db::Db;
 use crate::error::{Error, OAuthError};
+use crate::ratelimit::ClientAuthLimits;
 
 fn inactive() -> NoStoreJson {
     NoStoreJson(Status::Ok, json!({"active": false}).to_string())
@@ -30,10 +29,13 @@ pub async fn introspect(
     config: &State<AppConfig>,
     basic: BasicAuth,
     ip: ClientIp,
+    limits: &State<ClientAuthLimits>,
     data: Data<'_>,
 ) -> Result<NoStoreJson, OAuthError> {
+    let budget = ClientAuthBudget::new(limits, tenant.id, &ip);
     let params = read_params(data).await?;
-    let creds = ClientCredentials::from_parts(&basic, &params)?;
+    let creds = budget.credentials(&basic, &params)?;
+    let client_id = creds.client_id.clone();
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?
@@ -41,25 +43,26 @@ pub async fn introspect(
     let hint = params.get("token_type_hint").map(str::to_string);
     let tenant_id = tenant.id;
     let issuer = config.tenant_url(&tenant.slug);
-    db.run(move |conn| {
-        let client =
-            authenticate_client(conn, tenant_id, &creds, SecretRequirement::Required, ip.0)?;
-        let digest = crypto::digest(&token);
-        let (info, kind) = if crypto::looks_like(TokenKind::AccessToken, &token) {
-            (
-                access_token_info(conn, tenant_id, &digest).map_err(Error::from)?,
-                "access_token",
-            )
-        } else if crypto::looks_like(TokenKind::RefreshToken, &token) {
-            (
-                refresh_token_info(conn, tenant_id, &digest).map_err(Error::from)?,
-                "refresh_token",
-            )
-        } else {
-            (None, "")
-        };
-        let _ = hint; // the prefix already says which kind of token it is
-        match info {
+    let result = db
+        .run(move |conn| {
+            let client =
+                authenticate_client(conn, tenant_id, &creds, SecretRequirement::Required, ip.0)?;
+            let digest = crypto::digest(&token);
+            let (info, kind) = if crypto::looks_like(TokenKind::AccessToken, &token) {
+                (
+                    access_token_info(conn, tenant_id, &digest).map_err(Error::from)?,
+                    "access_token",
+                )
+            } else if crypto::looks_like(TokenKind::RefreshToken, &token) {
+                (
+                    refresh_token_info(conn, tenant_id, &digest).map_err(Error::from)?,
+                    "refresh_token",
+                )
+            } else {
+                (None, "")
+            };
+            let _ = hint; // the prefix already says which kind of token it is
+            match info {
             Some(info) if info.active && info.app_id == client.app.id => Ok(NoStoreJson(
                 Status::Ok,
                 json!({
@@ -78,8 +81,10 @@ pub async fn introspect(
             )),
             _ => Ok(inactive()),
         }
-    })
-    .await
+        })
+        .await;
+    budget.note(Some(&client_id), &result);
+    result
 }
 
 /// A Bearer token from the `Authorization` header.

@@ -12,9 +12,11 @@ use crate::admin::stats::TokenStats;
 use crate::auth::client::BasicAuth;
 use crate::auth::ClientIp;
 use crate::auth::{authenticate_client, ClientCredentials, CurrentTenant, SecretRequirement};
+
 use crate::db::Db;
 use crate::error::{no_store_json, OAuthError};
 use crate::metrics::{Metrics, TokenOutcome};
+use crate::ratelimit::ClientAuthLimits;
 
 /// A JSON body with `Cache-Control: no-store`.
 pub struct NoStoreJson(pub Status, pub String);
@@ -39,6 +41,61 @@ pub async fn read_params(data: Data<'_>) -> Result<Params, OAuthError> {
     parse_body(&bytes).map_err(|e| OAuthError::invalid_request(e.description()))
 }
 
+/// The client-authentication failure budget of one request's caller: refuses
+/// with `429` when exhausted, and counts `invalid_client` answers (only
+/// failures count, so a client with the right secret is never slowed down
+/// by anyone else's failures). See `ClientAuthLimits`.
+pub struct ClientAuthBudget<'a> {
+    limits: &'a ClientAuthLimits,
+    tenant_id: i64,
+    ip: String,
+}
+
+impl<'a> ClientAuthBudget<'a> {
+    pub fn new(limits: &'a ClientAuthLimits, tenant_id: i64, ip: &ClientIp) -> Self {
+        ClientAuthBudget {
+            limits,
+            tenant_id,
+            ip: ip.0.clone().unwrap_or_default(),
+        }
+    }
+
+    /// `Err(429)` when this caller (its IP, or its IP with this client_id)
+    /// has failed too often.
+    pub fn check(&self, client_id: Option<&str>) -> Result<(), OAuthError> {
+        match self.limits.blocked(self.tenant_id, client_id, &self.ip) {
+            Some(wait) => Err(OAuthError::too_many_failures(
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts `result` against the budget when it is an authentication failure.
+    pub fn note<T>(&self, client_id: Option<&str>, result: &Result<T, OAuthError>) {
+        if let Err(e) = result {
+            if e.error == "invalid_client" && e.status == Status::Unauthorized {
+                self.limits
+                    .record_failure(self.tenant_id, client_id, &self.ip);
+            }
+        }
+    }
+
+    /// The credentials of a request, counted and checked against the budget.
+    pub fn credentials(
+        &self,
+        basic: &BasicAuth,
+        params: &Params,
+    ) -> Result<ClientCredentials, OAuthError> {
+        let creds = ClientCredentials::from_parts(basic, params);
+        self.note(None, &creds);
+        let creds = creds?;
+        self.check(Some(&creds.client_id))?;
+        Ok(creds)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 #[post("/t/<_>/oauth/token", data = "<data>")]
 pub async fn token(
     tenant: CurrentTenant,
@@ -47,13 +104,15 @@ pub async fn token(
     ip: ClientIp,
     metrics: &State<Metrics>,
     stats: &State<TokenStats>,
+    limits: &State<ClientAuthLimits>,
     data: Data<'_>,
 ) -> Result<NoStoreJson, OAuthError> {
     let tenant_id = tenant.id;
     let mut client_id = None;
-    let result = token_inner(tenant, db, basic, ip, data, &mut client_id).await;
+    let result = token_inner(tenant, db, basic, ip, limits, data, &mut client_id).await;
     metrics.token_outcome(match &result {
         Ok(_) => TokenOutcome::Issued,
+        Err(e) if e.status == Status::TooManyRequests => TokenOutcome::Failed("rate_limited"),
         Err(e) => TokenOutcome::Failed(e.error),
     });
     if let Some(client_id) = client_id {
@@ -62,6 +121,7 @@ pub async fn token(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 #[post("/t/<_>/oauth/refresh", data = "<data>")]
 pub async fn refresh(
     tenant: CurrentTenant,
@@ -70,9 +130,10 @@ pub async fn refresh(
     ip: ClientIp,
     metrics: &State<Metrics>,
     stats: &State<TokenStats>,
+    limits: &State<ClientAuthLimits>,
     data: Data<'_>,
 ) -> Result<NoStoreJson, OAuthError> {
-    token(tenant, db, basic, ip, metrics, stats, data).await
+    token(tenant, db, basic, ip, metrics, stats, limits, data).await
 }
 
 async fn token_inner(
@@ -80,9 +141,11 @@ async fn token_inner(
     db: &State<Db>,
     basic: BasicAuth,
     ip: ClientIp,
+    limits: &ClientAuthLimits,
     data: Data<'_>,
-    client_id: &mut Option<String>,
+    client_id_out: &mut Option<String>,
 ) -> Result<NoStoreJson, OAuthError> {
+    let budget = ClientAuthBudget::new(limits, tenant.id, &ip);
     let params = read_params(data).await?;
     let grant_type = params
         .get("grant_type")
@@ -97,8 +160,9 @@ async fn token_inner(
             ))
         }
     };
-    let creds = ClientCredentials::from_parts(&basic, &params)?;
-    *client_id = Some(creds.client_id.clone());
+    let creds = budget.credentials(&basic, &params)?;
+    *client_id_out = Some(creds.client_id.clone());
+    let client_id = creds.client_id.clone();
     let tenant_id = tenant.id;
     let ip = ip.0;
     let response = db
@@ -124,8 +188,9 @@ async fn token_inner(
                 flows::refresh(conn, tenant_id, &client, token, params.get("scope"), ip)
             }
         })
-        .await?;
-    Ok(response.into())
+        .await;
+    budget.note(Some(&client_id), &response);
+    Ok(response?.into())
 }
 
 #[post("/t/<_>/oauth/revoke", data = "<data>")]
@@ -134,26 +199,32 @@ pub async fn revoke(
     db: &State<Db>,
     basic: BasicAuth,
     ip: ClientIp,
+    limits: &State<ClientAuthLimits>,
     data: Data<'_>,
 ) -> Result<NoStoreJson, OAuthError> {
+    let budget = ClientAuthBudget::new(limits, tenant.id, &ip);
     let params = read_params(data).await?;
-    let creds = ClientCredentials::from_parts(&basic, &params)?;
+    let creds = budget.credentials(&basic, &params)?;
+    let client_id = creds.client_id.clone();
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?
         .to_string();
     let tenant_id = tenant.id;
     let ip = ip.0;
-    db.run(move |conn| {
-        let client = authenticate_client(
-            conn,
-            tenant_id,
-            &creds,
-            SecretRequirement::Required,
-            ip.clone(),
-        )?;
-        flows::revoke(conn, tenant_id, &client, &token, ip)
-    })
-    .await?;
+    let result = db
+        .run(move |conn| {
+            let client = authenticate_client(
+                conn,
+                tenant_id,
+                &creds,
+                SecretRequirement::Required,
+                ip.clone(),
+            )?;
+            flows::revoke(conn, tenant_id, &client, &token, ip)
+        })
+        .await;
+    budget.note(Some(&client_id), &result);
+    result?;
     Ok(NoStoreJson(Status::Ok, "{}".into()))
 }
