@@ -9,13 +9,15 @@ use rocket::{get, post, State};
 use serde_json::json;
 
 use super::token::{read_params, NoStoreJson};
-use crate::auth::client::BasicAuth;
+use crate::auth::client::{collect_client, verify_client, BasicAuth};
 use crate::auth::{
     authenticate_client, ClientCredentials, ClientIp, CurrentTenant, SecretRequirement,
 };
 use crate::config::AppConfig;
 use crate::crypto::{self, TokenKind};
-use crate::db::models::token::{access_token_info, refresh_token_info, TokenInfo};
+use crate::db::models::token::{
+    access_token_info, client_and_access_token_info, refresh_token_info, TokenInfo,
+};
 use crate::db::Db;
 use crate::error::{Error, OAuthError};
 
@@ -42,21 +44,35 @@ pub async fn introspect(
     let tenant_id = tenant.id;
     let issuer = config.tenant_url(&tenant.slug);
     db.run(move |conn| {
-        let client =
-            authenticate_client(conn, tenant_id, &creds, SecretRequirement::Required, ip.0)?;
         let digest = crypto::digest(&token);
-        let (info, kind) = if crypto::looks_like(TokenKind::AccessToken, &token) {
-            (
-                access_token_info(conn, tenant_id, &digest).map_err(Error::from)?,
-                "access_token",
-            )
-        } else if crypto::looks_like(TokenKind::RefreshToken, &token) {
-            (
-                refresh_token_info(conn, tenant_id, &digest).map_err(Error::from)?,
-                "refresh_token",
-            )
+        let (client, info, kind) = if crypto::looks_like(TokenKind::AccessToken, &token)
+            && creds.client_id.len() <= 200
+        {
+            // The hot path: client and token in one round trip.
+            let (rows, info) =
+                client_and_access_token_info(conn, tenant_id, &creds.client_id, &digest)
+                    .map_err(Error::from)?;
+            let client = verify_client(
+                conn,
+                tenant_id,
+                &creds,
+                SecretRequirement::Required,
+                ip.0,
+                collect_client(rows),
+            )?;
+            (client, info, "access_token")
         } else {
-            (None, "")
+            let client =
+                authenticate_client(conn, tenant_id, &creds, SecretRequirement::Required, ip.0)?;
+            if crypto::looks_like(TokenKind::RefreshToken, &token) {
+                (
+                    client,
+                    refresh_token_info(conn, tenant_id, &digest).map_err(Error::from)?,
+                    "refresh_token",
+                )
+            } else {
+                (client, None, "")
+            }
         };
         let _ = hint; // the prefix already says which kind of token it is
         match info {
