@@ -48,7 +48,10 @@ async fn refresh_retry_within_grace_keeps_one_branch_and_other_replay_revokes() 
     let (_, r1) = install(&app, &seed).await;
     let resp = kit_refresh(&app, &seed, &r1).await;
     assert_eq!(resp.status(), Status::Ok);
-    let r2 = json_of(resp).await["refresh_token"].as_str().unwrap().to_string();
+    let r2 = json_of(resp).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         app.count("SELECT count(*) FROM grants WHERE last_refreshed_at IS NOT NULL"),
         1
@@ -56,9 +59,14 @@ async fn refresh_retry_within_grace_keeps_one_branch_and_other_replay_revokes() 
     // Kit lost the answer and retries r1: a fresh pair, r2 dies.
     let resp = kit_refresh(&app, &seed, &r1).await;
     assert_eq!(resp.status(), Status::Ok);
-    let r3 = json_of(resp).await["refresh_token"].as_str().unwrap().to_string();
+    let r3 = json_of(resp).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
-        app.count("SELECT count(*) FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL"),
+        app.count(
+            "SELECT count(*) FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL"
+        ),
         1
     );
     // r3 rotates normally.
@@ -144,4 +152,72 @@ fn seed_clone(s: &Seed) -> Seed {
         user: s.user.clone(),
         password: s.password.clone(),
     }
+}
+
+#[rocket::async_test]
+async fn pkce_mismatch_and_expiry_change_no_row() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let location = authorize(
+        &app,
+        &seed,
+        &[
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    let code = query_param(&location, "code").unwrap();
+    let exchange = |verifier: &'static str| {
+        serde_json::json!({
+            "client_id": seed.app.client_id,
+            "client_secret": seed.client_secret,
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": KIT_APPS,
+            "code_verifier": verifier,
+        })
+        .to_string()
+    };
+    // Client authentication stamps the secret's last use once a minute.
+    introspect(&app, &seed, "not-a-token").await;
+    let before = app.snapshot();
+    let resp = app
+        .client
+        .post("/t/acme/oauth/token")
+        .header(ContentType::JSON)
+        .body(exchange("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl"))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::BadRequest);
+    assert_eq!(before, app.snapshot(), "a wrong verifier changes nothing");
+    let resp = app
+        .client
+        .post("/t/acme/oauth/token")
+        .header(ContentType::JSON)
+        .body(exchange(verifier))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Ok);
+
+    // An expired code: refused, nothing written.
+    let code2 = get_code(&app, &seed).await;
+    {
+        use diesel::prelude::*;
+        diesel::sql_query("UPDATE authorization_codes SET expires_at = now() - interval '1 second' WHERE used_at IS NULL")
+            .execute(&mut app.conn())
+            .unwrap();
+    }
+    let before = app.snapshot();
+    let resp = kit_exchange(&app, &seed, &code2).await;
+    assert_eq!(resp.status(), Status::BadRequest);
+    assert!(json_of(resp).await["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+    assert_eq!(before, app.snapshot());
 }

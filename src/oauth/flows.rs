@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::auth::AuthenticatedClient;
 use crate::crypto::{self, TokenKind};
-use crate::db::models::token::{issue_for_code, issue_pair, rotate_pair, IssuedPair};
+use crate::db::models::token::{
+    exchange_code_fast, issue_for_code, issue_pair, rotate_pair, IssuedPair,
+};
 use crate::db::models::{AccessToken, AuthorizationCode, Grant, NewAuditEvent, RefreshToken};
 use crate::db::schema::{grants, refresh_tokens};
 use crate::error::{Error, OAuthError};
@@ -101,6 +103,19 @@ pub fn exchange_code(
     }
     let digest = crypto::digest(code);
     let app = &client.app;
+    // The common case in one statement; it writes nothing unless the code
+    // is unused, unexpired and its PKCE challenge (if any) is met.
+    let pkce_s256 = code_verifier.filter(|v| valid_pkce_verifier(v)).map(|v| {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(v.as_bytes()))
+    });
+    if let Some((pair, scopes)) = exchange_code_fast(conn, tenant_id, app, &digest, pkce_s256)
+        .map_err(|e| OAuthError::from(Error::from(e)))?
+    {
+        return Ok(TokenResponse::new(pair, &scopes));
+    }
+    // Otherwise find out why, with the same rules, in a transaction of its own.
     let result = conn.transaction(|conn| -> Result<Decision, TxError> {
         let Some(row) = AuthorizationCode::consume(conn, tenant_id, app.id, &digest)? else {
             // Either unknown, or used before: a replay revokes what it produced.

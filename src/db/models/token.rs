@@ -592,3 +592,135 @@ pub fn client_and_access_token_info(
     });
     Ok((rows.into_iter().map(|(app, s, _)| (app, s)).collect(), info))
 }
+
+/// A whole code exchange in one statement, for the common case: consumes
+/// the code when it is unused, unexpired and its PKCE challenge (if any) is
+/// met, creates the grant (its id drawn in the same UPDATE that links the
+/// code to it), and issues the first pair. A single statement is a single
+/// transaction; when it matches no code nothing at all is written and the
+/// caller takes the slow path, which tells the cases apart (unknown,
+/// replayed, expired, wrong verifier).
+struct ExchangeStatement {
+    tenant_id: i64,
+    app_id: i64,
+    code_digest: Vec<u8>,
+    /// BASE64URL(SHA256(code_verifier)) of a well-formed verifier.
+    pkce_s256: Option<String>,
+    access_digest: Vec<u8>,
+    access_hint: String,
+    refresh_digest: Vec<u8>,
+    refresh_hint: String,
+    now: DateTime<Utc>,
+    access_expires_at: DateTime<Utc>,
+    refresh_expires_at: DateTime<Utc>,
+}
+
+impl diesel::query_builder::QueryId for ExchangeStatement {
+    type QueryId = ExchangeStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for ExchangeStatement {
+    /// The new refresh token's id, the grant's id and its scopes.
+    type SqlType = (
+        diesel::sql_types::BigInt,
+        diesel::sql_types::BigInt,
+        diesel::sql_types::Array<diesel::sql_types::Text>,
+    );
+}
+
+impl RunQueryDsl<PgConnection> for ExchangeStatement {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ExchangeStatement {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Bytea, Nullable, Text, Timestamptz};
+        out.push_sql(
+            "WITH c AS (UPDATE authorization_codes \
+             SET used_at = now(), grant_id = nextval('grants_id_seq'::regclass) \
+             WHERE code_digest = ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.code_digest)?;
+        out.push_sql(" AND tenant_id = ");
+        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
+        out.push_sql(" AND app_id = ");
+        out.push_bind_param::<BigInt, _>(&self.app_id)?;
+        out.push_sql(" AND used_at IS NULL AND expires_at > ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(" AND (code_challenge IS NULL OR code_challenge = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.pkce_s256)?;
+        out.push_sql(
+            ") RETURNING grant_id, tenant_id, app_id, end_user_id, scopes), \
+             g AS (INSERT INTO grants (id, tenant_id, app_id, end_user_id, scopes) \
+             SELECT grant_id, tenant_id, app_id, end_user_id, scopes FROM c RETURNING id, scopes), \
+             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at) \
+             SELECT c.tenant_id, c.grant_id, ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.access_digest)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.access_hint)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.access_expires_at)?;
+        out.push_sql(
+            " FROM c RETURNING id, grant_id, tenant_id), \
+             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at) \
+             SELECT a.tenant_id, a.grant_id, ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.refresh_digest)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.refresh_hint)?;
+        out.push_sql(", NULL, a.id, ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.refresh_expires_at)?;
+        out.push_sql(
+            " FROM a RETURNING id, grant_id) \
+             SELECT r.id, r.grant_id, g.scopes FROM r JOIN g ON g.id = r.grant_id",
+        );
+        Ok(())
+    }
+}
+
+/// The one-statement code exchange (see [`ExchangeStatement`]). `None`:
+/// no unused, unexpired code with a met challenge; nothing was written.
+pub fn exchange_code_fast(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    app: &App,
+    code_digest: &[u8],
+    pkce_s256: Option<String>,
+) -> QueryResult<Option<(IssuedPair, Vec<String>)>> {
+    let now = Utc::now();
+    let access = crypto::generate(TokenKind::AccessToken);
+    let refresh = crypto::generate(TokenKind::RefreshToken);
+    let statement = ExchangeStatement {
+        tenant_id,
+        app_id: app.id,
+        code_digest: code_digest.to_vec(),
+        pkce_s256,
+        access_digest: access.digest,
+        access_hint: access.hint,
+        refresh_digest: refresh.digest,
+        refresh_hint: refresh.hint,
+        now,
+        access_expires_at: now + Duration::seconds(app.access_token_ttl_secs.into()),
+        refresh_expires_at: now + Duration::seconds(app.refresh_token_ttl_secs.into()),
+    };
+    let row: Option<(i64, i64, Vec<String>)> = statement.get_result(conn).optional()?;
+    Ok(row.map(|(refresh_id, _grant_id, scopes)| {
+        (
+            IssuedPair {
+                access_token: access.value,
+                refresh_token: refresh.value,
+                expires_in: app.access_token_ttl_secs.into(),
+                created_at: now,
+                refresh_token_id: refresh_id,
+            },
+            scopes,
+        )
+    }))
+}
