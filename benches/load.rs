@@ -682,10 +682,8 @@ async fn run_task(
                     continue;
                 }
                 match path {
-                    "introspect" => {
-                        if !body.windows(13).any(|w| w == b"\"active\":true") {
-                            fail(&mut res, format!("introspect: inactive token: {body:?}"));
-                        }
+                    "introspect" if !body.windows(13).any(|w| w == b"\"active\":true") => {
+                        fail(&mut res, format!("introspect: inactive token: {body:?}"));
                     }
                     "refresh" => match body_field(&body, "refresh_token") {
                         Some(t) => chain = Some(t),

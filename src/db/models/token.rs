@@ -493,6 +493,9 @@ pub fn refresh_token_info(
     Ok(row.map(|(r, used)| to_info(r, used.is_some(), Utc::now())))
 }
 
+/// An app left-joined with its unrevoked secrets: one row per secret.
+pub type ClientRows = Vec<(App, Option<ClientSecret>)>;
+
 /// Client authentication and access-token introspection in one round trip:
 /// the app named `client_id` with its unrevoked secrets (one row per secret)
 /// and what `access_token_info` would say about the token, when the token
@@ -503,7 +506,7 @@ pub fn client_and_access_token_info(
     tenant_id: i64,
     client_id: &str,
     digest: &[u8],
-) -> QueryResult<(Vec<(App, Option<ClientSecret>)>, Option<TokenInfo>)> {
+) -> QueryResult<(ClientRows, Option<TokenInfo>)> {
     type Row = (
         App,
         Option<ClientSecret>,
