@@ -202,6 +202,30 @@ fn machine() -> Machine {
 struct PgBench {
     select_tps: f64,
     write_tps: f64,
+    /// (p50, p99) latency in ms of each, from pgbench's per-transaction log.
+    select_ms: (f64, f64),
+    write_ms: (f64, f64),
+}
+
+/// p50 and p99 of pgbench's per-transaction log files (`-l`): the third
+/// column is the transaction's latency in microseconds.
+fn pgbench_log_percentiles(dir: &std::path::Path, prefix: &str) -> (f64, f64) {
+    let mut all: Vec<u32> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(prefix) {
+                continue;
+            }
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            all.extend(
+                text.lines()
+                    .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u32>().ok()),
+            );
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    all.sort_unstable();
+    (percentile(&all, 50.0), percentile(&all, 99.0))
 }
 
 fn pgbench_bin() -> String {
@@ -266,12 +290,16 @@ fn pgbench(o: &Opts, db: &str) -> Result<PgBench, String> {
     ])?;
     let secs = o.duration.as_secs_f64().ceil().max(1.0) as u64;
     let threads = o.concurrency.min(machine().nproc).max(1);
-    let rate = |mode: &str| -> Result<f64, String> {
+    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let rate = |mode: &str| -> Result<(f64, (f64, f64)), String> {
         eprintln!(
             "pgbench {mode} -M prepared -c {} -j {threads} -T {secs}",
             o.concurrency
         );
+        let prefix = format!("pgbench_log{}", mode.trim_start_matches('-'));
         let out = run_pgbench(&[
+            "-l".into(),
+            format!("--log-prefix={}", logs.join(&prefix).display()),
             mode.into(),
             "-M".into(),
             "prepared".into(),
@@ -283,13 +311,15 @@ fn pgbench(o: &Opts, db: &str) -> Result<PgBench, String> {
             secs.to_string(),
             db.into(),
         ])?;
-        parse_tps(&out)
+        Ok((parse_tps(&out)?, pgbench_log_percentiles(&logs, &prefix)))
     };
-    let select_tps = rate("-S")?;
-    let write_tps = rate("-N")?;
+    let (select_tps, select_ms) = rate("-S")?;
+    let (write_tps, write_ms) = rate("-N")?;
     Ok(PgBench {
         select_tps,
         write_tps,
+        select_ms,
+        write_ms,
     })
 }
 
@@ -886,8 +916,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The 1-minute load average: how busy the shared machine was.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn run(o: &Opts) -> Result<bool, String> {
     let m = machine();
+    let load_start = load_average();
     let suffix = &crypto::random_b64(6)
         .to_lowercase()
         .replace(['-', '_'], "x");
@@ -1041,6 +1080,7 @@ fn run(o: &Opts) -> Result<bool, String> {
     }
 
     let rss_kb = peak_rss_kb(pid);
+    let load_end = load_average();
     let exited = cleanup
         .server
         .as_mut()
@@ -1060,14 +1100,14 @@ fn run(o: &Opts) -> Result<bool, String> {
     );
     let _ = writeln!(
         table,
-        "machine: {} cores, {} MB, {}",
+        "machine: {} cores, {} MB, {}; 1-min load average {load_start:.1} at the start, {load_end:.1} at the end",
         m.nproc, m.mem_total_mb, m.cpu_model
     );
     if let Some(pg) = &pg {
         let _ = writeln!(
             table,
-            "pgbench (scale 10, -M prepared, -c {c}): -S {:.0} tps, -N {:.0} tps",
-            pg.select_tps, pg.write_tps
+            "pgbench (scale 10, -M prepared, -c {c}): -S {:.0} tps (p50 {:.2} ms, p99 {:.2} ms), -N {:.0} tps (p50 {:.2} ms, p99 {:.2} ms)",
+            pg.select_tps, pg.select_ms.0, pg.select_ms.1, pg.write_tps, pg.write_ms.0, pg.write_ms.1
         );
     }
     let _ = writeln!(
@@ -1169,7 +1209,11 @@ fn run(o: &Opts) -> Result<bool, String> {
         let doc = json!({
             "machine": {"nproc": m.nproc, "mem_total_mb": m.mem_total_mb, "cpu_model": m.cpu_model},
             "config": {"installs": o.installs, "concurrency": c, "duration_s": o.duration.as_secs_f64()},
-            "pgbench": pg.as_ref().map(|p| json!({"select_tps": p.select_tps, "write_tps": p.write_tps})),
+            "pgbench": pg.as_ref().map(|p| json!({
+                "select_tps": p.select_tps, "select_p50_ms": p.select_ms.0, "select_p99_ms": p.select_ms.1,
+                "write_tps": p.write_tps, "write_p50_ms": p.write_ms.0, "write_p99_ms": p.write_ms.1,
+            })),
+            "load_average": {"start": load_start, "end": load_end},
             "startup_ms": startup_ms,
             "peak_rss_mb": rss_mb,
             "paths": json_paths,
