@@ -221,3 +221,27 @@ async fn pkce_mismatch_and_expiry_change_no_row() {
         .contains("expired"));
     assert_eq!(before, app.snapshot());
 }
+
+#[rocket::async_test]
+async fn racing_refreshes_of_one_token_leave_exactly_one_live_branch() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    for _ in 0..5 {
+        let (_, r1) = install(&app, &seed).await;
+        let (a, b) = futures::join!(kit_refresh(&app, &seed, &r1), kit_refresh(&app, &seed, &r1));
+        // The second is a retry of the immediate predecessor within the
+        // grace window: both succeed, and only one branch stays live.
+        assert_eq!(a.status(), Status::Ok);
+        assert_eq!(b.status(), Status::Ok);
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE revoked_at IS NOT NULL"),
+        0
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM (SELECT grant_id FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL GROUP BY grant_id HAVING count(*) = 1) x"
+        ),
+        5
+    );
+}

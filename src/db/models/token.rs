@@ -727,3 +727,142 @@ pub fn exchange_code_fast(
         )
     }))
 }
+
+/// A whole refresh rotation in one statement, for the common case: locks
+/// the token's grant (live, of this app) exactly as the rule path does,
+/// marks the token used when it is unused, unrevoked and unexpired, issues
+/// its successor and stamps the grant. When any of that does not hold it
+/// writes nothing, and the caller takes the rule path, which locks again
+/// and tells replay, grace-window retry, revocation and expiry apart.
+/// (Under READ COMMITTED, a statement that waited for the grant's lock
+/// re-checks the token row's latest version before updating it, so two
+/// racing rotations of one token cannot both get here.)
+struct RotateStatement {
+    tenant_id: i64,
+    app_id: i64,
+    token_digest: Vec<u8>,
+    access_digest: Vec<u8>,
+    access_hint: String,
+    refresh_digest: Vec<u8>,
+    refresh_hint: String,
+    now: DateTime<Utc>,
+    access_expires_at: DateTime<Utc>,
+    refresh_expires_at: DateTime<Utc>,
+}
+
+impl diesel::query_builder::QueryId for RotateStatement {
+    type QueryId = RotateStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for RotateStatement {
+    /// The new refresh token's id and the grant's scopes.
+    type SqlType = (
+        diesel::sql_types::BigInt,
+        diesel::sql_types::Array<diesel::sql_types::Text>,
+    );
+}
+
+impl RunQueryDsl<PgConnection> for RotateStatement {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateStatement {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Bytea, Text, Timestamptz};
+        out.push_sql(
+            "WITH g AS MATERIALIZED (SELECT grants.id, grants.scopes FROM grants \
+             WHERE grants.tenant_id = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
+        out.push_sql(" AND grants.app_id = ");
+        out.push_bind_param::<BigInt, _>(&self.app_id)?;
+        out.push_sql(
+            " AND grants.revoked_at IS NULL AND grants.id = \
+             (SELECT grant_id FROM refresh_tokens WHERE token_digest = ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.token_digest)?;
+        out.push_sql(" AND tenant_id = ");
+        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
+        out.push_sql(
+            ") FOR UPDATE), \
+             u AS (UPDATE refresh_tokens SET used_at = now() FROM g \
+             WHERE refresh_tokens.grant_id = g.id AND refresh_tokens.token_digest = ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.token_digest)?;
+        out.push_sql(
+            " AND refresh_tokens.used_at IS NULL AND refresh_tokens.revoked_at IS NULL \
+             AND refresh_tokens.expires_at > ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(
+            " RETURNING refresh_tokens.id, refresh_tokens.grant_id, refresh_tokens.tenant_id), \
+             s AS (UPDATE grants SET last_refreshed_at = now() FROM u WHERE grants.id = u.grant_id), \
+             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at) \
+             SELECT u.tenant_id, u.grant_id, ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.access_digest)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.access_hint)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.access_expires_at)?;
+        out.push_sql(
+            " FROM u RETURNING id, grant_id, tenant_id), \
+             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at) \
+             SELECT a.tenant_id, a.grant_id, ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.refresh_digest)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.refresh_hint)?;
+        out.push_sql(", u.id, a.id, ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.refresh_expires_at)?;
+        out.push_sql(
+            " FROM a JOIN u ON u.grant_id = a.grant_id RETURNING id, grant_id) \
+             SELECT r.id, g.scopes FROM r JOIN g ON g.id = r.grant_id",
+        );
+        Ok(())
+    }
+}
+
+/// The one-statement refresh rotation (see [`RotateStatement`]). `None`:
+/// not the common case; nothing was written.
+pub fn refresh_fast(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    app: &App,
+    token_digest: &[u8],
+) -> QueryResult<Option<(IssuedPair, Vec<String>)>> {
+    let now = Utc::now();
+    let access = crypto::generate(TokenKind::AccessToken);
+    let refresh = crypto::generate(TokenKind::RefreshToken);
+    let statement = RotateStatement {
+        tenant_id,
+        app_id: app.id,
+        token_digest: token_digest.to_vec(),
+        access_digest: access.digest,
+        access_hint: access.hint,
+        refresh_digest: refresh.digest,
+        refresh_hint: refresh.hint,
+        now,
+        access_expires_at: now + Duration::seconds(app.access_token_ttl_secs.into()),
+        refresh_expires_at: now + Duration::seconds(app.refresh_token_ttl_secs.into()),
+    };
+    let row: Option<(i64, Vec<String>)> = statement.get_result(conn).optional()?;
+    Ok(row.map(|(refresh_id, scopes)| {
+        (
+            IssuedPair {
+                access_token: access.value,
+                refresh_token: refresh.value,
+                expires_in: app.access_token_ttl_secs.into(),
+                created_at: now,
+                refresh_token_id: refresh_id,
+            },
+            scopes,
+        )
+    }))
+}
