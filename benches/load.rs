@@ -205,6 +205,8 @@ struct PgBench {
     /// (p50, p99) latency in ms of each, from pgbench's per-transaction log.
     select_ms: (f64, f64),
     write_ms: (f64, f64),
+    /// (-S tps, -N tps) of each measurement the figures above average.
+    runs: Vec<(f64, f64)>,
 }
 
 /// p50 and p99 of pgbench's per-transaction log files (`-l`): the third
@@ -279,15 +281,17 @@ fn parse_tps(out: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("no tps line in pgbench output:\n{out}"))
 }
 
-fn pgbench(o: &Opts, db: &str) -> Result<PgBench, String> {
-    eprintln!("pgbench: initialising scale 10 in {db}");
-    run_pgbench(&[
-        "-i".into(),
-        "-s".into(),
-        "10".into(),
-        "-q".into(),
-        db.into(),
-    ])?;
+fn pgbench(o: &Opts, db: &str, init: bool) -> Result<PgBench, String> {
+    if init {
+        eprintln!("pgbench: initialising scale 10 in {db}");
+        run_pgbench(&[
+            "-i".into(),
+            "-s".into(),
+            "10".into(),
+            "-q".into(),
+            db.into(),
+        ])?;
+    }
     let secs = o.duration.as_secs_f64().ceil().max(1.0) as u64;
     let threads = o.concurrency.min(machine().nproc).max(1);
     let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -320,6 +324,7 @@ fn pgbench(o: &Opts, db: &str) -> Result<PgBench, String> {
         write_tps,
         select_ms,
         write_ms,
+        runs: vec![(select_tps, write_tps)],
     })
 }
 
@@ -937,12 +942,13 @@ fn run(o: &Opts) -> Result<bool, String> {
         let pgdb = format!("pgbench_{suffix}");
         admin_sql(&format!("CREATE DATABASE {pgdb}"))?;
         cleanup.databases.push(pgdb.clone());
-        let r = pgbench(o, &pgdb)?;
-        admin_sql(&format!("DROP DATABASE IF EXISTS {pgdb} WITH (FORCE)"))?;
-        cleanup.databases.retain(|d| d != &pgdb);
-        Some(r)
+        Some((pgbench(o, &pgdb, true)?, pgdb))
     } else {
         None
+    };
+    let (pg, pgdb) = match pg {
+        Some((r, name)) => (Some(r), Some(name)),
+        None => (None, None),
     };
 
     // A fresh, migrated and seeded database for the server.
@@ -1086,6 +1092,32 @@ fn run(o: &Opts) -> Result<bool, String> {
         .as_mut()
         .and_then(|c| c.try_wait().ok().flatten());
     cleanup.stop_server();
+    // The baseline again, now that the server is gone: the machine is
+    // shared, so the rate each path is compared with is the mean of the
+    // database's rate before and after the paths ran.
+    let pg_before = pg;
+    let pg = match (&pg_before, &pgdb) {
+        (Some(before), Some(name)) => {
+            let after = pgbench(o, name, false)?;
+            Some(PgBench {
+                select_tps: (before.select_tps + after.select_tps) / 2.0,
+                write_tps: (before.write_tps + after.write_tps) / 2.0,
+                select_ms: (
+                    (before.select_ms.0 + after.select_ms.0) / 2.0,
+                    (before.select_ms.1 + after.select_ms.1) / 2.0,
+                ),
+                write_ms: (
+                    (before.write_ms.0 + after.write_ms.0) / 2.0,
+                    (before.write_ms.1 + after.write_ms.1) / 2.0,
+                ),
+                runs: vec![
+                    (before.select_tps, before.write_tps),
+                    (after.select_tps, after.write_tps),
+                ],
+            })
+        }
+        _ => None,
+    };
     drop(cleanup);
 
     // ---- report
@@ -1108,6 +1140,16 @@ fn run(o: &Opts) -> Result<bool, String> {
             table,
             "pgbench (scale 10, -M prepared, -c {c}): -S {:.0} tps (p50 {:.2} ms, p99 {:.2} ms), -N {:.0} tps (p50 {:.2} ms, p99 {:.2} ms)",
             pg.select_tps, pg.select_ms.0, pg.select_ms.1, pg.write_tps, pg.write_ms.0, pg.write_ms.1
+        );
+        let runs: Vec<String> = pg
+            .runs
+            .iter()
+            .map(|(s, n)| format!("-S {s:.0} / -N {n:.0}"))
+            .collect();
+        let _ = writeln!(
+            table,
+            "  (mean of the runs before and after the paths: {})",
+            runs.join(", then ")
         );
     }
     let _ = writeln!(
@@ -1212,6 +1254,7 @@ fn run(o: &Opts) -> Result<bool, String> {
             "pgbench": pg.as_ref().map(|p| json!({
                 "select_tps": p.select_tps, "select_p50_ms": p.select_ms.0, "select_p99_ms": p.select_ms.1,
                 "write_tps": p.write_tps, "write_p50_ms": p.write_ms.0, "write_p99_ms": p.write_ms.1,
+                "runs": p.runs.iter().map(|(s, n)| json!({"select_tps": s, "write_tps": n})).collect::<Vec<_>>(),
             })),
             "load_average": {"start": load_start, "end": load_end},
             "startup_ms": startup_ms,
