@@ -5,11 +5,13 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::Utc;
+use diesel::prelude::*;
 use diesel::PgConnection;
 use rocket::request::{FromRequest, Outcome, Request};
 
 use crate::db::models::client_secret::SecretCheck;
 use crate::db::models::{App, ClientSecret, NewAuditEvent};
+use crate::db::schema::{apps, client_secrets};
 use crate::error::{Error, OAuthError};
 use crate::oauth::params::Params;
 
@@ -136,6 +138,40 @@ pub struct AuthenticatedClient {
     pub secret_id: Option<i64>,
 }
 
+/// An app and its unrevoked secrets, as one query returns them.
+pub type LoadedClient = Option<(App, Vec<ClientSecret>)>;
+
+/// Loads the app named `client_id` with its unrevoked secrets in one round
+/// trip (a left join: one row per secret).
+pub fn load_client(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    client_id: &str,
+) -> QueryResult<LoadedClient> {
+    let rows: Vec<(App, Option<ClientSecret>)> = apps::table
+        .left_join(
+            client_secrets::table.on(client_secrets::app_id
+                .eq(apps::id)
+                .and(client_secrets::revoked_at.is_null())),
+        )
+        .filter(apps::tenant_id.eq(tenant_id))
+        .filter(apps::client_id.eq(client_id))
+        .select((App::as_select(), Option::<ClientSecret>::as_select()))
+        .load(conn)?;
+    Ok(collect_client(rows))
+}
+
+/// Folds the left-joined rows (one per secret) into the app and its secrets.
+pub fn collect_client(rows: Vec<(App, Option<ClientSecret>)>) -> LoadedClient {
+    let mut rows = rows.into_iter();
+    let (app, first) = rows.next()?;
+    let secrets = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, s)| s))
+        .collect();
+    Some((app, secrets))
+}
+
 /// Authenticates a client of `tenant_id`. Failures that matter for security
 /// (a wrong secret, a secret used after its grace period) are audited.
 pub fn authenticate_client(
@@ -148,9 +184,24 @@ pub fn authenticate_client(
     if creds.client_id.len() > 200 {
         return Err(creds.fail("unknown client"));
     }
-    let app = App::find_by_client_id(conn, tenant_id, &creds.client_id)
-        .map_err(Error::from)?
-        .ok_or_else(|| creds.fail("unknown client"))?;
+    let loaded = load_client(conn, tenant_id, &creds.client_id).map_err(Error::from)?;
+    verify_client(conn, tenant_id, creds, requirement, ip, loaded)
+}
+
+/// The decision half of `authenticate_client`, for callers that fetched the
+/// app and its secrets in a larger query of their own (introspection).
+pub fn verify_client(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    creds: &ClientCredentials,
+    requirement: SecretRequirement,
+    ip: Option<String>,
+    loaded: LoadedClient,
+) -> Result<AuthenticatedClient, OAuthError> {
+    if creds.client_id.len() > 200 {
+        return Err(creds.fail("unknown client"));
+    }
+    let (app, secrets) = loaded.ok_or_else(|| creds.fail("unknown client"))?;
     if app.disabled {
         return Err(creds.fail("the client is disabled"));
     }
@@ -165,10 +216,19 @@ pub fn authenticate_client(
             _ => Err(creds.fail("client authentication is required")),
         };
     };
-    let secrets = ClientSecret::live_for_app(conn, app.id).map_err(Error::from)?;
-    match ClientSecret::check(&secrets, secret, Utc::now()) {
+    let now = Utc::now();
+    match ClientSecret::check(&secrets, secret, now) {
         SecretCheck::Valid(id) => {
-            ClientSecret::touch(conn, id).map_err(Error::from)?;
+            // `touch` writes at most once a minute; skip its round trip when
+            // the row just read says it would change nothing.
+            let stale = now - chrono::Duration::seconds(60);
+            let needs_touch = secrets
+                .iter()
+                .find(|s| s.id == id)
+                .map_or(true, |s| s.last_used_at.map_or(true, |t| t < stale));
+            if needs_touch {
+                ClientSecret::touch(conn, id).map_err(Error::from)?;
+            }
             Ok(AuthenticatedClient {
                 app,
                 secret_id: Some(id),

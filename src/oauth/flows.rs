@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::auth::AuthenticatedClient;
 use crate::crypto::{self, TokenKind};
-use crate::db::models::token::{issue_pair, IssuedPair};
+use crate::db::models::token::{
+    exchange_code_fast, issue_for_code, issue_pair, refresh_fast, rotate_pair, IssuedPair,
+};
 use crate::db::models::{AccessToken, AuthorizationCode, Grant, NewAuditEvent, RefreshToken};
 use crate::db::schema::{grants, refresh_tokens};
 use crate::error::{Error, OAuthError};
@@ -101,6 +103,19 @@ pub fn exchange_code(
     }
     let digest = crypto::digest(code);
     let app = &client.app;
+    // The common case in one statement; it writes nothing unless the code
+    // is unused, unexpired and its PKCE challenge (if any) is met.
+    let pkce_s256 = code_verifier.filter(|v| valid_pkce_verifier(v)).map(|v| {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(v.as_bytes()))
+    });
+    if let Some((pair, scopes)) = exchange_code_fast(conn, tenant_id, app, &digest, pkce_s256)
+        .map_err(|e| OAuthError::from(Error::from(e)))?
+    {
+        return Ok(TokenResponse::new(pair, &scopes));
+    }
+    // Otherwise find out why, with the same rules, in a transaction of its own.
     let result = conn.transaction(|conn| -> Result<Decision, TxError> {
         let Some(row) = AuthorizationCode::consume(conn, tenant_id, app.id, &digest)? else {
             // Either unknown, or used before: a replay revokes what it produced.
@@ -132,10 +147,9 @@ pub fn exchange_code(
                 )));
             }
         }
-        let grant = Grant::create(conn, tenant_id, app.id, row.end_user_id, &row.scopes)?;
-        let pair = issue_pair(conn, &grant, app, None)?;
-        AuthorizationCode::set_grant(conn, row.id, grant.id)?;
-        Ok(Decision::Issued(TokenResponse::new(pair, &grant.scopes)))
+        // Grant, first pair and the code's link to the grant: one statement.
+        let (pair, _grant_id) = issue_for_code(conn, app, &row)?;
+        Ok(Decision::Issued(TokenResponse::new(pair, &row.scopes)))
     });
     decided(finish(result))
 }
@@ -162,23 +176,33 @@ pub fn refresh(
     }
     let digest = crypto::digest(token);
     let app = &client.app;
+    // The common case (no scope narrowing) in one statement; it writes
+    // nothing unless the token is live and unused in a live grant of this app.
+    if scope.is_none() {
+        if let Some((pair, scopes)) = refresh_fast(conn, tenant_id, app, &digest)
+            .map_err(|e| OAuthError::from(Error::from(e)))?
+        {
+            return Ok(TokenResponse::new(pair, &scopes));
+        }
+    }
+    // Otherwise the rules, in a transaction that locks the grant.
     let result = conn.transaction(|conn| -> Result<Decision, TxError> {
         let invalid = || TxError::Refuse(OAuthError::invalid_grant("the refresh token is invalid"));
-        // Lock the token's grant first: every rotation of a family is serialised.
-        let grant: Option<Grant> = grants::table
+        // Lock the token's grant, and the token with it, in one statement:
+        // every rotation of a family is serialised on the grant row (locked
+        // first), and the row lock makes PostgreSQL re-read the token's
+        // current state after any wait, so the checks below see what the
+        // previous holder of the lock committed.
+        let found: Option<(Grant, RefreshToken)> = grants::table
+            .inner_join(refresh_tokens::table)
             .filter(grants::tenant_id.eq(tenant_id))
-            .filter(
-                grants::id.nullable().eq(refresh_tokens::table
-                    .filter(refresh_tokens::token_digest.eq(&digest))
-                    .filter(refresh_tokens::tenant_id.eq(tenant_id))
-                    .select(refresh_tokens::grant_id)
-                    .single_value()),
-            )
-            .select(Grant::as_select())
+            .filter(refresh_tokens::token_digest.eq(&digest))
+            .filter(refresh_tokens::tenant_id.eq(tenant_id))
+            .select((Grant::as_select(), RefreshToken::as_select()))
             .for_update()
             .first(conn)
             .optional()?;
-        let grant = grant.ok_or_else(invalid)?;
+        let (grant, rt) = found.ok_or_else(invalid)?;
         if grant.app_id != app.id {
             return Err(invalid());
         }
@@ -187,7 +211,6 @@ pub fn refresh(
                 "the refresh token has been revoked",
             )));
         }
-        let rt = RefreshToken::find_by_digest(conn, tenant_id, &digest)?.ok_or_else(invalid)?;
         let now = Utc::now();
         if let Some(requested) = scope {
             let requested = super::params::split_scopes(requested);
@@ -217,9 +240,13 @@ pub fn refresh(
             )));
         }
         let pair = match rt.used_at {
+            // The common case: one statement marks the token used, issues
+            // its successor and stamps the grant.
             None => {
-                RefreshToken::mark_used(conn, rt.id)?;
-                issue_pair(conn, &grant, app, Some(rt.id))?
+                return Ok(Decision::Issued(TokenResponse::new(
+                    rotate_pair(conn, &grant, app, &rt)?,
+                    &grant.scopes,
+                )))
             }
             Some(used_at) => {
                 // A retry of the immediate predecessor of the live token,

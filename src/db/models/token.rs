@@ -3,8 +3,8 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::crypto::{self, TokenKind};
-use crate::db::models::{App, Grant};
-use crate::db::schema::{access_tokens, apps, end_users, grants, refresh_tokens};
+use crate::db::models::{App, ClientSecret, Grant};
+use crate::db::schema::{access_tokens, apps, client_secrets, end_users, grants, refresh_tokens};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = access_tokens)]
@@ -61,48 +61,224 @@ pub struct TokenInfo {
     pub active: bool,
 }
 
-/// Inserts a new access token and refresh token for `grant`.
+/// Which statement an [`IssueStatement`] is; each kind has a fixed SQL
+/// text, so diesel caches each as a prepared statement.
+const ISSUE_PAIR: u8 = 0;
+const ISSUE_ROTATE: u8 = 1;
+const ISSUE_FOR_CODE: u8 = 2;
+
+/// Issues an access + refresh token pair in one statement (a data-modifying
+/// CTE): one round trip instead of one per row. `KIND` adds what the caller's
+/// flow writes alongside:
+/// - `ISSUE_PAIR`: the pair only, in an existing grant;
+/// - `ISSUE_ROTATE`: also marks the parent refresh token used and stamps
+///   the grant's `last_refreshed_at` (a refresh rotation);
+/// - `ISSUE_FOR_CODE`: also creates the grant and links the code to it
+///   (a code exchange).
+struct IssueStatement<const KIND: u8> {
+    tenant_id: i64,
+    /// The grant (`ISSUE_PAIR`, `ISSUE_ROTATE`) or the code (`ISSUE_FOR_CODE`).
+    target_id: i64,
+    app_id: i64,
+    end_user_id: i64,
+    scopes: Vec<String>,
+    parent_id: Option<i64>,
+    access_digest: Vec<u8>,
+    access_hint: String,
+    refresh_digest: Vec<u8>,
+    refresh_hint: String,
+    now: DateTime<Utc>,
+    access_expires_at: DateTime<Utc>,
+    refresh_expires_at: DateTime<Utc>,
+}
+
+impl<const KIND: u8> diesel::query_builder::QueryId for IssueStatement<KIND> {
+    type QueryId = IssueStatement<KIND>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<const KIND: u8> diesel::query_builder::Query for IssueStatement<KIND> {
+    /// `RETURNING` the new refresh token's id and its grant's id.
+    type SqlType = (diesel::sql_types::BigInt, diesel::sql_types::BigInt);
+}
+
+impl<const KIND: u8> RunQueryDsl<PgConnection> for IssueStatement<KIND> {}
+
+impl<const KIND: u8> diesel::query_builder::QueryFragment<diesel::pg::Pg> for IssueStatement<KIND> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Bytea, Nullable, Text, Timestamptz};
+        // The grant id as the access token's INSERT sees it.
+        let grant = if KIND == ISSUE_FOR_CODE {
+            out.push_sql(
+                "WITH g AS (INSERT INTO grants (tenant_id, app_id, end_user_id, scopes) VALUES (",
+            );
+            out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&self.app_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&self.end_user_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Text>, _>(&self.scopes)?;
+            out.push_sql(
+                ") RETURNING id), \
+                 c AS (UPDATE authorization_codes SET grant_id = g.id FROM g WHERE authorization_codes.id = ",
+            );
+            out.push_bind_param::<BigInt, _>(&self.target_id)?;
+            out.push_sql("), ");
+            None
+        } else {
+            out.push_sql("WITH ");
+            if KIND == ISSUE_ROTATE {
+                out.push_sql("u AS (UPDATE refresh_tokens SET used_at = now() WHERE id = ");
+                out.push_bind_param::<Nullable<BigInt>, _>(&self.parent_id)?;
+                out.push_sql("), g AS (UPDATE grants SET last_refreshed_at = now() WHERE id = ");
+                out.push_bind_param::<BigInt, _>(&self.target_id)?;
+                out.push_sql("), ");
+            }
+            Some(&self.target_id)
+        };
+        out.push_sql(
+            "a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at) SELECT ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
+        out.push_sql(", ");
+        match grant {
+            Some(id) => out.push_bind_param::<BigInt, _>(id)?,
+            None => out.push_sql("g.id"),
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Bytea, _>(&self.access_digest)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.access_hint)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.access_expires_at)?;
+        if grant.is_none() {
+            out.push_sql(" FROM g");
+        }
+        out.push_sql(
+            " RETURNING id, grant_id) \
+             INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at) SELECT ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
+        out.push_sql(", a.grant_id, ");
+        out.push_bind_param::<Bytea, _>(&self.refresh_digest)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.refresh_hint)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&self.parent_id)?;
+        out.push_sql(", a.id, ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.refresh_expires_at)?;
+        out.push_sql(" FROM a RETURNING id, grant_id");
+        Ok(())
+    }
+}
+
+/// Generates the pair and runs the statement of `KIND`.
+#[allow(clippy::too_many_arguments)]
+fn issue<const KIND: u8>(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    target_id: i64,
+    app: &App,
+    end_user_id: i64,
+    scopes: &[String],
+    parent_id: Option<i64>,
+) -> QueryResult<(IssuedPair, i64)> {
+    let now = Utc::now();
+    let access = crypto::generate(TokenKind::AccessToken);
+    let refresh = crypto::generate(TokenKind::RefreshToken);
+    let statement = IssueStatement::<KIND> {
+        tenant_id,
+        target_id,
+        app_id: app.id,
+        end_user_id,
+        scopes: scopes.to_vec(),
+        parent_id,
+        access_digest: access.digest,
+        access_hint: access.hint,
+        refresh_digest: refresh.digest,
+        refresh_hint: refresh.hint,
+        now,
+        access_expires_at: now + Duration::seconds(app.access_token_ttl_secs.into()),
+        refresh_expires_at: now + Duration::seconds(app.refresh_token_ttl_secs.into()),
+    };
+    let (refresh_id, grant_id): (i64, i64) = statement.get_result(conn)?;
+    Ok((
+        IssuedPair {
+            access_token: access.value,
+            refresh_token: refresh.value,
+            expires_in: app.access_token_ttl_secs.into(),
+            created_at: now,
+            refresh_token_id: refresh_id,
+        },
+        grant_id,
+    ))
+}
+
+/// Inserts a new access token and refresh token for `grant`, in one statement.
 pub fn issue_pair(
     conn: &mut PgConnection,
     grant: &Grant,
     app: &App,
     parent_id: Option<i64>,
 ) -> QueryResult<IssuedPair> {
-    let now = Utc::now();
-    let access = crypto::generate(TokenKind::AccessToken);
-    let refresh = crypto::generate(TokenKind::RefreshToken);
-    let access_id: i64 = diesel::insert_into(access_tokens::table)
-        .values((
-            access_tokens::tenant_id.eq(grant.tenant_id),
-            access_tokens::grant_id.eq(grant.id),
-            access_tokens::token_digest.eq(&access.digest),
-            access_tokens::hint.eq(&access.hint),
-            access_tokens::created_at.eq(now),
-            access_tokens::expires_at.eq(now + Duration::seconds(app.access_token_ttl_secs.into())),
-        ))
-        .returning(access_tokens::id)
-        .get_result(conn)?;
-    let refresh_id: i64 = diesel::insert_into(refresh_tokens::table)
-        .values((
-            refresh_tokens::tenant_id.eq(grant.tenant_id),
-            refresh_tokens::grant_id.eq(grant.id),
-            refresh_tokens::token_digest.eq(&refresh.digest),
-            refresh_tokens::hint.eq(&refresh.hint),
-            refresh_tokens::parent_id.eq(parent_id),
-            refresh_tokens::access_token_id.eq(access_id),
-            refresh_tokens::created_at.eq(now),
-            refresh_tokens::expires_at
-                .eq(now + Duration::seconds(app.refresh_token_ttl_secs.into())),
-        ))
-        .returning(refresh_tokens::id)
-        .get_result(conn)?;
-    Ok(IssuedPair {
-        access_token: access.value,
-        refresh_token: refresh.value,
-        expires_in: app.access_token_ttl_secs.into(),
-        created_at: now,
-        refresh_token_id: refresh_id,
-    })
+    issue::<ISSUE_PAIR>(
+        conn,
+        grant.tenant_id,
+        grant.id,
+        app,
+        grant.end_user_id,
+        &grant.scopes,
+        parent_id,
+    )
+    .map(|(pair, _)| pair)
+}
+
+/// A refresh rotation's writes in one statement: marks `parent` used, issues
+/// the new pair as its child and stamps the grant's `last_refreshed_at`.
+/// The caller holds the grant's lock.
+pub fn rotate_pair(
+    conn: &mut PgConnection,
+    grant: &Grant,
+    app: &App,
+    parent: &RefreshToken,
+) -> QueryResult<IssuedPair> {
+    issue::<ISSUE_ROTATE>(
+        conn,
+        grant.tenant_id,
+        grant.id,
+        app,
+        grant.end_user_id,
+        &grant.scopes,
+        Some(parent.id),
+    )
+    .map(|(pair, _)| pair)
+}
+
+/// A code exchange's writes in one statement: creates the grant, issues its
+/// first pair and links the (already consumed) code to the grant. Returns
+/// the pair and the new grant's id.
+pub fn issue_for_code(
+    conn: &mut PgConnection,
+    app: &App,
+    code: &crate::db::models::AuthorizationCode,
+) -> QueryResult<(IssuedPair, i64)> {
+    issue::<ISSUE_FOR_CODE>(
+        conn,
+        code.tenant_id,
+        code.id,
+        app,
+        code.end_user_id,
+        &code.scopes,
+        None,
+    )
 }
 
 impl RefreshToken {
@@ -315,4 +491,378 @@ pub fn refresh_token_info(
         .first(conn)
         .optional()?;
     Ok(row.map(|(r, used)| to_info(r, used.is_some(), Utc::now())))
+}
+
+/// An app left-joined with its unrevoked secrets: one row per secret.
+pub type ClientRows = Vec<(App, Option<ClientSecret>)>;
+
+/// Client authentication and access-token introspection in one round trip:
+/// the app named `client_id` with its unrevoked secrets (one row per secret)
+/// and what `access_token_info` would say about the token, when the token
+/// belongs to a grant of that same app. A token of another app, like an
+/// unknown one, comes back as `None`.
+pub fn client_and_access_token_info(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    client_id: &str,
+    digest: &[u8],
+) -> QueryResult<(ClientRows, Option<TokenInfo>)> {
+    type Row = (
+        App,
+        Option<ClientSecret>,
+        (
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<Vec<String>>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            Option<bool>,
+        ),
+    );
+    let rows: Vec<Row> = apps::table
+        .left_join(
+            client_secrets::table.on(client_secrets::app_id
+                .eq(apps::id)
+                .and(client_secrets::revoked_at.is_null())),
+        )
+        .left_join(
+            // Owned: a bind inside a join's ON clause must be 'static.
+            access_tokens::table.on(access_tokens::token_digest
+                .eq(digest.to_vec())
+                .and(access_tokens::tenant_id.eq(apps::tenant_id))),
+        )
+        .left_join(
+            grants::table.on(grants::id
+                .eq(access_tokens::grant_id)
+                .and(grants::app_id.eq(apps::id))),
+        )
+        .left_join(end_users::table.on(end_users::id.eq(grants::end_user_id)))
+        .filter(apps::tenant_id.eq(tenant_id))
+        .filter(apps::client_id.eq(client_id))
+        .select((
+            App::as_select(),
+            Option::<ClientSecret>::as_select(),
+            (
+                grants::id.nullable(),
+                end_users::id.nullable(),
+                end_users::email.nullable(),
+                grants::scopes.nullable(),
+                access_tokens::created_at.nullable(),
+                access_tokens::expires_at.nullable(),
+                access_tokens::revoked_at.nullable(),
+                grants::revoked_at.nullable(),
+                end_users::disabled.nullable(),
+            ),
+        ))
+        .load(conn)?;
+    let now = Utc::now();
+    let info = rows.first().and_then(|(app, _, t)| {
+        let (
+            Some(grant_id),
+            Some(end_user_id),
+            Some(email),
+            Some(scopes),
+            Some(issued_at),
+            Some(expires_at),
+            token_revoked,
+            grant_revoked,
+            Some(user_disabled),
+        ) = t.clone()
+        else {
+            return None;
+        };
+        Some(to_info(
+            (
+                grant_id,
+                app.id,
+                app.client_id.clone(),
+                end_user_id,
+                email,
+                scopes,
+                issued_at,
+                expires_at,
+                token_revoked,
+                grant_revoked,
+                app.disabled,
+                user_disabled,
+            ),
+            false,
+            now,
+        ))
+    });
+    Ok((rows.into_iter().map(|(app, s, _)| (app, s)).collect(), info))
+}
+
+/// A whole code exchange in one statement, for the common case: consumes
+/// the code when it is unused, unexpired and its PKCE challenge (if any) is
+/// met, creates the grant (its id drawn in the same UPDATE that links the
+/// code to it), and issues the first pair. A single statement is a single
+/// transaction; when it matches no code nothing at all is written and the
+/// caller takes the slow path, which tells the cases apart (unknown,
+/// replayed, expired, wrong verifier).
+struct ExchangeStatement {
+    tenant_id: i64,
+    app_id: i64,
+    code_digest: Vec<u8>,
+    /// BASE64URL(SHA256(code_verifier)) of a well-formed verifier.
+    pkce_s256: Option<String>,
+    access_digest: Vec<u8>,
+    access_hint: String,
+    refresh_digest: Vec<u8>,
+    refresh_hint: String,
+    now: DateTime<Utc>,
+    access_expires_at: DateTime<Utc>,
+    refresh_expires_at: DateTime<Utc>,
+}
+
+impl diesel::query_builder::QueryId for ExchangeStatement {
+    type QueryId = ExchangeStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for ExchangeStatement {
+    /// The new refresh token's id, the grant's id and its scopes.
+    type SqlType = (
+        diesel::sql_types::BigInt,
+        diesel::sql_types::BigInt,
+        diesel::sql_types::Array<diesel::sql_types::Text>,
+    );
+}
+
+impl RunQueryDsl<PgConnection> for ExchangeStatement {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ExchangeStatement {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Bytea, Nullable, Text, Timestamptz};
+        out.push_sql(
+            "WITH c AS (UPDATE authorization_codes \
+             SET used_at = now(), grant_id = nextval('grants_id_seq'::regclass) \
+             WHERE code_digest = ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.code_digest)?;
+        out.push_sql(" AND tenant_id = ");
+        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
+        out.push_sql(" AND app_id = ");
+        out.push_bind_param::<BigInt, _>(&self.app_id)?;
+        out.push_sql(" AND used_at IS NULL AND expires_at > ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(" AND (code_challenge IS NULL OR code_challenge = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.pkce_s256)?;
+        out.push_sql(
+            ") RETURNING grant_id, tenant_id, app_id, end_user_id, scopes), \
+             g AS (INSERT INTO grants (id, tenant_id, app_id, end_user_id, scopes) \
+             SELECT grant_id, tenant_id, app_id, end_user_id, scopes FROM c RETURNING id, scopes), \
+             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at) \
+             SELECT c.tenant_id, c.grant_id, ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.access_digest)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.access_hint)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.access_expires_at)?;
+        out.push_sql(
+            " FROM c RETURNING id, grant_id, tenant_id), \
+             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at) \
+             SELECT a.tenant_id, a.grant_id, ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.refresh_digest)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.refresh_hint)?;
+        out.push_sql(", NULL, a.id, ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.refresh_expires_at)?;
+        out.push_sql(
+            " FROM a RETURNING id, grant_id) \
+             SELECT r.id, r.grant_id, g.scopes FROM r JOIN g ON g.id = r.grant_id",
+        );
+        Ok(())
+    }
+}
+
+/// The one-statement code exchange (see [`ExchangeStatement`]). `None`:
+/// no unused, unexpired code with a met challenge; nothing was written.
+pub fn exchange_code_fast(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    app: &App,
+    code_digest: &[u8],
+    pkce_s256: Option<String>,
+) -> QueryResult<Option<(IssuedPair, Vec<String>)>> {
+    let now = Utc::now();
+    let access = crypto::generate(TokenKind::AccessToken);
+    let refresh = crypto::generate(TokenKind::RefreshToken);
+    let statement = ExchangeStatement {
+        tenant_id,
+        app_id: app.id,
+        code_digest: code_digest.to_vec(),
+        pkce_s256,
+        access_digest: access.digest,
+        access_hint: access.hint,
+        refresh_digest: refresh.digest,
+        refresh_hint: refresh.hint,
+        now,
+        access_expires_at: now + Duration::seconds(app.access_token_ttl_secs.into()),
+        refresh_expires_at: now + Duration::seconds(app.refresh_token_ttl_secs.into()),
+    };
+    let row: Option<(i64, i64, Vec<String>)> = statement.get_result(conn).optional()?;
+    Ok(row.map(|(refresh_id, _grant_id, scopes)| {
+        (
+            IssuedPair {
+                access_token: access.value,
+                refresh_token: refresh.value,
+                expires_in: app.access_token_ttl_secs.into(),
+                created_at: now,
+                refresh_token_id: refresh_id,
+            },
+            scopes,
+        )
+    }))
+}
+
+/// A whole refresh rotation in one statement, for the common case: locks
+/// the token's grant (live, of this app) exactly as the rule path does,
+/// marks the token used when it is unused, unrevoked and unexpired, issues
+/// its successor and stamps the grant. When any of that does not hold it
+/// writes nothing, and the caller takes the rule path, which locks again
+/// and tells replay, grace-window retry, revocation and expiry apart.
+/// (Under READ COMMITTED, a statement that waited for the grant's lock
+/// re-checks the token row's latest version before updating it, so two
+/// racing rotations of one token cannot both get here.)
+struct RotateStatement {
+    tenant_id: i64,
+    app_id: i64,
+    token_digest: Vec<u8>,
+    access_digest: Vec<u8>,
+    access_hint: String,
+    refresh_digest: Vec<u8>,
+    refresh_hint: String,
+    now: DateTime<Utc>,
+    access_expires_at: DateTime<Utc>,
+    refresh_expires_at: DateTime<Utc>,
+}
+
+impl diesel::query_builder::QueryId for RotateStatement {
+    type QueryId = RotateStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for RotateStatement {
+    /// The new refresh token's id and the grant's scopes.
+    type SqlType = (
+        diesel::sql_types::BigInt,
+        diesel::sql_types::Array<diesel::sql_types::Text>,
+    );
+}
+
+impl RunQueryDsl<PgConnection> for RotateStatement {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateStatement {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Bytea, Text, Timestamptz};
+        out.push_sql(
+            "WITH g AS MATERIALIZED (SELECT grants.id, grants.scopes FROM grants \
+             WHERE grants.tenant_id = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
+        out.push_sql(" AND grants.app_id = ");
+        out.push_bind_param::<BigInt, _>(&self.app_id)?;
+        out.push_sql(
+            " AND grants.revoked_at IS NULL AND grants.id = \
+             (SELECT grant_id FROM refresh_tokens WHERE token_digest = ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.token_digest)?;
+        out.push_sql(" AND tenant_id = ");
+        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
+        out.push_sql(
+            ") FOR UPDATE), \
+             u AS (UPDATE refresh_tokens SET used_at = now() FROM g \
+             WHERE refresh_tokens.grant_id = g.id AND refresh_tokens.token_digest = ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.token_digest)?;
+        out.push_sql(
+            " AND refresh_tokens.used_at IS NULL AND refresh_tokens.revoked_at IS NULL \
+             AND refresh_tokens.expires_at > ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(
+            " RETURNING refresh_tokens.id, refresh_tokens.grant_id, refresh_tokens.tenant_id), \
+             s AS (UPDATE grants SET last_refreshed_at = now() FROM u WHERE grants.id = u.grant_id), \
+             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at) \
+             SELECT u.tenant_id, u.grant_id, ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.access_digest)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.access_hint)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.access_expires_at)?;
+        out.push_sql(
+            " FROM u RETURNING id, grant_id, tenant_id), \
+             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at) \
+             SELECT a.tenant_id, a.grant_id, ",
+        );
+        out.push_bind_param::<Bytea, _>(&self.refresh_digest)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.refresh_hint)?;
+        out.push_sql(", u.id, a.id, ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.refresh_expires_at)?;
+        out.push_sql(
+            " FROM a JOIN u ON u.grant_id = a.grant_id RETURNING id, grant_id) \
+             SELECT r.id, g.scopes FROM r JOIN g ON g.id = r.grant_id",
+        );
+        Ok(())
+    }
+}
+
+/// The one-statement refresh rotation (see [`RotateStatement`]). `None`:
+/// not the common case; nothing was written.
+pub fn refresh_fast(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    app: &App,
+    token_digest: &[u8],
+) -> QueryResult<Option<(IssuedPair, Vec<String>)>> {
+    let now = Utc::now();
+    let access = crypto::generate(TokenKind::AccessToken);
+    let refresh = crypto::generate(TokenKind::RefreshToken);
+    let statement = RotateStatement {
+        tenant_id,
+        app_id: app.id,
+        token_digest: token_digest.to_vec(),
+        access_digest: access.digest,
+        access_hint: access.hint,
+        refresh_digest: refresh.digest,
+        refresh_hint: refresh.hint,
+        now,
+        access_expires_at: now + Duration::seconds(app.access_token_ttl_secs.into()),
+        refresh_expires_at: now + Duration::seconds(app.refresh_token_ttl_secs.into()),
+    };
+    let row: Option<(i64, Vec<String>)> = statement.get_result(conn).optional()?;
+    Ok(row.map(|(refresh_id, scopes)| {
+        (
+            IssuedPair {
+                access_token: access.value,
+                refresh_token: refresh.value,
+                expires_in: app.access_token_ttl_secs.into(),
+                created_at: now,
+                refresh_token_id: refresh_id,
+            },
+            scopes,
+        )
+    }))
 }

@@ -1,0 +1,1273 @@
+//! Load benchmark of the hot paths: `cargo bench --bench load [-- FLAGS]`.
+//!
+//! Builds (cargo does that) and starts the release server against a fresh
+//! database, seeds a tenant, an app and N installs straight through the
+//! models, then drives introspect, userinfo, code exchange, refresh and
+//! revoke over HTTP/1.1 keep-alive on loopback with a fixed number of
+//! connections for a fixed time each. In the same run it measures the
+//! database's own rate with pgbench (`-S` and `-N`, `-M prepared`, scale 10,
+//! same concurrency) in a separate database, and reports every path's rate
+//! also as a ratio of that baseline. Any non-2xx answer or transport error
+//! fails the run (exit code 1). The server is killed and both databases are
+//! dropped at the end, also on failure.
+//!
+//! Flags (after `--`):
+//!   --installs N       installs to seed (default 10000)
+//!   --concurrency C    connections, and pgbench clients (default 16)
+//!   --duration S       seconds per path and per pgbench run (default 10)
+//!   --warmup S         untimed introspect traffic before the first path (default 1)
+//!   --json PATH        also write the figures as JSON (`-` for stdout)
+//!   --paths a,b,...    only these paths (introspect,userinfo,exchange,refresh,revoke)
+//!   --no-pgbench       skip the baseline (ratios are then omitted)
+//!
+//! `BENCH_DATABASE_URL` (else `TEST_DATABASE_URL`, else
+//! `postgres://postgres@127.0.0.1:5432/postgres`) names the PostgreSQL
+//! server; `PGBENCH` the pgbench binary (default: `pgbench` on the PATH).
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono::Utc;
+use diesel::prelude::*;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use rocket::tokio;
+use serde_json::json;
+
+use kitauth::crypto::{self, TokenKind};
+use kitauth::db::models::code::CODE_TTL_SECS;
+use kitauth::db::models::{NewAuthorizationCode, NewTenant, Tenant};
+use kitauth::db::schema::{access_tokens, authorization_codes, end_users, grants, refresh_tokens};
+
+const TENANT: &str = "bench";
+const PATHS: [&str; 5] = ["introspect", "userinfo", "exchange", "refresh", "revoke"];
+
+// ---------------------------------------------------------------- options
+
+struct Opts {
+    installs: usize,
+    concurrency: usize,
+    duration: Duration,
+    warmup: Duration,
+    json: Option<String>,
+    paths: Vec<String>,
+    pgbench: bool,
+}
+
+fn parse_opts() -> Result<Opts, String> {
+    let mut o = Opts {
+        installs: 10_000,
+        concurrency: 16,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(1),
+        json: None,
+        paths: PATHS.iter().map(|s| s.to_string()).collect(),
+        pgbench: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            // cargo bench passes --bench to harness = false targets
+            "--bench" => {}
+            "--installs" | "-n" => {
+                o.installs = val(&a)?.parse().map_err(|_| "--installs: a number")?
+            }
+            "--concurrency" | "-c" => {
+                o.concurrency = val(&a)?.parse().map_err(|_| "--concurrency: a number")?
+            }
+            "--duration" | "-d" => {
+                let s: f64 = val(&a)?.parse().map_err(|_| "--duration: seconds")?;
+                o.duration = Duration::from_secs_f64(s);
+            }
+            "--warmup" => {
+                let s: f64 = val(&a)?.parse().map_err(|_| "--warmup: seconds")?;
+                o.warmup = Duration::from_secs_f64(s);
+            }
+            "--json" => o.json = Some(val(&a)?),
+            "--paths" => {
+                o.paths = val(&a)?.split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(bad) = o.paths.iter().find(|p| !PATHS.contains(&p.as_str())) {
+                    return Err(format!("unknown path {bad:?}; known: {}", PATHS.join(",")));
+                }
+            }
+            "--no-pgbench" => o.pgbench = false,
+            "-h" | "--help" => {
+                return Err("usage: cargo bench --bench load -- [--installs N] [--concurrency C] [--duration S] [--warmup S] [--json PATH] [--paths a,b] [--no-pgbench]".into())
+            }
+            other => return Err(format!("unknown flag {other:?} (try --help)")),
+        }
+    }
+    if o.concurrency == 0 || o.installs < o.concurrency {
+        return Err("need concurrency >= 1 and installs >= concurrency".into());
+    }
+    if o.duration.as_secs_f64() < 0.1 {
+        return Err("--duration must be at least 0.1 s".into());
+    }
+    Ok(o)
+}
+
+// ---------------------------------------------------------------- cleanup
+
+fn server_url() -> String {
+    std::env::var("BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("TEST_DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn db_url(name: &str) -> String {
+    let mut u = url::Url::parse(&server_url()).expect("database URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+fn admin_sql(sql: &str) -> Result<(), String> {
+    let mut c = PgConnection::establish(&server_url()).map_err(|e| format!("connect: {e}"))?;
+    diesel::sql_query(sql)
+        .execute(&mut c)
+        .map(|_| ())
+        .map_err(|e| format!("{sql}: {e}"))
+}
+
+/// Kills the server and drops the databases when the run ends, however it ends.
+#[derive(Default)]
+struct Cleanup {
+    server: Option<Child>,
+    databases: Vec<String>,
+}
+
+impl Cleanup {
+    fn stop_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.stop_server();
+        for db in self.databases.drain(..) {
+            if let Err(e) = admin_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")) {
+                eprintln!("warning: could not drop database {db}: {e}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- machine
+
+struct Machine {
+    nproc: usize,
+    mem_total_mb: u64,
+    cpu_model: String,
+}
+
+fn machine() -> Machine {
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_total_mb = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb / 1024)
+        .unwrap_or(0);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    Machine {
+        nproc,
+        mem_total_mb,
+        cpu_model,
+    }
+}
+
+// ---------------------------------------------------------------- pgbench
+
+struct PgBench {
+    select_tps: f64,
+    write_tps: f64,
+    /// (p50, p99) latency in ms of each, from pgbench's per-transaction log.
+    select_ms: (f64, f64),
+    write_ms: (f64, f64),
+    /// (-S tps, -N tps) of each measurement the figures above average.
+    runs: Vec<(f64, f64)>,
+}
+
+/// p50 and p99 of pgbench's per-transaction log files (`-l`): the third
+/// column is the transaction's latency in microseconds.
+fn pgbench_log_percentiles(dir: &std::path::Path, prefix: &str) -> (f64, f64) {
+    let mut all: Vec<u32> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(prefix) {
+                continue;
+            }
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            all.extend(
+                text.lines()
+                    .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u32>().ok()),
+            );
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    all.sort_unstable();
+    (percentile(&all, 50.0), percentile(&all, 99.0))
+}
+
+fn pgbench_bin() -> String {
+    std::env::var("PGBENCH").unwrap_or_else(|_| "pgbench".into())
+}
+
+fn pgbench_conn_args() -> Vec<String> {
+    let u = url::Url::parse(&server_url()).expect("database URL");
+    let mut args = vec![
+        "-h".to_string(),
+        u.host_str().unwrap_or("127.0.0.1").to_string(),
+        "-p".to_string(),
+        u.port().unwrap_or(5432).to_string(),
+    ];
+    if !u.username().is_empty() {
+        args.push("-U".into());
+        args.push(u.username().to_string());
+    }
+    args
+}
+
+fn run_pgbench(args: &[String]) -> Result<String, String> {
+    let out = Command::new(pgbench_bin())
+        .args(pgbench_conn_args())
+        .args(args)
+        .env("PGPASSWORD", url_password())
+        .output()
+        .map_err(|e| format!("cannot run pgbench ({}): {e}", pgbench_bin()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pgbench {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn url_password() -> String {
+    url::Url::parse(&server_url())
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn parse_tps(out: &str) -> Result<f64, String> {
+    out.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l["tps = ".len()..].split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no tps line in pgbench output:\n{out}"))
+}
+
+fn pgbench(o: &Opts, db: &str, init: bool) -> Result<PgBench, String> {
+    if init {
+        eprintln!("pgbench: initialising scale 10 in {db}");
+        run_pgbench(&[
+            "-i".into(),
+            "-s".into(),
+            "10".into(),
+            "-q".into(),
+            db.into(),
+        ])?;
+    }
+    let secs = o.duration.as_secs_f64().ceil().max(1.0) as u64;
+    let threads = o.concurrency.min(machine().nproc).max(1);
+    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let rate = |mode: &str| -> Result<(f64, (f64, f64)), String> {
+        eprintln!(
+            "pgbench {mode} -M prepared -c {} -j {threads} -T {secs}",
+            o.concurrency
+        );
+        let prefix = format!("pgbench_log{}", mode.trim_start_matches('-'));
+        let out = run_pgbench(&[
+            "-l".into(),
+            format!("--log-prefix={}", logs.join(&prefix).display()),
+            mode.into(),
+            "-M".into(),
+            "prepared".into(),
+            "-c".into(),
+            o.concurrency.to_string(),
+            "-j".into(),
+            threads.to_string(),
+            "-T".into(),
+            secs.to_string(),
+            db.into(),
+        ])?;
+        Ok((parse_tps(&out)?, pgbench_log_percentiles(&logs, &prefix)))
+    };
+    let (select_tps, select_ms) = rate("-S")?;
+    let (write_tps, write_ms) = rate("-N")?;
+    Ok(PgBench {
+        select_tps,
+        write_tps,
+        select_ms,
+        write_ms,
+        runs: vec![(select_tps, write_tps)],
+    })
+}
+
+// ---------------------------------------------------------------- seeding
+
+struct Install {
+    access: String,
+    refresh: String,
+}
+
+struct Seeded {
+    client_id: String,
+    client_secret: String,
+    app_id: i64,
+    tenant_id: i64,
+    user_ids: Vec<i64>,
+    installs: Vec<Install>,
+}
+
+const CHUNK: usize = 1000;
+
+/// Seeds straight through the models and bulk inserts: real rows whose
+/// tokens work, without bcrypt or the browser pages.
+fn seed(url: &str, installs: usize) -> Result<Seeded, String> {
+    let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
+    let c = &mut conn;
+    let e = |e: diesel::result::Error| e.to_string();
+    let tenant = Tenant::create(
+        c,
+        &NewTenant {
+            slug: TENANT,
+            name: "Benchmark tenant",
+        },
+    )
+    .map_err(e)?;
+    let (app, client_secret) =
+        kitauth::cli::create_app(c, tenant.id, "Bench app", vec![], vec!["public".into()])
+            .map_err(|e| e.to_string())?;
+    // Creators never sign in during the run; their hash is not a password.
+    let hash = "$2b$04$benchmarkcreatorsnevermakeamatchwithanypasswordxxxxxxx";
+    let now = Utc::now();
+    let mut user_ids = Vec::with_capacity(installs);
+    let mut out = Vec::with_capacity(installs);
+    let indices: Vec<usize> = (0..installs).collect();
+    for chunk in indices.chunks(CHUNK) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|i| {
+                (
+                    end_users::tenant_id.eq(tenant.id),
+                    end_users::email.eq(format!("creator{i}@bench.example")),
+                    end_users::password_hash.eq(hash),
+                )
+            })
+            .collect();
+        let ids: Vec<i64> = diesel::insert_into(end_users::table)
+            .values(&rows)
+            .returning(end_users::id)
+            .get_results(c)
+            .map_err(e)?;
+        let scopes = vec!["public".to_string()];
+        let grant_rows: Vec<_> = ids
+            .iter()
+            .map(|uid| {
+                (
+                    grants::tenant_id.eq(tenant.id),
+                    grants::app_id.eq(app.id),
+                    grants::end_user_id.eq(*uid),
+                    grants::scopes.eq(&scopes),
+                )
+            })
+            .collect();
+        let grant_ids: Vec<(i64, i64)> = diesel::insert_into(grants::table)
+            .values(&grant_rows)
+            .returning((grants::end_user_id, grants::id))
+            .get_results(c)
+            .map_err(e)?;
+        let by_user: std::collections::HashMap<i64, i64> = grant_ids.into_iter().collect();
+        let pairs: Vec<(i64, crypto::NewSecret, crypto::NewSecret)> = ids
+            .iter()
+            .map(|uid| {
+                (
+                    by_user[uid],
+                    crypto::generate(TokenKind::AccessToken),
+                    crypto::generate(TokenKind::RefreshToken),
+                )
+            })
+            .collect();
+        let access_rows: Vec<_> = pairs
+            .iter()
+            .map(|(g, a, _)| {
+                (
+                    access_tokens::tenant_id.eq(tenant.id),
+                    access_tokens::grant_id.eq(*g),
+                    access_tokens::token_digest.eq(&a.digest),
+                    access_tokens::hint.eq(&a.hint),
+                    access_tokens::created_at.eq(now),
+                    access_tokens::expires_at
+                        .eq(now + chrono::Duration::seconds(app.access_token_ttl_secs.into())),
+                )
+            })
+            .collect();
+        let access_ids: Vec<(i64, i64)> = diesel::insert_into(access_tokens::table)
+            .values(&access_rows)
+            .returning((access_tokens::grant_id, access_tokens::id))
+            .get_results(c)
+            .map_err(e)?;
+        let access_by_grant: std::collections::HashMap<i64, i64> = access_ids.into_iter().collect();
+        let refresh_rows: Vec<_> = pairs
+            .iter()
+            .map(|(g, _, r)| {
+                (
+                    refresh_tokens::tenant_id.eq(tenant.id),
+                    refresh_tokens::grant_id.eq(*g),
+                    refresh_tokens::token_digest.eq(&r.digest),
+                    refresh_tokens::hint.eq(&r.hint),
+                    refresh_tokens::access_token_id.eq(access_by_grant[g]),
+                    refresh_tokens::created_at.eq(now),
+                    refresh_tokens::expires_at
+                        .eq(now + chrono::Duration::seconds(app.refresh_token_ttl_secs.into())),
+                )
+            })
+            .collect();
+        diesel::insert_into(refresh_tokens::table)
+            .values(&refresh_rows)
+            .execute(c)
+            .map_err(e)?;
+        user_ids.extend_from_slice(&ids);
+        out.extend(pairs.into_iter().map(|(_, a, r)| Install {
+            access: a.value,
+            refresh: r.value,
+        }));
+    }
+    diesel::sql_query("ANALYZE").execute(c).map_err(e)?;
+    Ok(Seeded {
+        client_id: app.client_id,
+        client_secret,
+        app_id: app.id,
+        tenant_id: tenant.id,
+        user_ids,
+        installs: out,
+    })
+}
+
+/// Mints `n` authorization codes, as the consent step would; returns their values.
+fn mint_codes(url: &str, s: &Seeded, n: usize) -> Result<Vec<String>, String> {
+    let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
+    let expires = Utc::now() + chrono::Duration::seconds(CODE_TTL_SECS);
+    let mut values = Vec::with_capacity(n);
+    let mut rows = Vec::with_capacity(CHUNK);
+    for i in 0..n {
+        let code = crypto::generate(TokenKind::AuthorizationCode);
+        rows.push(NewAuthorizationCode {
+            tenant_id: s.tenant_id,
+            app_id: s.app_id,
+            end_user_id: s.user_ids[i % s.user_ids.len()],
+            code_digest: code.digest,
+            redirect_uri: "https://app.kit.com/apps/install".into(),
+            scopes: vec!["public".into()],
+            code_challenge: None,
+            expires_at: expires,
+        });
+        values.push(code.value);
+        if rows.len() == CHUNK || i + 1 == n {
+            diesel::insert_into(authorization_codes::table)
+                .values(&rows)
+                .execute(&mut conn)
+                .map_err(|e| e.to_string())?;
+            rows.clear();
+        }
+    }
+    Ok(values)
+}
+
+// ---------------------------------------------------------------- server
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn spawn_server(db: &str, port: u16, log: &PathBuf) -> Result<Child, String> {
+    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    Command::new(env!("CARGO_BIN_EXE_kitauth"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("ROCKET_PROFILE", "release")
+        .env("DATABASE_URL", db_url(db))
+        .env("ROCKET_ADDRESS", "127.0.0.1")
+        .env("ROCKET_PORT", port.to_string())
+        .env("ROCKET_SECRET_KEY", key)
+        .env("ROCKET_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", env!("CARGO_BIN_EXE_kitauth")))
+}
+
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+// ---------------------------------------------------------------- HTTP client
+
+type Sender = http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Result<Sender, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One prepared request: everything but the connection.
+#[derive(Clone)]
+struct Req {
+    method: Method,
+    path: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+}
+
+async fn send(sender: &mut Sender, host: &str, r: &Req) -> Result<(u16, Bytes), String> {
+    let mut b = Request::builder()
+        .method(r.method.clone())
+        .uri(r.path)
+        .header("host", host);
+    for (k, v) in &r.headers {
+        b = b.header(*k, v.as_str());
+    }
+    let req = b
+        .body(Full::new(r.body.clone()))
+        .map_err(|e| e.to_string())?;
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("connection: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+// ---------------------------------------------------------------- workloads
+
+/// What one connection sends during a path.
+enum Work {
+    /// Cycles through its requests until the time is up (read paths).
+    Cycle(Vec<Req>),
+    /// Sends each request once (codes, revocations); stops when exhausted.
+    Once(Vec<Req>),
+    /// A refresh rotation chain: each answer's refresh token is the next request's.
+    Chain { refresh_token: String },
+}
+
+#[derive(Default)]
+struct TaskResult {
+    latencies_us: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+    exhausted: bool,
+    issued_access: Vec<String>,
+}
+
+struct Ctx {
+    addr: SocketAddr,
+    host: String,
+    client_id: String,
+    client_secret: String,
+}
+
+fn json_req(path: &'static str, body: serde_json::Value) -> Req {
+    Req {
+        method: Method::POST,
+        path,
+        // Kit's quirk: a JSON body under a form content type.
+        headers: vec![(
+            "content-type",
+            "application/x-www-form-urlencoded".to_string(),
+        )],
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+fn refresh_req(ctx: &Ctx, token: &str) -> Req {
+    json_req(
+        "/t/bench/oauth/refresh",
+        json!({"client_id": ctx.client_id, "grant_type": "refresh_token", "refresh_token": token}),
+    )
+}
+
+fn body_field(body: &[u8], field: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get(field)?.as_str().map(str::to_string)
+}
+
+async fn run_task(
+    ctx: &Ctx,
+    path: &str,
+    mut sender: Sender,
+    work: Work,
+    start: Instant,
+    deadline: Instant,
+    collect_access: bool,
+) -> TaskResult {
+    let mut res = TaskResult {
+        latencies_us: Vec::with_capacity(1 << 14),
+        ..Default::default()
+    };
+    while Instant::now() < start {
+        tokio::time::sleep(start - Instant::now()).await;
+    }
+    let fail = |res: &mut TaskResult, why: String| {
+        res.errors += 1;
+        if res.first_error.is_none() {
+            res.first_error = Some(why);
+        }
+    };
+    let mut i = 0usize;
+    let mut chain = match &work {
+        Work::Chain { refresh_token } => Some(refresh_token.clone()),
+        _ => None,
+    };
+    while Instant::now() < deadline {
+        let req = match &work {
+            Work::Cycle(reqs) => reqs[i % reqs.len()].clone(),
+            Work::Once(reqs) => match reqs.get(i) {
+                Some(r) => r.clone(),
+                None => {
+                    res.exhausted = true;
+                    break;
+                }
+            },
+            Work::Chain { .. } => match &chain {
+                Some(t) => refresh_req(ctx, t),
+                None => break,
+            },
+        };
+        i += 1;
+        let t0 = Instant::now();
+        let answer = send(&mut sender, &ctx.host, &req).await;
+        let us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        match answer {
+            Err(e) => {
+                fail(&mut res, e);
+                // The connection is unusable; reconnect and go on.
+                match connect(ctx.addr).await {
+                    Ok(s) => sender = s,
+                    Err(e) => {
+                        fail(&mut res, e);
+                        break;
+                    }
+                }
+            }
+            Ok((status, body)) => {
+                res.latencies_us.push(us);
+                if !(200..300).contains(&status) {
+                    fail(
+                        &mut res,
+                        format!("{path}: {status} {}", String::from_utf8_lossy(&body)),
+                    );
+                    if chain.is_some() {
+                        break; // the chain is broken
+                    }
+                    continue;
+                }
+                match path {
+                    "introspect" if !body.windows(13).any(|w| w == b"\"active\":true") => {
+                        fail(&mut res, format!("introspect: inactive token: {body:?}"));
+                    }
+                    "refresh" => match body_field(&body, "refresh_token") {
+                        Some(t) => chain = Some(t),
+                        None => {
+                            fail(&mut res, "refresh: no refresh_token in the answer".into());
+                            break;
+                        }
+                    },
+                    "exchange" if collect_access => {
+                        if let Some(t) = body_field(&body, "access_token") {
+                            res.issued_access.push(t);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    res
+}
+
+struct PathResult {
+    name: String,
+    requests: usize,
+    seconds: f64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    errors: u64,
+    first_error: Option<String>,
+    note: Option<String>,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+async fn run_path(
+    ctx: &Ctx,
+    name: &str,
+    works: Vec<Work>,
+    duration: Duration,
+    collect_access: bool,
+) -> Result<(PathResult, Vec<String>), String> {
+    let mut senders = Vec::with_capacity(works.len());
+    for _ in 0..works.len() {
+        senders.push(connect(ctx.addr).await?);
+    }
+    // Every connection is open before the clock starts.
+    let start = Instant::now() + Duration::from_millis(20);
+    let deadline = start + duration;
+    let tasks = works
+        .into_iter()
+        .zip(senders)
+        .map(|(w, s)| run_task(ctx, name, s, w, start, deadline, collect_access));
+    let results = futures::future::join_all(tasks).await;
+    let seconds = start.elapsed().as_secs_f64().max(duration.as_secs_f64());
+    let mut all: Vec<u32> = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    let mut exhausted = 0;
+    let mut issued = Vec::new();
+    for r in results {
+        all.extend_from_slice(&r.latencies_us);
+        errors += r.errors;
+        if first_error.is_none() {
+            first_error = r.first_error;
+        }
+        exhausted += usize::from(r.exhausted);
+        issued.extend(r.issued_access);
+    }
+    all.sort_unstable();
+    let requests = all.len();
+    let note = (exhausted > 0).then(|| format!("{exhausted} connections ran out of work early"));
+    Ok((
+        PathResult {
+            name: name.to_string(),
+            requests,
+            seconds,
+            rps: requests as f64 / seconds,
+            p50_ms: percentile(&all, 50.0),
+            p99_ms: percentile(&all, 99.0),
+            max_ms: all.last().copied().unwrap_or(0) as f64 / 1000.0,
+            errors,
+            first_error,
+            note,
+        },
+        issued,
+    ))
+}
+
+fn introspect_req(ctx: &Ctx, token: &str) -> Req {
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", ctx.client_id, ctx.client_secret));
+    Req {
+        method: Method::POST,
+        path: "/t/bench/oauth/introspect",
+        headers: vec![
+            ("authorization", format!("Basic {basic}")),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+        ],
+        body: Bytes::from(format!("token={token}")),
+    }
+}
+
+fn userinfo_req(token: &str) -> Req {
+    Req {
+        method: Method::GET,
+        path: "/t/bench/oauth/userinfo",
+        headers: vec![("authorization", format!("Bearer {token}"))],
+        body: Bytes::new(),
+    }
+}
+
+/// Deals `items` round-robin to `c` connections.
+fn deal<T: Clone>(items: &[T], c: usize) -> Vec<Vec<T>> {
+    let mut out = vec![Vec::new(); c];
+    for (i, x) in items.iter().enumerate() {
+        out[i % c].push(x.clone());
+    }
+    out
+}
+
+async fn wait_ready(addr: SocketAddr, host: &str, child: &mut Child) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    let ready = Req {
+        method: Method::GET,
+        path: "/readyz",
+        headers: vec![],
+        body: Bytes::new(),
+    };
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("the server exited during start-up ({status})"));
+        }
+        if let Ok(mut s) = connect(addr).await {
+            if let Ok((200, _)) = send(&mut s, host, &ready).await {
+                return Ok(t0.elapsed());
+            }
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            return Err("the server did not become ready within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+// ---------------------------------------------------------------- report
+
+struct Target {
+    ratio: f64,
+    p99_ms: f64,
+}
+
+fn target_of(path: &str) -> Option<Target> {
+    match path {
+        "introspect" | "userinfo" => Some(Target {
+            ratio: 0.30,
+            p99_ms: 5.0,
+        }),
+        "exchange" | "refresh" => Some(Target {
+            ratio: 0.50,
+            p99_ms: 25.0,
+        }),
+        _ => None,
+    }
+}
+
+fn baseline_of(path: &str, pg: Option<&PgBench>) -> Option<(f64, &'static str)> {
+    let pg = pg?;
+    match path {
+        "introspect" | "userinfo" => Some((pg.select_tps, "-S")),
+        _ => Some((pg.write_tps, "-N")),
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The 1-minute load average: how busy the shared machine was.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn run(o: &Opts) -> Result<bool, String> {
+    let m = machine();
+    let load_start = load_average();
+    let suffix = &crypto::random_b64(6)
+        .to_lowercase()
+        .replace(['-', '_'], "x");
+    let mut cleanup = Cleanup::default();
+
+    // The database's own rate, in its own database.
+    let pg = if o.pgbench {
+        let pgdb = format!("pgbench_{suffix}");
+        admin_sql(&format!("CREATE DATABASE {pgdb}"))?;
+        cleanup.databases.push(pgdb.clone());
+        Some((pgbench(o, &pgdb, true)?, pgdb))
+    } else {
+        None
+    };
+    let (pg, pgdb) = match pg {
+        Some((r, name)) => (Some(r), Some(name)),
+        None => (None, None),
+    };
+
+    // A fresh, migrated and seeded database for the server.
+    let db = format!("kitauth_bench_{suffix}");
+    admin_sql(&format!("CREATE DATABASE {db}"))?;
+    cleanup.databases.push(db.clone());
+    kitauth::db::run_migrations(&db_url(&db))?;
+    let t = Instant::now();
+    let seeded = seed(&db_url(&db), o.installs)?;
+    eprintln!(
+        "seeded {} installs in {:.1} s",
+        o.installs,
+        t.elapsed().as_secs_f64()
+    );
+
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let host = format!("127.0.0.1:{port}");
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("load-server.log");
+    cleanup.server = Some(spawn_server(&db, port, &log)?);
+    let pid = cleanup.server.as_ref().map(|c| c.id()).unwrap_or(0);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let ctx = Ctx {
+        addr,
+        host: host.clone(),
+        client_id: seeded.client_id.clone(),
+        client_secret: seeded.client_secret.clone(),
+    };
+    let startup = {
+        let child = cleanup.server.as_mut().ok_or("no server")?;
+        rt.block_on(wait_ready(addr, &host, child))?
+    };
+    eprintln!(
+        "server ready in {:.0} ms (log: {})",
+        startup.as_secs_f64() * 1000.0,
+        log.display()
+    );
+
+    let c = o.concurrency;
+    let wants = |p: &str| o.paths.iter().any(|x| x == p);
+    let mut results: Vec<PathResult> = Vec::new();
+    let mut issued_access: Vec<String> = Vec::new();
+    let access: Vec<String> = seeded.installs.iter().map(|i| i.access.clone()).collect();
+
+    if !o.warmup.is_zero() {
+        let works = deal(&access, c)
+            .into_iter()
+            .map(|ts| Work::Cycle(ts.iter().map(|t| introspect_req(&ctx, t)).collect()))
+            .collect();
+        rt.block_on(run_path(&ctx, "introspect", works, o.warmup, false))?;
+    }
+    for path in PATHS {
+        if !wants(path) {
+            continue;
+        }
+        let works: Vec<Work> = match path {
+            "introspect" => deal(&access, c)
+                .into_iter()
+                .map(|ts| Work::Cycle(ts.iter().map(|t| introspect_req(&ctx, t)).collect()))
+                .collect(),
+            "userinfo" => deal(&access, c)
+                .into_iter()
+                .map(|ts| Work::Cycle(ts.iter().map(|t| userinfo_req(t)).collect()))
+                .collect(),
+            "exchange" => {
+                // Enough codes for twice the write baseline, minted just before.
+                let guess = pg.as_ref().map(|p| p.write_tps).unwrap_or(2000.0);
+                let n = ((guess * 2.0 * o.duration.as_secs_f64()) as usize).max(4000);
+                if o.duration > Duration::from_secs(100) {
+                    eprintln!(
+                        "warning: codes live {CODE_TTL_SECS} s; a long exchange run outlives them"
+                    );
+                }
+                let codes = mint_codes(&db_url(&db), &seeded, n)?;
+                let reqs: Vec<Req> = codes
+                    .iter()
+                    .map(|code| {
+                        json_req(
+                            "/t/bench/oauth/token",
+                            json!({
+                                "client_id": ctx.client_id,
+                                "client_secret": ctx.client_secret,
+                                "grant_type": "authorization_code",
+                                "code": code,
+                                "redirect_uri": "https://app.kit.com/apps",
+                            }),
+                        )
+                    })
+                    .collect();
+                deal(&reqs, c).into_iter().map(Work::Once).collect()
+            }
+            "refresh" => seeded
+                .installs
+                .iter()
+                .rev()
+                .take(c)
+                .map(|i| Work::Chain {
+                    refresh_token: i.refresh.clone(),
+                })
+                .collect(),
+            "revoke" => {
+                // Installs made by the exchange path first, then the seeded ones.
+                let mut pool = std::mem::take(&mut issued_access);
+                pool.extend(access.iter().cloned());
+                let reqs: Vec<Req> = pool
+                    .iter()
+                    .map(|t| {
+                        json_req(
+                            "/t/bench/oauth/revoke",
+                            json!({"client_id": ctx.client_id, "client_secret": ctx.client_secret, "token": t}),
+                        )
+                    })
+                    .collect();
+                deal(&reqs, c).into_iter().map(Work::Once).collect()
+            }
+            _ => unreachable!(),
+        };
+        eprintln!(
+            "{path}: {c} connections for {:.1} s",
+            o.duration.as_secs_f64()
+        );
+        let (r, issued) =
+            rt.block_on(run_path(&ctx, path, works, o.duration, path == "exchange"))?;
+        if path == "exchange" {
+            issued_access = issued;
+        }
+        if let Some(e) = &r.first_error {
+            eprintln!("  first error: {e}");
+        }
+        results.push(r);
+    }
+
+    let rss_kb = peak_rss_kb(pid);
+    let load_end = load_average();
+    let exited = cleanup
+        .server
+        .as_mut()
+        .and_then(|c| c.try_wait().ok().flatten());
+    cleanup.stop_server();
+    // The baseline again, now that the server is gone: the machine is
+    // shared, so the rate each path is compared with is the mean of the
+    // database's rate before and after the paths ran.
+    let pg_before = pg;
+    let pg = match (&pg_before, &pgdb) {
+        (Some(before), Some(name)) => {
+            let after = pgbench(o, name, false)?;
+            Some(PgBench {
+                select_tps: (before.select_tps + after.select_tps) / 2.0,
+                write_tps: (before.write_tps + after.write_tps) / 2.0,
+                select_ms: (
+                    (before.select_ms.0 + after.select_ms.0) / 2.0,
+                    (before.select_ms.1 + after.select_ms.1) / 2.0,
+                ),
+                write_ms: (
+                    (before.write_ms.0 + after.write_ms.0) / 2.0,
+                    (before.write_ms.1 + after.write_ms.1) / 2.0,
+                ),
+                runs: vec![
+                    (before.select_tps, before.write_tps),
+                    (after.select_tps, after.write_tps),
+                ],
+            })
+        }
+        _ => None,
+    };
+    drop(cleanup);
+
+    // ---- report
+    let mut failed = exited.is_some();
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "\nkitauth load benchmark: {} installs, {} connections, {:.0} s per path",
+        o.installs,
+        c,
+        o.duration.as_secs_f64()
+    );
+    let _ = writeln!(
+        table,
+        "machine: {} cores, {} MB, {}; 1-min load average {load_start:.1} at the start, {load_end:.1} at the end",
+        m.nproc, m.mem_total_mb, m.cpu_model
+    );
+    if let Some(pg) = &pg {
+        let _ = writeln!(
+            table,
+            "pgbench (scale 10, -M prepared, -c {c}): -S {:.0} tps (p50 {:.2} ms, p99 {:.2} ms), -N {:.0} tps (p50 {:.2} ms, p99 {:.2} ms)",
+            pg.select_tps, pg.select_ms.0, pg.select_ms.1, pg.write_tps, pg.write_ms.0, pg.write_ms.1
+        );
+        let runs: Vec<String> = pg
+            .runs
+            .iter()
+            .map(|(s, n)| format!("-S {s:.0} / -N {n:.0}"))
+            .collect();
+        let _ = writeln!(
+            table,
+            "  (mean of the runs before and after the paths: {})",
+            runs.join(", then ")
+        );
+    }
+    let _ = writeln!(
+        table,
+        "\n| path       |  req/s |  p50 ms |  p99 ms |  max ms | errors | ratio        | target             |"
+    );
+    let _ = writeln!(
+        table,
+        "|------------|-------:|--------:|--------:|--------:|-------:|--------------|--------------------|"
+    );
+    let mut json_paths = Vec::new();
+    for r in &results {
+        failed |= r.errors > 0;
+        let base = baseline_of(&r.name, pg.as_ref());
+        let ratio = base.map(|(b, _)| r.rps / b);
+        let target = target_of(&r.name);
+        let met = match (&target, ratio) {
+            (Some(t), Some(ratio)) => Some(ratio >= t.ratio && r.p99_ms <= t.p99_ms),
+            (Some(t), None) => Some(r.p99_ms <= t.p99_ms),
+            _ => None,
+        };
+        let ratio_s = match (ratio, base) {
+            (Some(x), Some((_, mode))) => format!("{:.0} % of {mode}", x * 100.0),
+            _ => "-".into(),
+        };
+        let target_s = match (&target, met) {
+            (Some(t), Some(m)) => format!(
+                "{} >={:.0} %, <={:.0} ms",
+                if m { "met " } else { "MISS" },
+                t.ratio * 100.0,
+                t.p99_ms
+            ),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            table,
+            "| {:<10} | {:>6.0} | {:>7.2} | {:>7.2} | {:>7.1} | {:>6} | {:<12} | {:<18} |",
+            r.name, r.rps, r.p50_ms, r.p99_ms, r.max_ms, r.errors, ratio_s, target_s
+        );
+        json_paths.push(json!({
+            "path": r.name,
+            "requests": r.requests,
+            "seconds": r.seconds,
+            "rps": r.rps,
+            "p50_ms": r.p50_ms,
+            "p99_ms": r.p99_ms,
+            "max_ms": r.max_ms,
+            "errors": r.errors,
+            "first_error": r.first_error,
+            "baseline": base.map(|(_, m)| m),
+            "ratio": ratio,
+            "target_ratio": target.as_ref().map(|t| t.ratio),
+            "target_p99_ms": target.as_ref().map(|t| t.p99_ms),
+            "target_met": met,
+            "note": r.note,
+        }));
+    }
+    let rss_mb = rss_kb.map(|k| k as f64 / 1024.0);
+    let startup_ms = startup.as_secs_f64() * 1000.0;
+    let _ = writeln!(
+        table,
+        "\nserver peak RSS (VmHWM): {} (target <= 64 MB: {})",
+        rss_mb.map_or("unknown".into(), |m| format!("{m:.1} MB")),
+        if rss_mb.is_some_and(|m| m <= 64.0) {
+            "met"
+        } else {
+            "MISS"
+        }
+    );
+    let _ = writeln!(
+        table,
+        "start-up until /readyz answers 200 (migrations applied): {startup_ms:.0} ms (target <= 1000 ms: {})",
+        if startup_ms <= 1000.0 { "met" } else { "MISS" }
+    );
+    for r in &results {
+        if let Some(n) = &r.note {
+            let _ = writeln!(table, "note: {}: {n}", r.name);
+        }
+    }
+    if exited.is_some() {
+        let _ = writeln!(
+            table,
+            "the server exited during the run: see {}",
+            log.display()
+        );
+    }
+    let _ = writeln!(
+        table,
+        "result: {}",
+        if failed {
+            "FAILED (non-2xx answers or transport errors)"
+        } else {
+            "ok (every answer 2xx)"
+        }
+    );
+    print!("{table}");
+
+    if let Some(dest) = &o.json {
+        let doc = json!({
+            "machine": {"nproc": m.nproc, "mem_total_mb": m.mem_total_mb, "cpu_model": m.cpu_model},
+            "config": {"installs": o.installs, "concurrency": c, "duration_s": o.duration.as_secs_f64()},
+            "pgbench": pg.as_ref().map(|p| json!({
+                "select_tps": p.select_tps, "select_p50_ms": p.select_ms.0, "select_p99_ms": p.select_ms.1,
+                "write_tps": p.write_tps, "write_p50_ms": p.write_ms.0, "write_p99_ms": p.write_ms.1,
+                "runs": p.runs.iter().map(|(s, n)| json!({"select_tps": s, "write_tps": n})).collect::<Vec<_>>(),
+            })),
+            "load_average": {"start": load_start, "end": load_end},
+            "startup_ms": startup_ms,
+            "peak_rss_mb": rss_mb,
+            "paths": json_paths,
+            "failed": failed,
+        });
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+        if dest == "-" {
+            println!("{text}");
+        } else {
+            std::fs::write(dest, text + "\n").map_err(|e| format!("{dest}: {e}"))?;
+        }
+    }
+    Ok(!failed)
+}

@@ -1,0 +1,247 @@
+//! The rules still hold on the merged-query hot paths (code exchange,
+//! refresh rotation, introspection with client authentication).
+
+mod common;
+
+use common::*;
+use rocket::http::{ContentType, Header, Status};
+
+async fn install(app: &TestApp, seed: &Seed) -> (String, String) {
+    let code = get_code(app, seed).await;
+    let resp = kit_exchange(app, seed, &code).await;
+    assert_eq!(resp.status(), Status::Ok);
+    let body = json_of(resp).await;
+    (
+        body["access_token"].as_str().unwrap().to_string(),
+        body["refresh_token"].as_str().unwrap().to_string(),
+    )
+}
+
+#[rocket::async_test]
+async fn code_replay_revokes_the_grant_it_produced() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+    let resp = kit_exchange(&app, &seed, &code).await;
+    assert_eq!(resp.status(), Status::Ok);
+    let first = json_of(resp).await;
+    assert_eq!(first["scope"], "public write");
+    assert_eq!(
+        app.count("SELECT count(*) FROM authorization_codes WHERE grant_id IS NOT NULL AND used_at IS NOT NULL"),
+        1
+    );
+    let resp = kit_exchange(&app, &seed, &code).await;
+    assert_eq!(resp.status(), Status::BadRequest);
+    assert_eq!(json_of(resp).await["error"], "invalid_grant");
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE revoked_reason = 'code_replay'"),
+        1
+    );
+    let access = first["access_token"].as_str().unwrap();
+    assert_eq!(introspect(&app, &seed, access).await["active"], false);
+}
+
+#[rocket::async_test]
+async fn refresh_retry_within_grace_keeps_one_branch_and_other_replay_revokes() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (_, r1) = install(&app, &seed).await;
+    let resp = kit_refresh(&app, &seed, &r1).await;
+    assert_eq!(resp.status(), Status::Ok);
+    let r2 = json_of(resp).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE last_refreshed_at IS NOT NULL"),
+        1
+    );
+    // Kit lost the answer and retries r1: a fresh pair, r2 dies.
+    let resp = kit_refresh(&app, &seed, &r1).await;
+    assert_eq!(resp.status(), Status::Ok);
+    let r3 = json_of(resp).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL"
+        ),
+        1
+    );
+    // r3 rotates normally.
+    let resp = kit_refresh(&app, &seed, &r3).await;
+    assert_eq!(resp.status(), Status::Ok);
+    // r2 (revoked) replayed: reuse, the grant dies.
+    let resp = kit_refresh(&app, &seed, &r2).await;
+    assert_eq!(resp.status(), Status::BadRequest);
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE revoked_reason = 'refresh_token_reuse'"),
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL"),
+        0
+    );
+}
+
+#[rocket::async_test]
+async fn introspection_authenticates_and_scopes_to_the_app() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (access, refresh) = install(&app, &seed).await;
+    let ok = introspect(&app, &seed, &access).await;
+    assert_eq!(ok["active"], true);
+    assert_eq!(ok["username"], seed.user.email);
+    assert_eq!(ok["client_id"], seed.app.client_id);
+    assert_eq!(ok["token_type"], "Bearer");
+    let rt = introspect(&app, &seed, &refresh).await;
+    assert_eq!(rt["active"], true);
+    assert_eq!(rt["token_type"], "refresh_token");
+
+    // A second secret works too; a wrong one is refused and audited.
+    let mut conn = app.conn();
+    let (_, second) =
+        kitauth::db::models::ClientSecret::create(&mut conn, seed.tenant.id, seed.app.id).unwrap();
+    let other = Seed {
+        client_secret: second,
+        ..seed_clone(&seed)
+    };
+    assert_eq!(introspect(&app, &other, &access).await["active"], true);
+    let resp = app
+        .client
+        .post("/t/acme/oauth/introspect")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("client_id", &seed.app.client_id),
+            ("client_secret", "kcs_wrong"),
+            ("token", &access),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Unauthorized);
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'client.wrong_secret'"),
+        1
+    );
+
+    // Another app of the same tenant sees the token as inactive.
+    let (app2, secret2) =
+        kitauth::cli::create_app(&mut conn, seed.tenant.id, "Other", vec![], vec![]).unwrap();
+    let resp = app
+        .client
+        .post("/t/acme/oauth/introspect")
+        .header(ContentType::Form)
+        .header(Header::new("Authorization", "Bearer ignored"))
+        .body(form(&[
+            ("client_id", &app2.client_id),
+            ("client_secret", &secret2),
+            ("token", &access),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Ok);
+    assert_eq!(json_of(resp).await, serde_json::json!({"active": false}));
+}
+
+fn seed_clone(s: &Seed) -> Seed {
+    Seed {
+        tenant: s.tenant.clone(),
+        app: s.app.clone(),
+        client_secret: s.client_secret.clone(),
+        user: s.user.clone(),
+        password: s.password.clone(),
+    }
+}
+
+#[rocket::async_test]
+async fn pkce_mismatch_and_expiry_change_no_row() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let location = authorize(
+        &app,
+        &seed,
+        &[
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    let code = query_param(&location, "code").unwrap();
+    let exchange = |verifier: &'static str| {
+        serde_json::json!({
+            "client_id": seed.app.client_id,
+            "client_secret": seed.client_secret,
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": KIT_APPS,
+            "code_verifier": verifier,
+        })
+        .to_string()
+    };
+    // Client authentication stamps the secret's last use once a minute.
+    introspect(&app, &seed, "not-a-token").await;
+    let before = app.snapshot();
+    let resp = app
+        .client
+        .post("/t/acme/oauth/token")
+        .header(ContentType::JSON)
+        .body(exchange("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl"))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::BadRequest);
+    assert_eq!(before, app.snapshot(), "a wrong verifier changes nothing");
+    let resp = app
+        .client
+        .post("/t/acme/oauth/token")
+        .header(ContentType::JSON)
+        .body(exchange(verifier))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Ok);
+
+    // An expired code: refused, nothing written.
+    let code2 = get_code(&app, &seed).await;
+    {
+        use diesel::prelude::*;
+        diesel::sql_query("UPDATE authorization_codes SET expires_at = now() - interval '1 second' WHERE used_at IS NULL")
+            .execute(&mut app.conn())
+            .unwrap();
+    }
+    let before = app.snapshot();
+    let resp = kit_exchange(&app, &seed, &code2).await;
+    assert_eq!(resp.status(), Status::BadRequest);
+    assert!(json_of(resp).await["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+    assert_eq!(before, app.snapshot());
+}
+
+#[rocket::async_test]
+async fn racing_refreshes_of_one_token_leave_exactly_one_live_branch() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    for _ in 0..5 {
+        let (_, r1) = install(&app, &seed).await;
+        let (a, b) = futures::join!(kit_refresh(&app, &seed, &r1), kit_refresh(&app, &seed, &r1));
+        // The second is a retry of the immediate predecessor within the
+        // grace window: both succeed, and only one branch stays live.
+        assert_eq!(a.status(), Status::Ok);
+        assert_eq!(b.status(), Status::Ok);
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE revoked_at IS NOT NULL"),
+        0
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM (SELECT grant_id FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL GROUP BY grant_id HAVING count(*) = 1) x"
+        ),
+        5
+    );
+}
