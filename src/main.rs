@@ -5,18 +5,22 @@ use std::process::ExitCode;
 use clap::Parser;
 use kitauth::cli::{self, Cli, Command};
 
-fn init_tracing() {
+/// Logs go to stderr through a background writer thread, so that a request
+/// never waits for a write(2). The guard flushes what is queued on exit.
+fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("KITAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("KITAUTH_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 fn fail(json: bool, message: &str) -> ExitCode {
@@ -29,7 +33,7 @@ fn fail(json: bool, message: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let _log_guard = init_tracing();
     let json = cli.json;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(json),

@@ -133,7 +133,7 @@ impl Fairing for RequestLog {
 
     async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
         req.local_cache(|| Started(Instant::now()));
-        req.local_cache(|| RequestId(crate::crypto::random_b64(9)));
+        req.local_cache(|| RequestId(format!("{:016x}", rand::random::<u64>())));
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
