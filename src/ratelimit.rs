@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub enum LimitKey {
     CreatorLogin(i64, String),
     CreatorLoginIp(String),
+    /// Every creator sign-up attempt that reaches bcrypt, per tenant and IP.
+    CreatorSignupIp(i64, String),
     AdminLogin(String),
     AdminLoginIp(String),
     ClientAuth(i64, String),
@@ -96,10 +98,12 @@ impl RateLimiter {
 /// Only failures count, and the per-client key is the pair (client_id,
 /// caller IP): someone hammering an app's client_id with wrong secrets
 /// exhausts *their* budget, never the budget of the app's real caller (Kit)
-/// at another address. A request is refused with `429` before any secret is
-/// checked when its pair or its IP is over budget. The per-IP budget is
-/// larger, because callers such as Kit send many tenants' apps from a few
-/// addresses and one misconfigured app must not lock out the others.
+/// at another address. The per-IP key is scoped to the tenant, and is
+/// larger, because callers such as Kit send many apps from a few addresses
+/// and one misconfigured app must not lock out the others. Over budget, a
+/// failed authentication answers `429` instead of `401`; a request whose
+/// credentials verify is never refused, so copying an app's public
+/// client_id into failing requests cannot lock its real caller out.
 pub struct ClientAuthLimits {
     pub pair: RateLimiter,
     pub ip: RateLimiter,
@@ -120,7 +124,9 @@ impl ClientAuthLimits {
             let id: String = id.chars().take(200).collect();
             LimitKey::ClientAuth(tenant_id, format!("{ip} {id}"))
         });
-        (pair, LimitKey::ClientAuthIp(ip.to_string()))
+        // Per IP *within the tenant*: Kit calls every tenant from the same
+        // few addresses, so one tenant's failures must not block the others.
+        (pair, LimitKey::ClientAuthIp(format!("{tenant_id} {ip}")))
     }
 
     /// How long this caller must wait before it may authenticate again.

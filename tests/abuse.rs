@@ -51,8 +51,11 @@ async fn wrong_secrets_from_one_ip_are_throttled_while_the_right_secret_keeps_wo
         assert_eq!(resp.status(), Status::Unauthorized);
         assert_eq!(json_of(resp).await["error"], "invalid_client");
     }
-    // Over budget: 429, Retry-After, an RFC 6749 body, and no secret check.
+    // The right secret is never refused, even from the address over budget.
     let resp = revoke_from(&app, &seed, attacker, &id, &seed.client_secret, "x").await;
+    assert_eq!(resp.status(), Status::Ok);
+    // Over budget, a failure is 429 with Retry-After and an RFC 6749 body.
+    let resp = revoke_from(&app, &seed, attacker, &id, "kcs_wrong", "x").await;
     assert_eq!(resp.status(), Status::TooManyRequests);
     let wait: u64 = resp
         .headers()
@@ -86,8 +89,8 @@ async fn wrong_secrets_from_one_ip_are_throttled_while_the_right_secret_keeps_wo
     assert!(resp.headers().get_one("Retry-After").is_some());
     assert_eq!(
         app.count("SELECT count(*) FROM audit_events WHERE action = 'client.wrong_secret'"),
-        3,
-        "refused requests do no database work"
+        5,
+        "every failed check is audited, throttled or not"
     );
 
     // Kit, at its own address, installs, refreshes and uninstalls as usual.
@@ -164,7 +167,7 @@ async fn failed_client_auth_per_ip_is_throttled_across_client_ids() {
         .header(ContentType::Form)
         .body(form(&[
             ("client_id", &seed.app.client_id),
-            ("client_secret", &seed.client_secret),
+            ("client_secret", "kcs_wrong"),
             ("token", "kat_x"),
         ]))
         .dispatch()

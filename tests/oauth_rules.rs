@@ -863,3 +863,169 @@ async fn wrong_password_shows_one_message_for_unknown_and_known_accounts() {
     assert_eq!(bodies[0], bodies[1], "no user enumeration by message");
     assert_eq!(app.count("SELECT count(*) FROM end_user_sessions"), 0);
 }
+
+async fn token_status(app: &TestApp, slug: &str, body: serde_json::Value) -> Status {
+    app.client
+        .post(format!("/t/{slug}/oauth/token"))
+        .header(ContentType::Form)
+        .body(body.to_string())
+        .dispatch()
+        .await
+        .status()
+}
+
+#[rocket::async_test]
+async fn right_secret_is_never_throttled_and_other_tenants_are_not_blocked() {
+    let app = TestApp::new().await;
+    let a = seed_tenant(&app, "alpha");
+    let b = seed_tenant(&app, "bravo");
+    // Someone sends A's public client_id with wrong secrets from the same
+    // address Kit uses, until the budget is spent.
+    let wrong = serde_json::json!({"client_id": a.app.client_id, "client_secret": "kcs_wrong", "grant_type": "refresh_token", "refresh_token": "krt_x"});
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(token_status(&app, "alpha", wrong.clone()).await);
+    }
+    assert_eq!(statuses[0], Status::Unauthorized);
+    assert_eq!(
+        *statuses.last().unwrap(),
+        Status::TooManyRequests,
+        "over budget: 429"
+    );
+    // Kit, from that same address, with the right secret: still served.
+    let code = get_code(&app, &a).await;
+    assert_eq!(kit_exchange(&app, &a, &code).await.status(), Status::Ok);
+    // Another tenant's app from the same address is not affected.
+    let code = get_code(&app, &b).await;
+    assert_eq!(kit_exchange(&app, &b, &code).await.status(), Status::Ok);
+    let wrong_b = serde_json::json!({"client_id": b.app.client_id, "client_secret": "kcs_wrong", "grant_type": "refresh_token", "refresh_token": "krt_x"});
+    assert_eq!(
+        token_status(&app, "bravo", wrong_b).await,
+        Status::Unauthorized
+    );
+}
+
+#[rocket::async_test]
+async fn replay_of_an_expired_used_refresh_token_revokes_the_grant() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (_, r0) = installed(&app, &seed).await;
+    let next = json_of(kit_refresh(&app, &seed, &r0).await).await;
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE refresh_tokens SET used_at = now() - interval '91 days', expires_at = now() - interval '1 day' WHERE used_at IS NOT NULL"),
+        &mut app.conn(),
+    )
+    .unwrap();
+    let (_, error) = error_of(kit_refresh(&app, &seed, &r0).await).await;
+    assert_eq!(error, "invalid_grant");
+    assert_eq!(
+        introspect(&app, &seed, next["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'refresh.reuse_detected'"),
+        1
+    );
+}
+
+#[rocket::async_test]
+async fn creator_signups_are_throttled_per_address() {
+    let app = TestApp::new().await;
+    seed_tenant(&app, "acme");
+    let page = app.client.get("/t/acme/signup").dispatch().await;
+    let csrf = csrf_from(&page.into_string().await.unwrap());
+    let mut last = Status::Ok;
+    for i in 0..6 {
+        let email = format!("new{i}@example.com");
+        last = app
+            .client
+            .post("/t/acme/signup")
+            .header(ContentType::Form)
+            .body(form(&[
+                ("csrf_token", &csrf),
+                ("email", &email),
+                ("password", "long enough password"),
+            ]))
+            .dispatch()
+            .await
+            .status();
+    }
+    assert_eq!(last, Status::TooManyRequests);
+    assert_eq!(
+        app.count("SELECT count(*) FROM end_users WHERE email LIKE 'new%'"),
+        5
+    );
+}
+
+#[rocket::async_test]
+async fn an_unparseable_next_after_sign_in_falls_back_instead_of_failing() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let page = app.client.get("/t/acme/login").dispatch().await;
+    let csrf = csrf_from(&page.into_string().await.unwrap());
+    for next in [
+        "/t/acme/oauth/authorize?a b",
+        "/t/acme/oauth/authorize?x=\"<é>\"",
+        "/t/acme/oauth/authorize?%zz",
+    ] {
+        let resp = app
+            .client
+            .post("/t/acme/login")
+            .header(ContentType::Form)
+            .body(form(&[
+                ("csrf_token", &csrf),
+                ("email", &seed.user.email),
+                ("password", &seed.password),
+                ("next", next),
+            ]))
+            .dispatch()
+            .await;
+        assert_eq!(resp.status(), Status::SeeOther, "{next}");
+        // Never a 500: either the page itself, or the safe fallback.
+        let location = resp.headers().get_one("Location").unwrap();
+        assert!(
+            location == "/t/acme/login" || location == next,
+            "{next} -> {location}"
+        );
+        if next.contains(' ') || !next.is_ascii() {
+            assert_eq!(location, "/t/acme/login", "{next}");
+        }
+    }
+}
+
+#[rocket::async_test]
+async fn revoking_all_installs_also_voids_pending_codes() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (access, _) = installed(&app, &seed).await;
+    let pending_app = get_code(&app, &seed).await;
+    let n = kitauth::db::models::Grant::revoke_all_for_app(
+        &mut app.conn(),
+        seed.tenant.id,
+        seed.app.id,
+        "admin",
+    )
+    .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(introspect(&app, &seed, &access).await["active"], false);
+    let (_, error) = error_of(kit_exchange(&app, &seed, &pending_app).await).await;
+    assert_eq!(
+        error, "invalid_grant",
+        "a code issued before the revocation is void"
+    );
+
+    let pending_user = get_code(&app, &seed).await;
+    kitauth::db::models::Grant::revoke_all_for_end_user(
+        &mut app.conn(),
+        seed.tenant.id,
+        seed.user.id,
+        "admin",
+    )
+    .unwrap();
+    let (_, error) = error_of(kit_exchange(&app, &seed, &pending_user).await).await;
+    assert_eq!(error, "invalid_grant");
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE revoked_at IS NULL"),
+        0
+    );
+}

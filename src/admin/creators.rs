@@ -227,8 +227,7 @@ pub async fn disable(
         .run(move |conn| {
             conn.transaction(|conn| -> Result<_, Error> {
                 EndUser::set_disabled(conn, tenant_id, uid, true)?;
-                let ids = Grant::live_ids_for_end_user(conn, tenant_id, uid)?;
-                let n = Grant::revoke_many(conn, tenant_id, &ids, "creator_disabled")?;
+                let n = Grant::revoke_all_for_end_user(conn, tenant_id, uid, "creator_disabled")?;
                 audit.details(json!({"grants_revoked": n})).insert(conn)?;
                 Ok(n)
             })

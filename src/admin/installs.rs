@@ -232,8 +232,7 @@ pub async fn revoke_app(
     let n = db
         .run(move |conn| {
             conn.transaction(|conn| -> Result<_, Error> {
-                let ids = Grant::live_ids_for_app(conn, tenant_id, app_id)?;
-                let n = Grant::revoke_many(conn, tenant_id, &ids, "admin")?;
+                let n = Grant::revoke_all_for_app(conn, tenant_id, app_id, "admin")?;
                 audit.details(json!({"revoked": n})).insert(conn)?;
                 Ok(n)
             })
@@ -268,8 +267,7 @@ pub async fn revoke_creator(
     let n = db
         .run(move |conn| {
             conn.transaction(|conn| -> Result<_, Error> {
-                let ids = Grant::live_ids_for_end_user(conn, tenant_id, cid)?;
-                let n = Grant::revoke_many(conn, tenant_id, &ids, "admin")?;
+                let n = Grant::revoke_all_for_end_user(conn, tenant_id, cid, "admin")?;
                 audit.details(json!({"revoked": n})).insert(conn)?;
                 Ok(n)
             })

@@ -52,7 +52,9 @@ fn safe_next(next: Option<&str>) -> String {
                 && !n.starts_with("/admin/login")
                 && !n.contains("//")
                 && !n.contains('\\')
-                && n.len() < 500 =>
+                && n.len() < 500
+                && n.bytes().all(|b| b.is_ascii_graphic())
+                && rocket::http::uri::Origin::parse(n).is_ok() =>
         {
             n.to_string()
         }

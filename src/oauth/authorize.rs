@@ -448,7 +448,9 @@ fn safe_next(slug: &str, next: Option<&str>) -> String {
         Some(n)
             if (n == prefix || n.starts_with(&format!("{prefix}?")))
                 && !n.contains('\\')
-                && !n.contains("//") =>
+                && !n.contains("//")
+                && n.bytes().all(|b| b.is_ascii_graphic())
+                && rocket::http::uri::Origin::parse(n).is_ok() =>
         {
             n.to_string()
         }
@@ -643,12 +645,15 @@ pub async fn signup_get(
 }
 
 #[post("/t/<_>/signup", data = "<data>")]
+#[allow(clippy::too_many_arguments)]
 pub async fn signup_post(
     tenant: CurrentTenant,
     db: &State<Db>,
     config: &State<AppConfig>,
+    limiter: &State<RateLimiter>,
     cookies: &CookieJar<'_>,
     csrf: CsrfToken,
+    ip: ClientIp,
     data: Data<'_>,
 ) -> PageResponse {
     if !tenant.signup_allowed {
@@ -681,6 +686,23 @@ pub async fn signup_post(
     if let Err(e) = validate_password(&password) {
         return refuse(&format!("Choose another password: {e}."));
     }
+    // Each sign-up costs a bcrypt hash: a budget per IP keeps scripted
+    // sign-ups from eating the CPU or filling the tenant with accounts.
+    let keys = [LimitKey::CreatorSignupIp(
+        tenant.id,
+        ip.0.clone().unwrap_or_default(),
+    )];
+    if let Some(wait) = limiter.blocked(&keys) {
+        let msg = format!(
+            "Too many accounts were created from your network. Try again in {} minutes.",
+            wait.as_secs().div_ceil(60)
+        );
+        return PageResponse::Throttled(
+            signup_page(&tenant, &next, csrf.value(), &email, Some(&msg)),
+            retry_after(wait),
+        );
+    }
+    limiter.record_failure(&keys);
     let cost = config.bcrypt_cost;
     let Ok(Ok(hash)) =
         rocket::tokio::task::spawn_blocking(move || crypto::hash_password(&password, cost)).await

@@ -234,7 +234,8 @@ pub fn refresh(
         if rt.revoked_at.is_some() {
             return reuse(conn);
         }
-        if rt.expires_at <= now {
+        // A used token is judged as a replay (below) even when expired.
+        if rt.used_at.is_none() && rt.expires_at <= now {
             return Err(TxError::Refuse(OAuthError::invalid_grant(
                 "the refresh token has expired",
             )));

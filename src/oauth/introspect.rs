@@ -104,8 +104,7 @@ pub async fn introspect(
             }
         })
         .await;
-    budget.note(Some(&client_id), &result);
-    result
+    budget.finish(&client_id, result)
 }
 
 /// A Bearer token from the `Authorization` header.

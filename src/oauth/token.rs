@@ -81,7 +81,9 @@ impl<'a> ClientAuthBudget<'a> {
         }
     }
 
-    /// The credentials of a request, counted and checked against the budget.
+    /// The credentials of a request; malformed ones count against the IP.
+    /// Nothing is refused up front: a client whose credentials verify is
+    /// never refused, whoever else has failed with its client_id.
     pub fn credentials(
         &self,
         basic: &BasicAuth,
@@ -89,9 +91,26 @@ impl<'a> ClientAuthBudget<'a> {
     ) -> Result<ClientCredentials, OAuthError> {
         let creds = ClientCredentials::from_parts(basic, params);
         self.note(None, &creds);
-        let creds = creds?;
-        self.check(Some(&creds.client_id))?;
-        Ok(creds)
+        creds
+    }
+
+    /// Counts an authentication failure, and turns it into `429` with
+    /// `Retry-After` once this caller (its IP in this tenant, or its IP with
+    /// this client_id) is over budget.
+    pub fn finish<T>(
+        &self,
+        client_id: &str,
+        result: Result<T, OAuthError>,
+    ) -> Result<T, OAuthError> {
+        let over_budget = self.check(Some(client_id));
+        self.note(Some(client_id), &result);
+        match result {
+            Err(e) if e.error == "invalid_client" && e.status == Status::Unauthorized => {
+                over_budget?;
+                Err(e)
+            }
+            other => other,
+        }
     }
 }
 
@@ -189,8 +208,7 @@ async fn token_inner(
             }
         })
         .await;
-    budget.note(Some(&client_id), &response);
-    Ok(response?.into())
+    Ok(budget.finish(&client_id, response)?.into())
 }
 
 #[post("/t/<_>/oauth/revoke", data = "<data>")]
@@ -224,7 +242,6 @@ pub async fn revoke(
             flows::revoke(conn, tenant_id, &client, &token, ip)
         })
         .await;
-    budget.note(Some(&client_id), &result);
-    result?;
+    budget.finish(&client_id, result)?;
     Ok(NoStoreJson(Status::Ok, "{}".into()))
 }

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::{access_tokens, grants, refresh_tokens};
+use crate::db::schema::{access_tokens, authorization_codes, grants, refresh_tokens};
 
 /// One install of an app by a creator: one token family.
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
@@ -80,6 +80,7 @@ impl Grant {
         .execute(conn)?;
         diesel::update(
             access_tokens::table
+                .filter(access_tokens::tenant_id.eq(tenant_id))
                 .filter(access_tokens::grant_id.eq(id))
                 .filter(access_tokens::revoked_at.is_null()),
         )
@@ -87,6 +88,7 @@ impl Grant {
         .execute(conn)?;
         diesel::update(
             refresh_tokens::table
+                .filter(refresh_tokens::tenant_id.eq(tenant_id))
                 .filter(refresh_tokens::grant_id.eq(id))
                 .filter(refresh_tokens::revoked_at.is_null()),
         )
@@ -137,5 +139,49 @@ impl Grant {
             .filter(grants::revoked_at.is_null())
             .select(grants::id)
             .load(conn)
+    }
+
+    /// Revokes every live grant of an app and voids its unused
+    /// authorization codes, so that a code issued a moment before cannot
+    /// start a new install afterwards. One transaction.
+    pub fn revoke_all_for_app(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        app_id: i64,
+        reason: &str,
+    ) -> QueryResult<usize> {
+        conn.transaction(|conn| {
+            diesel::update(
+                authorization_codes::table
+                    .filter(authorization_codes::tenant_id.eq(tenant_id))
+                    .filter(authorization_codes::app_id.eq(app_id))
+                    .filter(authorization_codes::used_at.is_null()),
+            )
+            .set(authorization_codes::used_at.eq(diesel::dsl::now))
+            .execute(conn)?;
+            let ids = Grant::live_ids_for_app(conn, tenant_id, app_id)?;
+            Grant::revoke_many(conn, tenant_id, &ids, reason)
+        })
+    }
+
+    /// The same for every install of one creator.
+    pub fn revoke_all_for_end_user(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        end_user_id: i64,
+        reason: &str,
+    ) -> QueryResult<usize> {
+        conn.transaction(|conn| {
+            diesel::update(
+                authorization_codes::table
+                    .filter(authorization_codes::tenant_id.eq(tenant_id))
+                    .filter(authorization_codes::end_user_id.eq(end_user_id))
+                    .filter(authorization_codes::used_at.is_null()),
+            )
+            .set(authorization_codes::used_at.eq(diesel::dsl::now))
+            .execute(conn)?;
+            let ids = Grant::live_ids_for_end_user(conn, tenant_id, end_user_id)?;
+            Grant::revoke_many(conn, tenant_id, &ids, reason)
+        })
     }
 }
