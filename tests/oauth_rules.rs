@@ -1029,3 +1029,45 @@ async fn revoking_all_installs_also_voids_pending_codes() {
         0
     );
 }
+
+#[rocket::async_test]
+async fn csrf_and_creator_cookies_are_secure_when_configured() {
+    let app = TestApp::with(|f| f.merge(("secure_cookies", true))).await;
+    let seed = seed_tenant(&app, "acme");
+    let page = app.client.get("/t/acme/login").dispatch().await;
+    let set: Vec<String> = page
+        .headers()
+        .get("Set-Cookie")
+        .map(str::to_string)
+        .collect();
+    let csrf_cookie = set
+        .iter()
+        .find(|c| c.starts_with("kitauth_csrf="))
+        .expect("CSRF cookie");
+    assert!(
+        csrf_cookie.contains("Secure") && csrf_cookie.contains("HttpOnly"),
+        "{csrf_cookie}"
+    );
+    let csrf = csrf_from(&page.into_string().await.unwrap());
+    let resp = app
+        .client
+        .post("/t/acme/login")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("csrf_token", &csrf),
+            ("email", &seed.user.email),
+            ("password", &seed.password),
+        ]))
+        .dispatch()
+        .await;
+    let session = resp
+        .headers()
+        .get("Set-Cookie")
+        .find(|c| c.starts_with("kitauth_creator="))
+        .expect("session cookie")
+        .to_string();
+    assert!(
+        session.contains("Secure") && session.contains("Path=/t/acme"),
+        "{session}"
+    );
+}

@@ -25,12 +25,16 @@ impl<'r> FromRequest<'r> for CsrfToken {
     type Error = std::convert::Infallible;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        Outcome::Success(CsrfToken(token_for(req.cookies())))
+        let secure = req
+            .rocket()
+            .state::<crate::config::AppConfig>()
+            .is_some_and(|c| c.secure_cookies);
+        Outcome::Success(CsrfToken(token_for(req.cookies(), secure)))
     }
 }
 
 /// The visitor's CSRF token, creating the cookie when there is none.
-pub fn token_for(cookies: &CookieJar<'_>) -> String {
+pub fn token_for(cookies: &CookieJar<'_>, secure: bool) -> String {
     if let Some(c) = cookies.get_private(COOKIE) {
         if crypto::looks_like(crypto::TokenKind::Csrf, c.value()) {
             return c.value().to_string();
@@ -40,6 +44,7 @@ pub fn token_for(cookies: &CookieJar<'_>) -> String {
     let cookie = Cookie::build((COOKIE, token.clone()))
         .path("/")
         .http_only(true)
+        .secure(secure)
         .same_site(SameSite::Lax)
         .build();
     cookies.add_private(cookie);
