@@ -6,8 +6,13 @@
 //! revoke over HTTP/1.1 keep-alive on loopback with a fixed number of
 //! connections for a fixed time each. In the same run it measures the
 //! database's own rate with pgbench (`-S` and `-N`, `-M prepared`, scale 10,
-//! same concurrency) in a separate database, and reports every path's rate
-//! also as a ratio of that baseline. Any non-2xx answer or transport error
+//! same concurrency) in a separate database, right before and right after
+//! each path (the machine is shared and drifts, so each path is compared
+//! with the mean of its own two brackets), and reports every path's rate
+//! also as a ratio of that baseline. It also reports where the CPU went:
+//! microseconds per request of the server, the load generator and all of
+//! PostgreSQL (from /proc), next to PostgreSQL's and pgbench's per
+//! transaction in the baseline. Any non-2xx answer or transport error
 //! fails the run (exit code 1). The server is killed and both databases are
 //! dropped at the end, also on failure.
 //!
@@ -197,16 +202,119 @@ fn machine() -> Machine {
     }
 }
 
+// ---------------------------------------------------------------- CPU accounting
+
+/// Clock ticks per second of /proc's CPU times (`getconf CLK_TCK`).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// (comm, utime + stime, cutime + cstime) in ticks, from /proc/<pid>/stat.
+fn proc_times(pid: &str) -> Option<(String, u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm is in parentheses and may hold spaces; the fields follow the last ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_string();
+    let f: Vec<u64> = stat[close + 2..]
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // After comm: state is field 3, so utime (14) is f[11], stime f[12], cutime f[13], cstime f[14].
+    Some((comm, f.get(11)? + f.get(12)?, f.get(13)? + f.get(14)?))
+}
+
+/// CPU time used so far, in ticks: by one process, by the benchmark's
+/// children (pgbench, once it has exited), and by every PostgreSQL process.
+/// Backends that have exited are in the postmaster's children's times.
+#[derive(Clone, Copy, Default)]
+struct CpuSample {
+    server: u64,
+    client: u64,
+    children: u64,
+    postgres: u64,
+}
+
+fn cpu_sample(server_pid: u32) -> CpuSample {
+    let mut s = CpuSample::default();
+    if let Some((_, own, children)) = proc_times("self") {
+        s.client = own;
+        s.children = children;
+    }
+    if server_pid != 0 {
+        s.server = proc_times(&server_pid.to_string()).map_or(0, |t| t.1);
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            if let Some((comm, own, children)) = proc_times(&name) {
+                if comm == "postgres" {
+                    s.postgres += own + children;
+                }
+            }
+        }
+    }
+    s
+}
+
+/// CPU microseconds per request (or transaction) between two samples.
+#[derive(Clone, Copy, Default)]
+struct CpuPer {
+    server_us: f64,
+    /// The load generator: this process for the paths, pgbench for the baselines.
+    client_us: f64,
+    postgres_us: f64,
+}
+
+fn cpu_per(a: CpuSample, b: CpuSample, n: usize, pgbench: bool, tck: f64) -> CpuPer {
+    let per = |ticks: u64| ticks as f64 / tck * 1e6 / n.max(1) as f64;
+    CpuPer {
+        server_us: per(b.server.saturating_sub(a.server)),
+        client_us: if pgbench {
+            per(b.children.saturating_sub(a.children))
+        } else {
+            per(b.client.saturating_sub(a.client))
+        },
+        postgres_us: per(b.postgres.saturating_sub(a.postgres)),
+    }
+}
+
 // ---------------------------------------------------------------- pgbench
 
-struct PgBench {
-    select_tps: f64,
-    write_tps: f64,
-    /// (p50, p99) latency in ms of each, from pgbench's per-transaction log.
-    select_ms: (f64, f64),
-    write_ms: (f64, f64),
-    /// (-S tps, -N tps) of each measurement the figures above average.
-    runs: Vec<(f64, f64)>,
+/// One pgbench run: the database's own rate on this machine, just then.
+#[derive(Clone, Copy, Default)]
+struct Rate {
+    tps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu: CpuPer,
+}
+
+/// The baseline a path is compared with: pgbench in its mode, run right
+/// before and right after the path, so both see the same machine.
+#[derive(Clone, Copy)]
+struct Baseline {
+    mode: &'static str,
+    before: Rate,
+    after: Rate,
+}
+
+impl Baseline {
+    fn tps(&self) -> f64 {
+        (self.before.tps + self.after.tps) / 2.0
+    }
+    fn mean(&self, f: impl Fn(&Rate) -> f64) -> f64 {
+        (f(&self.before) + f(&self.after)) / 2.0
+    }
 }
 
 /// p50 and p99 of pgbench's per-transaction log files (`-l`): the third
@@ -281,50 +389,57 @@ fn parse_tps(out: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("no tps line in pgbench output:\n{out}"))
 }
 
-fn pgbench(o: &Opts, db: &str, init: bool) -> Result<PgBench, String> {
-    if init {
-        eprintln!("pgbench: initialising scale 10 in {db}");
-        run_pgbench(&[
-            "-i".into(),
-            "-s".into(),
-            "10".into(),
-            "-q".into(),
-            db.into(),
-        ])?;
-    }
+fn parse_transactions(out: &str) -> usize {
+    out.lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pgbench_init(db: &str) -> Result<(), String> {
+    eprintln!("pgbench: initialising scale 10 in {db}");
+    run_pgbench(&[
+        "-i".into(),
+        "-s".into(),
+        "10".into(),
+        "-q".into(),
+        db.into(),
+    ])
+    .map(|_| ())
+}
+
+/// `pgbench <mode> -M prepared` at the run's concurrency and duration.
+fn pgbench_rate(o: &Opts, db: &str, mode: &str, tck: f64) -> Result<Rate, String> {
     let secs = o.duration.as_secs_f64().ceil().max(1.0) as u64;
     let threads = o.concurrency.min(machine().nproc).max(1);
     let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let rate = |mode: &str| -> Result<(f64, (f64, f64)), String> {
-        eprintln!(
-            "pgbench {mode} -M prepared -c {} -j {threads} -T {secs}",
-            o.concurrency
-        );
-        let prefix = format!("pgbench_log{}", mode.trim_start_matches('-'));
-        let out = run_pgbench(&[
-            "-l".into(),
-            format!("--log-prefix={}", logs.join(&prefix).display()),
-            mode.into(),
-            "-M".into(),
-            "prepared".into(),
-            "-c".into(),
-            o.concurrency.to_string(),
-            "-j".into(),
-            threads.to_string(),
-            "-T".into(),
-            secs.to_string(),
-            db.into(),
-        ])?;
-        Ok((parse_tps(&out)?, pgbench_log_percentiles(&logs, &prefix)))
-    };
-    let (select_tps, select_ms) = rate("-S")?;
-    let (write_tps, write_ms) = rate("-N")?;
-    Ok(PgBench {
-        select_tps,
-        write_tps,
-        select_ms,
-        write_ms,
-        runs: vec![(select_tps, write_tps)],
+    eprintln!(
+        "pgbench {mode} -M prepared -c {} -j {threads} -T {secs}",
+        o.concurrency
+    );
+    let prefix = format!("pgbench_log{}", mode.trim_start_matches('-'));
+    let before = cpu_sample(0);
+    let out = run_pgbench(&[
+        "-l".into(),
+        format!("--log-prefix={}", logs.join(&prefix).display()),
+        mode.into(),
+        "-M".into(),
+        "prepared".into(),
+        "-c".into(),
+        o.concurrency.to_string(),
+        "-j".into(),
+        threads.to_string(),
+        "-T".into(),
+        secs.to_string(),
+        db.into(),
+    ])?;
+    let after = cpu_sample(0);
+    let (p50_ms, p99_ms) = pgbench_log_percentiles(&logs, &prefix);
+    Ok(Rate {
+        tps: parse_tps(&out)?,
+        p50_ms,
+        p99_ms,
+        cpu: cpu_per(before, after, parse_transactions(&out), true, tck),
     })
 }
 
@@ -751,6 +866,9 @@ struct PathResult {
     errors: u64,
     first_error: Option<String>,
     note: Option<String>,
+    /// CPU per request of the server, the load generator and PostgreSQL.
+    cpu: CpuPer,
+    baseline: Option<Baseline>,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -810,6 +928,8 @@ async fn run_path(
             errors,
             first_error,
             note,
+            cpu: CpuPer::default(),
+            baseline: None,
         },
         issued,
     ))
@@ -895,11 +1015,11 @@ fn target_of(path: &str) -> Option<Target> {
     }
 }
 
-fn baseline_of(path: &str, pg: Option<&PgBench>) -> Option<(f64, &'static str)> {
-    let pg = pg?;
+/// The pgbench mode a path is compared with: reads with `-S`, writes with `-N`.
+fn mode_of(path: &str) -> &'static str {
     match path {
-        "introspect" | "userinfo" => Some((pg.select_tps, "-S")),
-        _ => Some((pg.write_tps, "-N")),
+        "introspect" | "userinfo" => "-S",
+        _ => "-N",
     }
 }
 
@@ -931,24 +1051,22 @@ fn load_average() -> f64 {
 
 fn run(o: &Opts) -> Result<bool, String> {
     let m = machine();
+    let tck = clock_ticks();
     let load_start = load_average();
     let suffix = &crypto::random_b64(6)
         .to_lowercase()
         .replace(['-', '_'], "x");
     let mut cleanup = Cleanup::default();
 
-    // The database's own rate, in its own database.
-    let pg = if o.pgbench {
+    // The database's own rate is measured in its own database.
+    let pgdb = if o.pgbench {
         let pgdb = format!("pgbench_{suffix}");
         admin_sql(&format!("CREATE DATABASE {pgdb}"))?;
         cleanup.databases.push(pgdb.clone());
-        Some((pgbench(o, &pgdb, true)?, pgdb))
+        pgbench_init(&pgdb)?;
+        Some(pgdb)
     } else {
         None
-    };
-    let (pg, pgdb) = match pg {
-        Some((r, name)) => (Some(r), Some(name)),
-        None => (None, None),
     };
 
     // A fresh, migrated and seeded database for the server.
@@ -1004,10 +1122,27 @@ fn run(o: &Opts) -> Result<bool, String> {
             .collect();
         rt.block_on(run_path(&ctx, "introspect", works, o.warmup, false))?;
     }
+    // The machine is shared and its speed drifts, so every path is
+    // bracketed by its own baseline: pgbench in the path's mode right
+    // before and right after it (an "after" run doubles as the next path's
+    // "before" when the mode is the same).
+    let mut last_baseline: Option<(&'static str, Rate)> = None;
+    let mut baselines_run: Vec<(&'static str, Rate)> = Vec::new();
     for path in PATHS {
         if !wants(path) {
             continue;
         }
+        let mode = mode_of(path);
+        let reuse = last_baseline.filter(|(m, _)| *m == mode).map(|(_, r)| r);
+        let before = match (&pgdb, reuse) {
+            (None, _) => None,
+            (Some(_), Some(r)) => Some(r),
+            (Some(pgdb), None) => {
+                let r = pgbench_rate(o, pgdb, mode, tck)?;
+                baselines_run.push((mode, r));
+                Some(r)
+            }
+        };
         let works: Vec<Work> = match path {
             "introspect" => deal(&access, c)
                 .into_iter()
@@ -1019,7 +1154,7 @@ fn run(o: &Opts) -> Result<bool, String> {
                 .collect(),
             "exchange" => {
                 // Enough codes for twice the write baseline, minted just before.
-                let guess = pg.as_ref().map(|p| p.write_tps).unwrap_or(2000.0);
+                let guess = before.map(|r| r.tps).unwrap_or(2000.0);
                 let n = ((guess * 2.0 * o.duration.as_secs_f64()) as usize).max(4000);
                 if o.duration > Duration::from_secs(100) {
                     eprintln!(
@@ -1074,13 +1209,25 @@ fn run(o: &Opts) -> Result<bool, String> {
             "{path}: {c} connections for {:.1} s",
             o.duration.as_secs_f64()
         );
-        let (r, issued) =
+        let cpu_before = cpu_sample(pid);
+        let (mut r, issued) =
             rt.block_on(run_path(&ctx, path, works, o.duration, path == "exchange"))?;
+        r.cpu = cpu_per(cpu_before, cpu_sample(pid), r.requests, false, tck);
         if path == "exchange" {
             issued_access = issued;
         }
         if let Some(e) = &r.first_error {
             eprintln!("  first error: {e}");
+        }
+        if let (Some(before), Some(pgdb)) = (before, &pgdb) {
+            let after = pgbench_rate(o, pgdb, mode, tck)?;
+            baselines_run.push((mode, after));
+            last_baseline = Some((mode, after));
+            r.baseline = Some(Baseline {
+                mode,
+                before,
+                after,
+            });
         }
         results.push(r);
     }
@@ -1091,33 +1238,6 @@ fn run(o: &Opts) -> Result<bool, String> {
         .server
         .as_mut()
         .and_then(|c| c.try_wait().ok().flatten());
-    cleanup.stop_server();
-    // The baseline again, now that the server is gone: the machine is
-    // shared, so the rate each path is compared with is the mean of the
-    // database's rate before and after the paths ran.
-    let pg_before = pg;
-    let pg = match (&pg_before, &pgdb) {
-        (Some(before), Some(name)) => {
-            let after = pgbench(o, name, false)?;
-            Some(PgBench {
-                select_tps: (before.select_tps + after.select_tps) / 2.0,
-                write_tps: (before.write_tps + after.write_tps) / 2.0,
-                select_ms: (
-                    (before.select_ms.0 + after.select_ms.0) / 2.0,
-                    (before.select_ms.1 + after.select_ms.1) / 2.0,
-                ),
-                write_ms: (
-                    (before.write_ms.0 + after.write_ms.0) / 2.0,
-                    (before.write_ms.1 + after.write_ms.1) / 2.0,
-                ),
-                runs: vec![
-                    (before.select_tps, before.write_tps),
-                    (after.select_tps, after.write_tps),
-                ],
-            })
-        }
-        _ => None,
-    };
     drop(cleanup);
 
     // ---- report
@@ -1135,46 +1255,42 @@ fn run(o: &Opts) -> Result<bool, String> {
         "machine: {} cores, {} MB, {}; 1-min load average {load_start:.1} at the start, {load_end:.1} at the end",
         m.nproc, m.mem_total_mb, m.cpu_model
     );
-    if let Some(pg) = &pg {
-        let _ = writeln!(
-            table,
-            "pgbench (scale 10, -M prepared, -c {c}): -S {:.0} tps (p50 {:.2} ms, p99 {:.2} ms), -N {:.0} tps (p50 {:.2} ms, p99 {:.2} ms)",
-            pg.select_tps, pg.select_ms.0, pg.select_ms.1, pg.write_tps, pg.write_ms.0, pg.write_ms.1
-        );
-        let runs: Vec<String> = pg
-            .runs
+    if !baselines_run.is_empty() {
+        let runs: Vec<String> = baselines_run
             .iter()
-            .map(|(s, n)| format!("-S {s:.0} / -N {n:.0}"))
+            .map(|(mode, r)| format!("{mode} {:.0}", r.tps))
             .collect();
         let _ = writeln!(
             table,
-            "  (mean of the runs before and after the paths: {})",
-            runs.join(", then ")
+            "pgbench (scale 10, -M prepared, -c {c}), run before and after each path, in order, tps: {}",
+            runs.join(", ")
         );
     }
     let _ = writeln!(
         table,
-        "\n| path       |  req/s |  p50 ms |  p99 ms |  max ms | errors | ratio        | target             |"
+        "\n| path       |  req/s |  p50 ms |  p99 ms |  max ms | errors | baseline tps | ratio        | target             |"
     );
     let _ = writeln!(
         table,
-        "|------------|-------:|--------:|--------:|--------:|-------:|--------------|--------------------|"
+        "|------------|-------:|--------:|--------:|--------:|-------:|-------------:|--------------|--------------------|"
     );
     let mut json_paths = Vec::new();
     for r in &results {
         failed |= r.errors > 0;
-        let base = baseline_of(&r.name, pg.as_ref());
-        let ratio = base.map(|(b, _)| r.rps / b);
+        let ratio = r.baseline.map(|b| r.rps / b.tps());
         let target = target_of(&r.name);
         let met = match (&target, ratio) {
             (Some(t), Some(ratio)) => Some(ratio >= t.ratio && r.p99_ms <= t.p99_ms),
             (Some(t), None) => Some(r.p99_ms <= t.p99_ms),
             _ => None,
         };
-        let ratio_s = match (ratio, base) {
-            (Some(x), Some((_, mode))) => format!("{:.0} % of {mode}", x * 100.0),
+        let ratio_s = match (ratio, r.baseline) {
+            (Some(x), Some(b)) => format!("{:.0} % of {}", x * 100.0, b.mode),
             _ => "-".into(),
         };
+        let base_s = r
+            .baseline
+            .map_or("-".into(), |b| format!("{} {:.0}", b.mode, b.tps()));
         let target_s = match (&target, met) {
             (Some(t), Some(m)) => format!(
                 "{} >={:.0} %, <={:.0} ms",
@@ -1186,8 +1302,8 @@ fn run(o: &Opts) -> Result<bool, String> {
         };
         let _ = writeln!(
             table,
-            "| {:<10} | {:>6.0} | {:>7.2} | {:>7.2} | {:>7.1} | {:>6} | {:<12} | {:<18} |",
-            r.name, r.rps, r.p50_ms, r.p99_ms, r.max_ms, r.errors, ratio_s, target_s
+            "| {:<10} | {:>6.0} | {:>7.2} | {:>7.2} | {:>7.1} | {:>6} | {:>12} | {:<12} | {:<18} |",
+            r.name, r.rps, r.p50_ms, r.p99_ms, r.max_ms, r.errors, base_s, ratio_s, target_s
         );
         json_paths.push(json!({
             "path": r.name,
@@ -1199,13 +1315,49 @@ fn run(o: &Opts) -> Result<bool, String> {
             "max_ms": r.max_ms,
             "errors": r.errors,
             "first_error": r.first_error,
-            "baseline": base.map(|(_, m)| m),
+            "cpu_us_per_request": {
+                "server": r.cpu.server_us,
+                "load_generator": r.cpu.client_us,
+                "postgres": r.cpu.postgres_us,
+            },
+            "baseline": r.baseline.map(|b| json!({
+                "mode": b.mode,
+                "tps": b.tps(),
+                "before_tps": b.before.tps,
+                "after_tps": b.after.tps,
+                "p50_ms": b.mean(|r| r.p50_ms),
+                "p99_ms": b.mean(|r| r.p99_ms),
+                "cpu_us_per_transaction": {
+                    "pgbench": b.mean(|r| r.cpu.client_us),
+                    "postgres": b.mean(|r| r.cpu.postgres_us),
+                },
+            })),
             "ratio": ratio,
             "target_ratio": target.as_ref().map(|t| t.ratio),
             "target_p99_ms": target.as_ref().map(|t| t.p99_ms),
             "target_met": met,
             "note": r.note,
         }));
+    }
+    // Where the CPU goes: the machine's 2 cores are shared by the server,
+    // PostgreSQL and the load generator, as they are by PostgreSQL and
+    // pgbench in the baseline.
+    let _ = writeln!(
+        table,
+        "\nCPU per request, µs (per transaction for the baseline):\n\n| path       | server | load gen | postgres | baseline: postgres | pgbench |\n|------------|-------:|---------:|---------:|-------------------:|--------:|"
+    );
+    for r in &results {
+        let (bp, bc) = r.baseline.map_or(("-".into(), "-".into()), |b| {
+            (
+                format!("{} {:.0}", b.mode, b.mean(|r| r.cpu.postgres_us)),
+                format!("{:.0}", b.mean(|r| r.cpu.client_us)),
+            )
+        });
+        let _ = writeln!(
+            table,
+            "| {:<10} | {:>6.0} | {:>8.0} | {:>8.0} | {:>18} | {:>7} |",
+            r.name, r.cpu.server_us, r.cpu.client_us, r.cpu.postgres_us, bp, bc
+        );
     }
     let rss_mb = rss_kb.map(|k| k as f64 / 1024.0);
     let startup_ms = startup.as_secs_f64() * 1000.0;
@@ -1251,11 +1403,10 @@ fn run(o: &Opts) -> Result<bool, String> {
         let doc = json!({
             "machine": {"nproc": m.nproc, "mem_total_mb": m.mem_total_mb, "cpu_model": m.cpu_model},
             "config": {"installs": o.installs, "concurrency": c, "duration_s": o.duration.as_secs_f64()},
-            "pgbench": pg.as_ref().map(|p| json!({
-                "select_tps": p.select_tps, "select_p50_ms": p.select_ms.0, "select_p99_ms": p.select_ms.1,
-                "write_tps": p.write_tps, "write_p50_ms": p.write_ms.0, "write_p99_ms": p.write_ms.1,
-                "runs": p.runs.iter().map(|(s, n)| json!({"select_tps": s, "write_tps": n})).collect::<Vec<_>>(),
-            })),
+            "pgbench_runs": baselines_run.iter().map(|(mode, r)| json!({
+                "mode": mode, "tps": r.tps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
+                "cpu_us_per_transaction": {"pgbench": r.cpu.client_us, "postgres": r.cpu.postgres_us},
+            })).collect::<Vec<_>>(),
             "load_average": {"start": load_start, "end": load_end},
             "startup_ms": startup_ms,
             "peak_rss_mb": rss_mb,
