@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod janitor;
+pub mod logwriter;
 pub mod metrics;
 pub mod oauth;
 pub mod ops;

@@ -5,13 +5,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use kitauth::cli::{self, Cli, Command};
 
-/// Logs go to stderr through a background writer thread, so that a request
-/// never waits for a write(2). The guard flushes what is queued on exit.
-fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr through a batching background writer (`logwriter`), so
+/// that a request never waits for a write(2) nor wakes a thread. The guard
+/// flushes what is buffered on exit.
+fn init_tracing() -> kitauth::logwriter::FlushGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("KITAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("KITAUTH_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let (writer, guard) = kitauth::logwriter::batch_writer(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

@@ -22,11 +22,19 @@ struct Histogram {
     count: u64,
 }
 
+/// Counts and latency of one route. Keyed by the route's path, so that a
+/// request only allocates the first time its route is seen.
+#[derive(Default)]
+struct RouteStats {
+    /// (method, status) -> requests.
+    by_status: Vec<((&'static str, u16), u64)>,
+    latency: Histogram,
+}
+
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
-    token_outcomes: BTreeMap<String, u64>,
+    routes: BTreeMap<String, RouteStats>,
+    token_outcomes: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -42,28 +50,36 @@ pub enum TokenOutcome {
 impl Metrics {
     pub fn token_outcome(&self, outcome: TokenOutcome) {
         let key = match outcome {
-            TokenOutcome::Issued => "issued".to_string(),
-            TokenOutcome::Failed(kind) => kind.to_string(),
+            TokenOutcome::Issued => "issued",
+            TokenOutcome::Failed(kind) => kind,
         };
         if let Ok(mut m) = self.inner.lock() {
             *m.token_outcomes.entry(key).or_default() += 1;
         }
     }
 
-    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        if let Ok(mut m) = self.inner.lock() {
-            *m.requests
-                .entry((method.to_string(), route.to_string(), status))
-                .or_default() += 1;
-            let h = m.latency.entry(route.to_string()).or_default();
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if seconds <= *b {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += seconds;
-            h.count += 1;
+    pub fn observe(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
+        let Ok(mut m) = self.inner.lock() else {
+            return;
+        };
+        if !m.routes.contains_key(route) {
+            m.routes.insert(route.to_string(), RouteStats::default());
         }
+        let Some(r) = m.routes.get_mut(route) else {
+            return;
+        };
+        match r.by_status.iter_mut().find(|(k, _)| *k == (method, status)) {
+            Some((_, n)) => *n += 1,
+            None => r.by_status.push(((method, status), 1)),
+        }
+        let h = &mut r.latency;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.sum += seconds;
+        h.count += 1;
     }
 
     /// The Prometheus text exposition.
@@ -71,11 +87,15 @@ impl Metrics {
         let mut out = String::new();
         if let Ok(m) = self.inner.lock() {
             out.push_str("# HELP kitauth_http_requests_total HTTP requests by route and status.\n# TYPE kitauth_http_requests_total counter\n");
-            for ((method, route, status), n) in &m.requests {
-                let _ = writeln!(out, "kitauth_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+            for (route, r) in &m.routes {
+                let mut by_status = r.by_status.clone();
+                by_status.sort_unstable();
+                for ((method, status), n) in by_status {
+                    let _ = writeln!(out, "kitauth_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+                }
             }
             out.push_str("# HELP kitauth_http_request_duration_seconds Request latency by route.\n# TYPE kitauth_http_request_duration_seconds histogram\n");
-            for (route, h) in &m.latency {
+            for (route, h) in m.routes.iter().map(|(route, r)| (route, &r.latency)) {
                 for (i, b) in BUCKETS.iter().enumerate() {
                     let _ = writeln!(out, "kitauth_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {}", h.counts[i]);
                 }
@@ -139,10 +159,7 @@ impl Fairing for RequestLog {
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         let started = req.local_cache(|| Started(Instant::now())).0;
         let elapsed = started.elapsed();
-        let route = req
-            .route()
-            .map(|r| r.uri.path().to_string())
-            .unwrap_or_else(|| "unmatched".to_string());
+        let route = req.route().map_or("unmatched", |r| r.uri.path());
         let status = res.status().code;
         let id = &req.local_cache(|| RequestId(String::new())).0;
         res.set_raw_header("X-Request-Id", id.clone());
@@ -155,7 +172,7 @@ impl Fairing for RequestLog {
             "request"
         );
         if let Some(m) = req.rocket().state::<Metrics>() {
-            m.observe(req.method().as_str(), &route, status, elapsed.as_secs_f64());
+            m.observe(req.method().as_str(), route, status, elapsed.as_secs_f64());
         }
     }
 }

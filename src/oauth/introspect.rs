@@ -6,6 +6,7 @@ use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::Responder;
 use rocket::{get, post, State};
+use serde::Serialize;
 use serde_json::json;
 
 use super::token::{read_params, ClientAuthBudget, NoStoreJson};
@@ -19,6 +20,40 @@ use crate::db::models::token::{
 use crate::db::Db;
 use crate::error::{Error, OAuthError};
 use crate::ratelimit::ClientAuthLimits;
+
+/// An active token's introspection answer (RFC 7662 §2.2), serialised
+/// straight from borrowed fields: the hot path builds no JSON tree.
+#[derive(Serialize)]
+struct Introspection<'a> {
+    active: bool,
+    scope: String,
+    client_id: &'a str,
+    username: &'a str,
+    sub: String,
+    token_type: &'static str,
+    exp: i64,
+    iat: i64,
+    iss: &'a str,
+    grant_id: i64,
+}
+
+#[derive(Serialize)]
+struct UserInfo<'a> {
+    sub: String,
+    email: &'a str,
+    scope: String,
+    client_id: &'a str,
+}
+
+fn to_json<T: Serialize>(value: &T) -> NoStoreJson {
+    match serde_json::to_string(value) {
+        Ok(body) => NoStoreJson(Status::Ok, body),
+        Err(_) => NoStoreJson(
+            Status::InternalServerError,
+            r#"{"error":"server_error"}"#.into(),
+        ),
+    }
+}
 
 fn inactive() -> NoStoreJson {
     NoStoreJson(Status::Ok, json!({"active": false}).to_string())
@@ -84,22 +119,25 @@ pub async fn introspect(
                 }
             };
             match info {
-                Some(info) if info.active && info.app_id == client.app.id => Ok(NoStoreJson(
-                    Status::Ok,
-                    json!({
-                        "active": true,
-                        "scope": info.scopes.join(" "),
-                        "client_id": info.client_id,
-                        "username": info.email,
-                        "sub": info.end_user_id.to_string(),
-                        "token_type": if kind == "access_token" { "Bearer" } else { "refresh_token" },
-                        "exp": info.expires_at.timestamp(),
-                        "iat": info.issued_at.timestamp(),
-                        "iss": issuer,
-                        "grant_id": info.grant_id,
-                    })
-                    .to_string(),
-                )),
+                Some(info) if info.active && info.app_id == client.app.id => {
+                    let token_type = if kind == "access_token" {
+                        "Bearer"
+                    } else {
+                        "refresh_token"
+                    };
+                    Ok(to_json(&Introspection {
+                        active: true,
+                        scope: info.scopes.join(" "),
+                        client_id: &info.client_id,
+                        username: &info.email,
+                        sub: info.end_user_id.to_string(),
+                        token_type,
+                        exp: info.expires_at.timestamp(),
+                        iat: info.issued_at.timestamp(),
+                        iss: &issuer,
+                        grant_id: info.grant_id,
+                    }))
+                }
                 _ => Ok(inactive()),
             }
         })
@@ -168,16 +206,12 @@ pub async fn userinfo(
         .await
         .map_err(|e| BearerError(OAuthError::from(e)))?;
     match info {
-        Some(info) if info.active => Ok(NoStoreJson(
-            Status::Ok,
-            json!({
-                "sub": info.end_user_id.to_string(),
-                "email": info.email,
-                "scope": info.scopes.join(" "),
-                "client_id": info.client_id,
-            })
-            .to_string(),
-        )),
+        Some(info) if info.active => Ok(to_json(&UserInfo {
+            sub: info.end_user_id.to_string(),
+            email: &info.email,
+            scope: info.scopes.join(" "),
+            client_id: &info.client_id,
+        })),
         _ => Err(invalid()),
     }
 }
