@@ -145,13 +145,18 @@ impl Drop for TestDb {
 }
 
 /// The figment every test app starts from: the debug profile with a
-/// per-test database and cheap bcrypt.
+/// per-test database and cheap bcrypt. A request may wait up to 30 s for a
+/// pooled connection: the concurrency tests fire 50 requests at a pool of
+/// 12, and on a loaded CI machine opening the extra connections can take
+/// longer than the production 1.5 s (CI answered 503 there). The 503 on a
+/// pool time-out has its own test in tests/faults.rs.
 pub fn test_figment(db: &TestDb) -> Figment {
     rocket::Config::figment()
         .merge(("database_url", db.url.clone()))
         .merge(("create_database", false))
         .merge(("bcrypt_cost", 4))
         .merge(("db_pool_size", 12))
+        .merge(("db_timeout_ms", 30_000))
         .merge(("log_level", "off"))
         .merge(("secret_key", "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk="))
         .merge(("public_url", "http://kitauth.test"))
