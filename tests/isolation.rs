@@ -297,3 +297,73 @@ async fn tenant_a_credentials_sessions_and_tokens_are_refused_by_tenant_b() {
         .contains("value=\"allow\""));
     let _ = b_art.session;
 }
+
+/// The schema itself keeps tokens and grants inside their tenant: a row
+/// whose tenant differs from its parent's is refused by the foreign key
+/// (migration 000003), and deleting a tenant still removes its grants and
+/// tokens, and nothing of another tenant's.
+#[rocket::async_test]
+async fn the_schema_refuses_rows_that_cross_tenants_and_cascades_a_tenant_delete() {
+    use diesel::RunQueryDsl;
+    let app = TestApp::new().await;
+    let a = seed_tenant(&app, "tenant-a");
+    let b = seed_tenant(&app, "tenant-b");
+    artifacts_of(&app, &a).await;
+    let b_art = artifacts_of(&app, &b).await;
+    let a_grant = app.count(&format!(
+        "SELECT max(id) FROM grants WHERE tenant_id = {}",
+        a.tenant.id
+    ));
+    let mut conn = app.conn();
+    let cross = [
+        format!(
+            "INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, expires_at) \
+             VALUES ({}, {a_grant}, '\\x01', 'h', now())",
+            b.tenant.id
+        ),
+        format!(
+            "INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, expires_at) \
+             VALUES ({}, {a_grant}, '\\x02', 'h', now())",
+            b.tenant.id
+        ),
+        format!(
+            "INSERT INTO grants (tenant_id, app_id, end_user_id, scopes) \
+             VALUES ({}, {}, {}, '{{public}}')",
+            b.tenant.id, a.app.id, a.user.id
+        ),
+    ];
+    let before = app.snapshot();
+    for sql in &cross {
+        let err = diesel::sql_query(sql.as_str())
+            .execute(&mut conn)
+            .expect_err(sql);
+        assert!(
+            err.to_string().contains("foreign key"),
+            "{sql}: refused by a foreign key, not {err}"
+        );
+    }
+    assert_eq!(app.snapshot(), before, "no row was written");
+
+    diesel::sql_query(format!("DELETE FROM tenants WHERE id = {}", a.tenant.id))
+        .execute(&mut conn)
+        .unwrap();
+    for table in ["grants", "access_tokens", "refresh_tokens"] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(*) FROM {table} WHERE tenant_id = {}",
+                a.tenant.id
+            )),
+            0,
+            "{table} of the deleted tenant"
+        );
+        assert!(
+            app.count(&format!(
+                "SELECT count(*) FROM {table} WHERE tenant_id = {}",
+                b.tenant.id
+            )) > 0,
+            "{table} of the other tenant"
+        );
+    }
+    // B's install still answers.
+    assert_eq!(introspect(&app, &b, &b_art.access).await["active"], true);
+}
