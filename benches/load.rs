@@ -898,7 +898,10 @@ async fn run_path(
         .zip(senders)
         .map(|(w, s)| run_task(ctx, name, s, w, start, deadline, collect_access));
     let results = futures::future::join_all(tasks).await;
-    let seconds = start.elapsed().as_secs_f64().max(duration.as_secs_f64());
+    // Until the last connection finished: past the deadline by the last
+    // request in flight, or before it when every connection ran out of work
+    // (codes, revocations); the rate is then that of the work there was.
+    let seconds = start.elapsed().as_secs_f64();
     let mut all: Vec<u32> = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
@@ -1154,7 +1157,7 @@ fn run(o: &Opts) -> Result<bool, String> {
                 .collect(),
             "exchange" => {
                 // Enough codes for twice the write baseline, minted just before.
-                let guess = before.map(|r| r.tps).unwrap_or(2000.0);
+                let guess = before.map(|r| r.tps).unwrap_or(5000.0);
                 let n = ((guess * 2.0 * o.duration.as_secs_f64()) as usize).max(4000);
                 if o.duration > Duration::from_secs(100) {
                     eprintln!(
