@@ -6,13 +6,13 @@ use clap::Parser;
 use kitauth::cli::{self, Cli, Command};
 
 /// Logs go to stderr through a batching background writer (`logwriter`), so
-/// that a request never waits for a write(2) nor wakes a thread. The guard
-/// flushes what is buffered on exit.
+/// that a request does not wait for a write(2) nor, as a rule, wake a
+/// thread. The guard flushes what is buffered on exit.
 fn init_tracing() -> kitauth::logwriter::FlushGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("KITAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("KITAUTH_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let (writer, guard) = kitauth::logwriter::batch_writer(std::io::stderr());
+    let (writer, guard) = kitauth::logwriter::batch_writer(std::io::stderr(), json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
