@@ -8,9 +8,16 @@ use kitauth::cli::{self, Cli, Command};
 /// Logs go to stderr through a batching background writer (`logwriter`), so
 /// that a request does not wait for a write(2) nor, as a rule, wake a
 /// thread. The guard flushes what is buffered on exit.
+const DEFAULT_LOG_FILTER: &str = "info,rocket=warn";
+
 fn init_tracing() -> kitauth::logwriter::FlushGuard {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("KITAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Rocket's own `log` records reach tracing too, and at info it writes
+    // four lines per request ("GET …", "Matched: …", "Outcome: …",
+    // "Response succeeded."), beside the one request event of
+    // `kitauth::metrics`. Its warnings and errors are kept.
+    let filter = EnvFilter::try_from_env("KITAUTH_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let json = std::env::var("KITAUTH_LOG_FORMAT").is_ok_and(|f| f == "json");
     let (writer, guard) = kitauth::logwriter::batch_writer(std::io::stderr(), json);
     let builder = tracing_subscriber::fmt()

@@ -350,6 +350,7 @@ fn debug_profile_creates_the_database_and_migrate_applies_migrations() {
 #[test]
 fn serve_starts_and_answers_healthz() {
     let db = TestDb::new();
+    let log_path = std::env::temp_dir().join(format!("kitauth-serve-{}.log", db.name));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -360,8 +361,10 @@ fn serve_starts_and_answers_healthz() {
         .env("DATABASE_URL", &db.url)
         .env("ROCKET_PORT", port.to_string())
         .env_remove("ROCKET_PROFILE")
+        .env_remove("KITAUTH_LOG")
+        .env_remove("KITAUTH_LOG_FORMAT")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     let mut ok = false;
@@ -379,7 +382,37 @@ fn serve_starts_and_answers_healthz() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    // SIGTERM, so that the log writer flushes on the way out.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut exited = false;
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     assert!(ok, "the server answers /readyz");
+    assert!(exited, "the server exits on SIGTERM");
+    // With the default filter a request is one line: kitauth's request
+    // event, not Rocket's own four.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let readyz: Vec<&str> = log.lines().filter(|l| l.contains("/readyz")).collect();
+    assert!(!readyz.is_empty(), "the request is logged:\n{log}");
+    assert!(
+        readyz.iter().all(|l| l.contains("kitauth::metrics")),
+        "only kitauth's request event names the request:\n{log}"
+    );
+    assert!(!log.contains("Matched:"), "no Rocket route chatter:\n{log}");
+    assert!(
+        log.contains("kitauth listening on"),
+        "the start is logged:\n{log}"
+    );
+    let _ = std::fs::remove_file(&log_path);
 }
