@@ -88,7 +88,7 @@ fn default_admin_session_days() -> i64 {
     7
 }
 fn default_pool_size() -> u32 {
-    8
+    6
 }
 fn default_db_timeout_ms() -> u64 {
     1500
