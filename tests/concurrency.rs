@@ -76,3 +76,56 @@ async fn fifty_simultaneous_refreshes_leave_one_live_branch_and_a_usable_install
     let next = kit_refresh(&app, &seed, live[0]["refresh_token"].as_str().unwrap()).await;
     assert_eq!(next.status(), Status::Ok, "the install is still usable");
 }
+
+/// More callers than connections: they get connections in the order they
+/// asked, and one that cannot get one within `db_timeout_ms` is told so
+/// after that time (503), not after twice it.
+#[rocket::async_test]
+async fn callers_get_connections_first_come_first_served_and_time_out_on_time() {
+    use kitauth::db::{build_pool, Db};
+    use kitauth::error::Error;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let test_db = TestDb::new();
+    let wait = Duration::from_millis(500);
+    let db = Db::new(build_pool(&test_db.url, 1, wait).unwrap());
+
+    // The one connection is busy for 2 s: a caller waiting 500 ms gives up.
+    let holder = {
+        let db = db.clone();
+        rocket::tokio::spawn(async move {
+            db.run(|_| {
+                std::thread::sleep(Duration::from_millis(2000));
+                Ok::<_, Error>(())
+            })
+            .await
+        })
+    };
+    rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = Instant::now();
+    let late = db.run(|_| Ok::<_, Error>(())).await;
+    let took = t0.elapsed();
+    assert!(matches!(late, Err(Error::Unavailable)), "{late:?}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(950),
+        "gave up after {took:?}; the wait is {wait:?}, so not twice that"
+    );
+    holder.await.unwrap().unwrap();
+
+    // Ten callers ask in order (join_all polls them in order, so each is in
+    // the queue before the next asks) while each holds the connection
+    // 20 ms: they are served in the order they asked.
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let results = join_all((0..10).map(|i| {
+        let order = order.clone();
+        db.run(move |_| {
+            order.lock().unwrap().push(i);
+            std::thread::sleep(Duration::from_millis(20));
+            Ok::<_, Error>(())
+        })
+    }))
+    .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(*order.lock().unwrap(), (0..10).collect::<Vec<_>>());
+}

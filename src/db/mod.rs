@@ -3,12 +3,14 @@
 pub mod models;
 pub mod schema;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use rocket::tokio::sync::Semaphore;
 
 use crate::error::Error;
 
@@ -60,14 +62,30 @@ impl diesel::r2d2::ManageConnection for PgManager {
 
 /// The pool in Rocket's managed state. `run` moves blocking diesel work off
 /// the async workers.
+///
+/// Requests queue for a connection on a fair (first come, first served)
+/// semaphore with one permit per pooled connection, before they take a
+/// blocking thread. r2d2's own wait is a condition variable: a newcomer can
+/// take a connection that was just handed back ahead of a caller already
+/// waiting, so with more callers than connections one caller could wait
+/// out the whole time-out while others went through. Waiting here also
+/// keeps the number of blocking threads at the pool's size.
 #[derive(Clone)]
 pub struct Db {
     pool: PgPool,
+    permits: Arc<Semaphore>,
+    wait: Duration,
 }
 
 impl Db {
     pub fn new(pool: PgPool) -> Self {
-        Db { pool }
+        let permits = Arc::new(Semaphore::new(pool.max_size() as usize));
+        let wait = pool.connection_timeout();
+        Db {
+            pool,
+            permits,
+            wait,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -80,10 +98,28 @@ impl Db {
         T: Send + 'static,
         E: From<Error> + Send + 'static,
     {
+        let started = Instant::now();
+        let permit =
+            match rocket::tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(E::from(Error::Unavailable)),
+            };
+        // Every pooled connection is taken through a permit, so one is
+        // free now, or being re-made after a broken one was dropped: give
+        // r2d2 what is left of the wait.
+        let left = self
+            .wait
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(10));
         let pool = self.pool.clone();
         let joined = rocket::tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             take_connection_lost();
-            let mut conn = pool.get().map_err(|_| E::from(Error::Unavailable))?;
+            let mut conn = pool
+                .get_timeout(left)
+                .map_err(|_| E::from(Error::Unavailable))?;
             f(&mut conn)
         })
         .await;
