@@ -383,11 +383,13 @@ fn serve_starts_and_answers_healthz() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     // SIGTERM, so that the log writer flushes on the way out.
-    let _ = Command::new("kill")
+    let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
-        .status();
+        .status()
+        .is_ok_and(|s| s.success());
+    // Up to grace + mercy (Rocket.toml) and some slack.
     let mut exited = false;
-    for _ in 0..100 {
+    for _ in 0..150 {
         if let Ok(Some(_)) = child.try_wait() {
             exited = true;
             break;
@@ -398,11 +400,13 @@ fn serve_starts_and_answers_healthz() {
         let _ = child.kill();
         let _ = child.wait();
     }
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
     assert!(ok, "the server answers /readyz");
+    assert!(killed, "kill -TERM ran");
     assert!(exited, "the server exits on SIGTERM");
     // With the default filter a request is one line: kitauth's request
     // event, not Rocket's own four.
-    let log = std::fs::read_to_string(&log_path).unwrap();
     let readyz: Vec<&str> = log.lines().filter(|l| l.contains("/readyz")).collect();
     assert!(!readyz.is_empty(), "the request is logged:\n{log}");
     assert!(
@@ -414,5 +418,4 @@ fn serve_starts_and_answers_healthz() {
         log.contains("kitauth listening on"),
         "the start is logged:\n{log}"
     );
-    let _ = std::fs::remove_file(&log_path);
 }
