@@ -129,3 +129,60 @@ async fn callers_get_connections_first_come_first_served_and_time_out_on_time() 
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(*order.lock().unwrap(), (0..10).collect::<Vec<_>>());
 }
+
+/// Callers beyond the pool's size wait in the async queue, not each on a
+/// blocking thread of its own parked in r2d2: 40 callers behind one busy
+/// connection add no threads. The runtime is this test's own, with a name
+/// no other test uses, so counting its threads in /proc is exact.
+#[test]
+fn queued_callers_do_not_each_hold_a_blocking_thread() {
+    use kitauth::db::{build_pool, Db};
+    use kitauth::error::Error;
+    use std::time::Duration;
+
+    const NAME: &str = "kitauth-fairq";
+    let threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim() == NAME)
+            .count()
+    };
+    let rt = rocket::tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(NAME)
+        .enable_all()
+        .build()
+        .unwrap();
+    let test_db = TestDb::new();
+    let db = Db::new(build_pool(&test_db.url, 1, Duration::from_secs(5)).unwrap());
+    rt.block_on(async {
+        let holder = {
+            let db = db.clone();
+            rocket::tokio::spawn(async move {
+                db.run(|_| {
+                    std::thread::sleep(Duration::from_millis(800));
+                    Ok::<_, Error>(())
+                })
+                .await
+            })
+        };
+        rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+        let callers: Vec<_> = (0..40)
+            .map(|_| {
+                let db = db.clone();
+                rocket::tokio::spawn(async move { db.run(|_| Ok::<_, Error>(())).await })
+            })
+            .collect();
+        rocket::tokio::time::sleep(Duration::from_millis(300)).await;
+        let during = threads();
+        assert!(
+            during <= 4,
+            "{during} runtime threads while 40 callers wait for one connection"
+        );
+        holder.await.unwrap().unwrap();
+        for c in callers {
+            c.await.unwrap().unwrap();
+        }
+    });
+}
