@@ -33,7 +33,7 @@ struct Shared {
     /// The output. Only the writer thread uses it, unless it failed to start.
     out: Mutex<Box<dyn Write + Send>>,
     /// No writer thread: every line goes straight to `out`.
-    direct: bool,
+    direct: AtomicBool,
     /// The notice about dropped lines is a JSON object.
     json: bool,
 }
@@ -59,7 +59,7 @@ pub fn batch_writer<W: Write + Send + 'static>(out: W, json: bool) -> (BatchWrit
         stop: AtomicBool::new(false),
         dropped: AtomicU64::new(0),
         out: Mutex::new(Box::new(out)),
-        direct: false,
+        direct: AtomicBool::new(false),
         json,
     });
     let worker = shared.clone();
@@ -71,19 +71,12 @@ pub fn batch_writer<W: Write + Send + 'static>(out: W, json: bool) -> (BatchWrit
             let _done = done_tx;
             write_loop(&worker);
         });
-    let (shared, thread) = match spawned {
-        Ok(handle) => (shared, Some((handle, done_rx))),
-        // The closure and its clone of `shared` are gone; `out` is still
-        // in `shared`, so the writer writes to it directly.
+    let thread = match spawned {
+        Ok(handle) => Some((handle, done_rx)),
+        // `out` is still in `shared`: write to it directly.
         Err(_) => {
-            let shared = match Arc::try_unwrap(shared) {
-                Ok(mut inner) => {
-                    inner.direct = true;
-                    Arc::new(inner)
-                }
-                Err(arc) => arc,
-            };
-            (shared, None)
+            shared.direct.store(true, Ordering::Release);
+            None
         }
     };
     (
@@ -148,7 +141,7 @@ fn dropped_notice(dropped: u64, json: bool) -> String {
 
 impl Write for BatchWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.shared.direct {
+        if self.shared.direct.load(Ordering::Acquire) {
             if let Ok(mut out) = self.shared.out.lock() {
                 let _ = out.write_all(data);
             }
