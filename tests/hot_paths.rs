@@ -245,3 +245,125 @@ async fn racing_refreshes_of_one_token_leave_exactly_one_live_branch() {
         5
     );
 }
+
+/// Queries and transactions each connection runs, by database URL: a
+/// diesel instrumentation installed as the default for every connection.
+mod round_trips {
+    use diesel::connection::{set_default_instrumentation, Instrumentation, InstrumentationEvent};
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    #[derive(Default, Debug, Clone)]
+    pub struct Counts {
+        pub queries: Vec<String>,
+        pub transactions: usize,
+    }
+
+    fn all() -> &'static Mutex<HashMap<String, Counts>> {
+        static ALL: OnceLock<Mutex<HashMap<String, Counts>>> = OnceLock::new();
+        ALL.get_or_init(Default::default)
+    }
+
+    struct Counter {
+        url: Option<String>,
+    }
+
+    impl Instrumentation for Counter {
+        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+            let (query, transaction) = match event {
+                InstrumentationEvent::StartEstablishConnection { url, .. } => {
+                    self.url = Some(url.to_string());
+                    return;
+                }
+                InstrumentationEvent::StartQuery { query, .. } => (Some(query.to_string()), 0),
+                InstrumentationEvent::BeginTransaction { .. } => (None, 1),
+                _ => return,
+            };
+            let Some(url) = &self.url else { return };
+            // The stats flusher's periodic upsert is not a request's.
+            if query.as_deref().is_some_and(|q| q.contains("token_stats")) {
+                return;
+            }
+            let mut all = all().lock().unwrap();
+            let c = all.entry(url.clone()).or_default();
+            c.queries.extend(query);
+            c.transactions += transaction;
+        }
+    }
+
+    pub fn install() {
+        set_default_instrumentation(|| Some(Box::new(Counter { url: None }))).unwrap();
+    }
+
+    /// What ran on `url`'s connections since the last call.
+    pub fn take(url: &str) -> Counts {
+        all().lock().unwrap().remove(url).unwrap_or_default()
+    }
+}
+
+/// The rule for the hot paths, counted on the real connections:
+/// introspection and userinfo are one query, code exchange and refresh two
+/// (the client, then one statement that is its own transaction), and none
+/// of them opens a transaction block. (bcrypt never runs there: client
+/// secrets are SHA-256 digests.)
+#[rocket::async_test]
+async fn hot_paths_make_the_fewest_round_trips() {
+    round_trips::install();
+    let app = TestApp::with(|f| f.merge(("janitor_interval_secs", 0))).await;
+    let seed = seed_tenant(&app, "acme");
+    let (access, refresh) = install(&app, &seed).await;
+    // The first introspection stamps the secret's last_used_at; later ones
+    // within a minute do not.
+    introspect(&app, &seed, &access).await;
+
+    let userinfo = |token: String| {
+        let app = &app;
+        let slug = seed.tenant.slug.clone();
+        async move {
+            let resp = app
+                .client
+                .get(format!("/t/{slug}/oauth/userinfo"))
+                .header(Header::new("Authorization", format!("Bearer {token}")))
+                .dispatch()
+                .await;
+            assert_eq!(resp.status(), Status::Ok);
+        }
+    };
+    // Each measured request comes right after a warm-up one, so the tenant
+    // is in its 5 s cache.
+    let url = app.db.url.clone();
+    let mut measured = Vec::new();
+
+    userinfo(access.clone()).await;
+    round_trips::take(&url);
+    userinfo(access.clone()).await;
+    measured.push(("userinfo", round_trips::take(&url), 1));
+
+    userinfo(access.clone()).await;
+    round_trips::take(&url);
+    assert_eq!(introspect(&app, &seed, &access).await["active"], true);
+    measured.push(("introspect", round_trips::take(&url), 1));
+
+    let code = get_code(&app, &seed).await;
+    userinfo(access.clone()).await;
+    round_trips::take(&url);
+    let resp = kit_exchange(&app, &seed, &code).await;
+    assert_eq!(resp.status(), Status::Ok);
+    measured.push(("code exchange", round_trips::take(&url), 2));
+
+    userinfo(access.clone()).await;
+    round_trips::take(&url);
+    let resp = kit_refresh(&app, &seed, &refresh).await;
+    assert_eq!(resp.status(), Status::Ok);
+    measured.push(("refresh", round_trips::take(&url), 2));
+
+    for (path, counts, expected) in measured {
+        assert_eq!(
+            counts.queries.len(),
+            expected,
+            "{path}: {:#?}",
+            counts.queries
+        );
+        assert_eq!(counts.transactions, 0, "{path}: {:#?}", counts.queries);
+    }
+}
