@@ -64,6 +64,8 @@ struct Opts {
     json: Option<String>,
     paths: Vec<String>,
     pgbench: bool,
+    /// Leave the databases in place after the run, for EXPLAIN and pgbench -f.
+    keep: bool,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -75,6 +77,7 @@ fn parse_opts() -> Result<Opts, String> {
         json: None,
         paths: PATHS.iter().map(|s| s.to_string()).collect(),
         pgbench: true,
+        keep: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -104,8 +107,9 @@ fn parse_opts() -> Result<Opts, String> {
                 }
             }
             "--no-pgbench" => o.pgbench = false,
+            "--keep" => o.keep = true,
             "-h" | "--help" => {
-                return Err("usage: cargo bench --bench load -- [--installs N] [--concurrency C] [--duration S] [--warmup S] [--json PATH] [--paths a,b] [--no-pgbench]".into())
+                return Err("usage: cargo bench --bench load -- [--installs N] [--concurrency C] [--duration S] [--warmup S] [--json PATH] [--paths a,b] [--no-pgbench] [--keep]".into())
             }
             other => return Err(format!("unknown flag {other:?} (try --help)")),
         }
@@ -1071,7 +1075,9 @@ fn run(o: &Opts) -> Result<bool, String> {
     let pgdb = if o.pgbench {
         let pgdb = format!("pgbench_{suffix}");
         admin_sql(&format!("CREATE DATABASE {pgdb}"))?;
-        cleanup.databases.push(pgdb.clone());
+        if !o.keep {
+            cleanup.databases.push(pgdb.clone());
+        }
         pgbench_init(&pgdb)?;
         Some(pgdb)
     } else {
@@ -1081,7 +1087,11 @@ fn run(o: &Opts) -> Result<bool, String> {
     // A fresh, migrated and seeded database for the server.
     let db = format!("kitauth_bench_{suffix}");
     admin_sql(&format!("CREATE DATABASE {db}"))?;
-    cleanup.databases.push(db.clone());
+    if o.keep {
+        eprintln!("keeping databases {db} and pgbench_{suffix} (--keep)");
+    } else {
+        cleanup.databases.push(db.clone());
+    }
     kitauth::db::run_migrations(&db_url(&db))?;
     let t = Instant::now();
     let seeded = seed(&db_url(&db), o.installs)?;

@@ -10,7 +10,7 @@ use diesel::PgConnection;
 use rocket::request::{FromRequest, Outcome, Request};
 
 use crate::db::models::client_secret::SecretCheck;
-use crate::db::models::{App, ClientSecret, NewAuditEvent};
+use crate::db::models::{App, AppKey, ClientSecret, NewAuditEvent, SecretKey};
 use crate::db::schema::{apps, client_secrets};
 use crate::error::{Error, OAuthError};
 use crate::oauth::params::Params;
@@ -131,15 +131,45 @@ pub enum SecretRequirement {
     OptionalIfAppAllows,
 }
 
+/// What client authentication reads of an app: the whole row for the token
+/// endpoint, which goes on to use it, or just `AppKey` for introspection.
+pub trait ClientApp {
+    fn id(&self) -> i64;
+    fn client_id(&self) -> &str;
+    fn disabled(&self) -> bool;
+    fn refresh_without_secret(&self) -> bool;
+}
+
+macro_rules! client_app {
+    ($t:ty) => {
+        impl ClientApp for $t {
+            fn id(&self) -> i64 {
+                self.id
+            }
+            fn client_id(&self) -> &str {
+                &self.client_id
+            }
+            fn disabled(&self) -> bool {
+                self.disabled
+            }
+            fn refresh_without_secret(&self) -> bool {
+                self.refresh_without_secret
+            }
+        }
+    };
+}
+client_app!(App);
+client_app!(AppKey);
+
 #[derive(Debug, Clone)]
-pub struct AuthenticatedClient {
-    pub app: App,
+pub struct AuthenticatedClient<A = App> {
+    pub app: A,
     /// The secret that authenticated the request, if one was sent.
     pub secret_id: Option<i64>,
 }
 
 /// An app and its unrevoked secrets, as one query returns them.
-pub type LoadedClient = Option<(App, Vec<ClientSecret>)>;
+pub type LoadedClient<A = App> = Option<(A, Vec<SecretKey>)>;
 
 /// Loads the app named `client_id` with its unrevoked secrets in one round
 /// trip (a left join: one row per secret).
@@ -148,7 +178,7 @@ pub fn load_client(
     tenant_id: i64,
     client_id: &str,
 ) -> QueryResult<LoadedClient> {
-    let rows: Vec<(App, Option<ClientSecret>)> = apps::table
+    let rows: Vec<(App, Option<SecretKey>)> = apps::table
         .left_join(
             client_secrets::table.on(client_secrets::app_id
                 .eq(apps::id)
@@ -156,13 +186,13 @@ pub fn load_client(
         )
         .filter(apps::tenant_id.eq(tenant_id))
         .filter(apps::client_id.eq(client_id))
-        .select((App::as_select(), Option::<ClientSecret>::as_select()))
+        .select((App::as_select(), Option::<SecretKey>::as_select()))
         .load(conn)?;
     Ok(collect_client(rows))
 }
 
 /// Folds the left-joined rows (one per secret) into the app and its secrets.
-pub fn collect_client(rows: Vec<(App, Option<ClientSecret>)>) -> LoadedClient {
+pub fn collect_client<A>(rows: Vec<(A, Option<SecretKey>)>) -> LoadedClient<A> {
     let mut rows = rows.into_iter();
     let (app, first) = rows.next()?;
     let secrets = first
@@ -190,24 +220,24 @@ pub fn authenticate_client(
 
 /// The decision half of `authenticate_client`, for callers that fetched the
 /// app and its secrets in a larger query of their own (introspection).
-pub fn verify_client(
+pub fn verify_client<A: ClientApp>(
     conn: &mut PgConnection,
     tenant_id: i64,
     creds: &ClientCredentials,
     requirement: SecretRequirement,
     ip: Option<String>,
-    loaded: LoadedClient,
-) -> Result<AuthenticatedClient, OAuthError> {
+    loaded: LoadedClient<A>,
+) -> Result<AuthenticatedClient<A>, OAuthError> {
     if creds.client_id.len() > 200 {
         return Err(creds.fail("unknown client"));
     }
     let (app, secrets) = loaded.ok_or_else(|| creds.fail("unknown client"))?;
-    if app.disabled {
+    if app.disabled() {
         return Err(creds.fail("the client is disabled"));
     }
     let Some(secret) = creds.client_secret.as_deref() else {
         return match requirement {
-            SecretRequirement::OptionalIfAppAllows if app.refresh_without_secret => {
+            SecretRequirement::OptionalIfAppAllows if app.refresh_without_secret() => {
                 Ok(AuthenticatedClient {
                     app,
                     secret_id: None,
@@ -217,7 +247,7 @@ pub fn verify_client(
         };
     };
     let now = Utc::now();
-    match ClientSecret::check(&secrets, secret, now) {
+    match SecretKey::check(&secrets, secret, now) {
         SecretCheck::Valid(id) => {
             // `touch` writes at most once a minute; skip its round trip when
             // the row just read says it would change nothing.
@@ -237,7 +267,7 @@ pub fn verify_client(
         SecretCheck::Expired(id) => {
             NewAuditEvent::new(
                 tenant_id,
-                format!("client:{}", app.client_id),
+                format!("client:{}", app.client_id()),
                 "client_secret.used_after_grace",
             )
             .object("client_secret", id)
@@ -249,10 +279,10 @@ pub fn verify_client(
         SecretCheck::Invalid => {
             NewAuditEvent::new(
                 tenant_id,
-                format!("client:{}", app.client_id),
+                format!("client:{}", app.client_id()),
                 "client.wrong_secret",
             )
-            .object("app", app.id)
+            .object("app", app.id())
             .ip(ip)
             .insert(conn)
             .map_err(Error::from)?;

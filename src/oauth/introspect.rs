@@ -84,7 +84,7 @@ pub async fn introspect(
         .run(move |conn| {
             let digest = crypto::digest(&token);
             // token_type_hint is not needed: the prefix says which kind of token it is.
-            let (client, info, kind) = if crypto::looks_like(TokenKind::AccessToken, &token)
+            let (app_id, info, kind) = if crypto::looks_like(TokenKind::AccessToken, &token)
                 && creds.client_id.len() <= 200
             {
                 // The hot path: client and token in one round trip.
@@ -99,7 +99,7 @@ pub async fn introspect(
                     ip.0,
                     collect_client(rows),
                 )?;
-                (client, info, "access_token")
+                (client.app.id, info, "access_token")
             } else {
                 let client = authenticate_client(
                     conn,
@@ -108,18 +108,19 @@ pub async fn introspect(
                     SecretRequirement::Required,
                     ip.0,
                 )?;
+                let app_id = client.app.id;
                 if crypto::looks_like(TokenKind::RefreshToken, &token) {
                     (
-                        client,
+                        app_id,
                         refresh_token_info(conn, tenant_id, &digest).map_err(Error::from)?,
                         "refresh_token",
                     )
                 } else {
-                    (client, None, "")
+                    (app_id, None, "")
                 }
             };
             match info {
-                Some(info) if info.active && info.app_id == client.app.id => {
+                Some(info) if info.active && info.app_id == app_id => {
                     let token_type = if kind == "access_token" {
                         "Bearer"
                     } else {

@@ -28,6 +28,17 @@ pub struct App {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The columns of an app that client authentication reads; introspection,
+/// which needs nothing else of the app, selects only these.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = apps)]
+pub struct AppKey {
+    pub id: i64,
+    pub client_id: String,
+    pub refresh_without_secret: bool,
+    pub disabled: bool,
+}
+
 #[derive(Debug, Insertable)]
 #[diesel(table_name = apps)]
 pub struct NewApp {

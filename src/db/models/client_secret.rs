@@ -20,6 +20,38 @@ pub struct ClientSecret {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
+/// The columns of a secret that client authentication reads. The hot
+/// paths select only these, not the whole row: every column PostgreSQL
+/// returns and diesel decodes is paid for on each request.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = client_secrets)]
+pub struct SecretKey {
+    pub id: i64,
+    pub secret_digest: Vec<u8>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl SecretKey {
+    /// Compares `presented` with every candidate in constant time per
+    /// candidate, without stopping at the first match.
+    pub fn check(candidates: &[SecretKey], presented: &str, now: DateTime<Utc>) -> SecretCheck {
+        let digest = crypto::digest(presented);
+        let mut result = SecretCheck::Invalid;
+        for s in candidates {
+            if crypto::ct_eq(&s.secret_digest, &digest) && s.revoked_at.is_none() {
+                result = if s.expires_at.is_some_and(|e| e <= now) {
+                    SecretCheck::Expired(s.id)
+                } else {
+                    SecretCheck::Valid(s.id)
+                };
+            }
+        }
+        result
+    }
+}
+
 /// How a presented secret matched the app's secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretCheck {
@@ -125,23 +157,6 @@ impl ClientSecret {
             .filter(client_secrets::revoked_at.is_null())
             .select(ClientSecret::as_select())
             .load(conn)
-    }
-
-    /// Compares `presented` with every candidate in constant time per
-    /// candidate, without stopping at the first match.
-    pub fn check(candidates: &[ClientSecret], presented: &str, now: DateTime<Utc>) -> SecretCheck {
-        let digest = crypto::digest(presented);
-        let mut result = SecretCheck::Invalid;
-        for s in candidates {
-            if crypto::ct_eq(&s.secret_digest, &digest) && s.revoked_at.is_none() {
-                result = if s.expires_at.is_some_and(|e| e <= now) {
-                    SecretCheck::Expired(s.id)
-                } else {
-                    SecretCheck::Valid(s.id)
-                };
-            }
-        }
-        result
     }
 
     /// Records a use; written at most once a minute per secret to keep the hot path read-only.

@@ -16,9 +16,9 @@ pub mod token;
 pub mod token_stats;
 
 pub use admin::{Admin, AdminSession, Membership, Role};
-pub use app::{App, AppSettings, NewApp};
+pub use app::{App, AppKey, AppSettings, NewApp};
 pub use audit::{AuditEvent, NewAuditEvent};
-pub use client_secret::ClientSecret;
+pub use client_secret::{ClientSecret, SecretKey};
 pub use code::{AuthorizationCode, NewAuthorizationCode};
 pub use end_user::{EndUser, EndUserSession};
 pub use grant::Grant;

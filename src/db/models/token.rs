@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::crypto::{self, TokenKind};
-use crate::db::models::{App, ClientSecret, Grant};
+use crate::db::models::{App, AppKey, Grant, SecretKey};
 use crate::db::schema::{access_tokens, apps, client_secrets, end_users, grants, refresh_tokens};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
@@ -494,7 +494,7 @@ pub fn refresh_token_info(
 }
 
 /// An app left-joined with its unrevoked secrets: one row per secret.
-pub type ClientRows = Vec<(App, Option<ClientSecret>)>;
+pub type ClientRows = Vec<(AppKey, Option<SecretKey>)>;
 
 /// Client authentication and access-token introspection in one round trip:
 /// the app named `client_id` with its unrevoked secrets (one row per secret)
@@ -508,8 +508,8 @@ pub fn client_and_access_token_info(
     digest: &[u8],
 ) -> QueryResult<(ClientRows, Option<TokenInfo>)> {
     type Row = (
-        App,
-        Option<ClientSecret>,
+        AppKey,
+        Option<SecretKey>,
         (
             Option<i64>,
             Option<i64>,
@@ -543,8 +543,8 @@ pub fn client_and_access_token_info(
         .filter(apps::tenant_id.eq(tenant_id))
         .filter(apps::client_id.eq(client_id))
         .select((
-            App::as_select(),
-            Option::<ClientSecret>::as_select(),
+            AppKey::as_select(),
+            Option::<SecretKey>::as_select(),
             (
                 grants::id.nullable(),
                 end_users::id.nullable(),
