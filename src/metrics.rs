@@ -131,6 +131,15 @@ impl Metrics {
             "kitauth_db_pool_connections{{state=\"in_use\"}} {}",
             state.connections.saturating_sub(state.idle_connections)
         );
+        let calls = db.calls();
+        let _ = writeln!(out, "# HELP kitauth_db_calls_total Database work by where it ran: on an async worker (hot-path reads) or a blocking thread.\n# TYPE kitauth_db_calls_total counter");
+        for (place, n) in [("inline", &calls.inline), ("blocking", &calls.blocking)] {
+            let _ = writeln!(
+                out,
+                "kitauth_db_calls_total{{thread=\"{place}\"}} {}",
+                n.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
         out
     }
 }

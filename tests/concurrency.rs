@@ -186,3 +186,123 @@ fn queued_callers_do_not_each_hold_a_blocking_thread() {
         }
     });
 }
+
+/// A multi-worker runtime of this test's own, as the server runs.
+fn runtime(workers: usize) -> rocket::tokio::runtime::Runtime {
+    rocket::tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `read` runs on the async worker itself when the runtime has another
+/// worker to spare, and falls back to a blocking thread on a one-worker
+/// runtime; either way the closure's answer comes back.
+#[test]
+fn reads_run_on_the_worker_only_when_another_worker_stays_free() {
+    use kitauth::db::{build_pool, Db};
+    use kitauth::error::Error;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+
+    let test_db = TestDb::new();
+    for (workers, inline) in [(1, false), (3, true)] {
+        let db = Db::new(build_pool(&test_db.url, 2, Duration::from_secs(5)).unwrap());
+        let task_db = db.clone();
+        let task = async move {
+            let worker = std::thread::current().id();
+            let ran_on = task_db
+                .read(|conn| {
+                    use diesel::prelude::*;
+                    let one: i32 = diesel::select(1.into_sql::<diesel::sql_types::Integer>())
+                        .get_result(conn)
+                        .map_err(Error::from)?;
+                    assert_eq!(one, 1);
+                    Ok::<_, Error>(std::thread::current().id())
+                })
+                .await
+                .unwrap();
+            ran_on == worker
+        };
+        // Spawned, to run on a worker as a request handler does.
+        let on_worker =
+            runtime(workers).block_on(async { rocket::tokio::spawn(task).await.unwrap() });
+        let calls = db.calls();
+        assert_eq!(
+            (calls.inline.load(Relaxed), calls.blocking.load(Relaxed)),
+            if inline { (1, 0) } else { (0, 1) },
+            "{workers} workers"
+        );
+        assert_eq!(on_worker, inline, "{workers} workers");
+    }
+}
+
+/// While PostgreSQL makes the hot-path reads wait (here a table lock held
+/// by another session), they block at most all workers but one: the spare
+/// worker still runs other tasks on time, a read beyond the slots waits
+/// without a thread and gives up after `db_timeout_ms` (503), and the
+/// blocked reads finish once the lock goes.
+#[test]
+fn a_stalled_database_blocks_at_most_all_workers_but_one() {
+    use diesel::prelude::*;
+    use kitauth::db::{build_pool, Db};
+    use kitauth::error::Error;
+    use std::time::{Duration, Instant};
+
+    let test_db = TestDb::new();
+    let wait = Duration::from_millis(700);
+    let db = Db::new(build_pool(&test_db.url, 4, wait).unwrap());
+    let mut locker = diesel::PgConnection::establish(&test_db.url).unwrap();
+    diesel::sql_query("BEGIN").execute(&mut locker).unwrap();
+    diesel::sql_query("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .unwrap();
+    let read = |db: &Db| {
+        let db = db.clone();
+        rocket::tokio::spawn(async move {
+            db.read(|conn| {
+                diesel::sql_query("SELECT id FROM tenants")
+                    .execute(conn)
+                    .map_err(Error::from)
+            })
+            .await
+        })
+    };
+    runtime(3).block_on(async {
+        // Two slots on three workers: both readers block theirs.
+        let blocked = [read(&db), read(&db)];
+        rocket::tokio::time::sleep(Duration::from_millis(150)).await;
+        // The spare worker answers a timer and a third reader on time.
+        let t0 = Instant::now();
+        let ticker = rocket::tokio::spawn(async {
+            rocket::tokio::time::sleep(Duration::from_millis(10)).await;
+            Instant::now()
+        });
+        let third = read(&db).await.unwrap();
+        let ticked = ticker.await.unwrap().duration_since(t0);
+        assert!(
+            ticked < Duration::from_millis(300),
+            "a 10 ms timer took {ticked:?}"
+        );
+        assert!(matches!(third, Err(Error::Unavailable)), "{third:?}");
+        let gave_up = t0.elapsed();
+        assert!(
+            gave_up >= Duration::from_millis(400) && gave_up < Duration::from_millis(1500),
+            "the third reader gave up after {gave_up:?}; db_timeout is {wait:?}"
+        );
+        // The lock goes (from a blocking thread: this worker is needed).
+        rocket::tokio::task::spawn_blocking(move || {
+            diesel::sql_query("ROLLBACK").execute(&mut locker).unwrap();
+        })
+        .await
+        .unwrap();
+        for b in blocked {
+            b.await.unwrap().unwrap();
+        }
+    });
+    assert_eq!(
+        db.calls().inline.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}

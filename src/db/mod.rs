@@ -3,14 +3,16 @@
 pub mod models;
 pub mod schema;
 
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use rocket::tokio::sync::Semaphore;
+use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::Error;
 
@@ -61,7 +63,7 @@ impl diesel::r2d2::ManageConnection for PgManager {
 }
 
 /// The pool in Rocket's managed state. `run` moves blocking diesel work off
-/// the async workers.
+/// the async workers; `read` runs the hot paths' short reads on them.
 ///
 /// Requests queue for a connection on a fair (first come, first served)
 /// semaphore with one permit per pooled connection, before they take a
@@ -75,6 +77,18 @@ pub struct Db {
     pool: PgPool,
     permits: Arc<Semaphore>,
     wait: Duration,
+    /// Slots for `read` to run on an async worker: one fewer than the
+    /// runtime has workers, `None` when it has one. Sized on first use,
+    /// from inside the runtime.
+    inline: Arc<OnceLock<Option<Arc<Semaphore>>>>,
+    calls: Arc<DbCalls>,
+}
+
+/// How many closures ran where, for `/metrics` and the tests.
+#[derive(Debug, Default)]
+pub struct DbCalls {
+    pub inline: AtomicU64,
+    pub blocking: AtomicU64,
 }
 
 impl Db {
@@ -85,6 +99,8 @@ impl Db {
             pool,
             permits,
             wait,
+            inline: Arc::default(),
+            calls: Arc::default(),
         }
     }
 
@@ -92,6 +108,11 @@ impl Db {
         &self.pool
     }
 
+    pub fn calls(&self) -> &DbCalls {
+        &self.calls
+    }
+
+    /// Runs `f` with a pooled connection on one of tokio's blocking threads.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
@@ -99,13 +120,86 @@ impl Db {
         E: From<Error> + Send + 'static,
     {
         let started = Instant::now();
-        let permit =
-            match rocket::tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(permit)) => permit,
-                _ => return Err(E::from(Error::Unavailable)),
-            };
+        let permit = self.acquire(&self.permits, started).await?;
+        self.run_blocking(started, permit, f).await
+    }
+
+    /// Runs `f`, a short read (one indexed statement that waits on no
+    /// lock), on the calling async worker itself instead of a blocking
+    /// thread.
+    ///
+    /// `run`'s hand-off to a blocking thread and back costs two thread
+    /// wake-ups per call: measured with `cargo bench --bench load`, a fifth
+    /// of the server's CPU time per introspection on 2 cores (README,
+    /// Performance). The hot read paths (introspection, userinfo) skip it.
+    /// The worker is blocked for one round trip to PostgreSQL, and at most
+    /// all workers but one are: callers queue (first come, first served,
+    /// without blocking a thread) for one of those slots, so a stalled
+    /// database cannot stop the server from accepting, answering
+    /// `/healthz` or timing out other callers. On a one-worker runtime
+    /// `read` is `run`; so it is when no pooled connection is idle, since
+    /// making one would block.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let slots = self.inline.get_or_init(|| {
+            let workers = rocket::tokio::runtime::Handle::current()
+                .metrics()
+                .num_workers();
+            (workers > 1).then(|| Arc::new(Semaphore::new(workers - 1)))
+        });
+        let Some(slots) = slots else {
+            return self.run(f).await;
+        };
+        let started = Instant::now();
+        // The slot first: its holders wait on nothing, so holding a pool
+        // permit while queueing for a slot would only idle a connection.
+        let slot = self.acquire(slots, started).await?;
+        let permit = self.acquire(&self.permits, started).await?;
+        let Some(mut conn) = self.pool.try_get() else {
+            drop(slot);
+            return self.run_blocking(started, permit, f).await;
+        };
+        self.calls.inline.fetch_add(1, Ordering::Relaxed);
+        take_connection_lost();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut conn)))
+            .unwrap_or_else(|_| Err(E::from(Error::Internal("database task failed".into()))));
+        // Back to the pool (where `has_broken` reads the flag this thread
+        // set) before the permit lets the next caller look for it.
+        drop(conn);
+        drop((slot, permit));
+        result
+    }
+
+    /// Waits, first come first served, for a permit of `sem`, for what is
+    /// left of the pool's time-out since `started`.
+    async fn acquire<E: From<Error>>(
+        &self,
+        sem: &Arc<Semaphore>,
+        started: Instant,
+    ) -> Result<OwnedSemaphorePermit, E> {
+        let left = self.wait.saturating_sub(started.elapsed());
+        match rocket::tokio::time::timeout(left, sem.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(E::from(Error::Unavailable)),
+        }
+    }
+
+    async fn run_blocking<T, E, F>(
+        &self,
+        started: Instant,
+        permit: OwnedSemaphorePermit,
+        f: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        self.calls.blocking.fetch_add(1, Ordering::Relaxed);
         // Every pooled connection is taken through a permit, so one is
         // free now, or being re-made after a broken one was dropped: give
         // r2d2 what is left of the wait.

@@ -81,7 +81,7 @@ pub async fn introspect(
     let tenant_id = tenant.id;
     let issuer = config.tenant_url(&tenant.slug);
     let result = db
-        .run(move |conn| {
+        .read(move |conn| {
             let digest = crypto::digest(&token);
             // token_type_hint is not needed: the prefix says which kind of token it is.
             let (app_id, info, kind) = if crypto::looks_like(TokenKind::AccessToken, &token)
@@ -203,7 +203,7 @@ pub async fn userinfo(
     let tenant_id = tenant.id;
     let digest = crypto::digest(&token);
     let info: Option<TokenInfo> = db
-        .run(move |conn| access_token_info(conn, tenant_id, &digest).map_err(Error::from))
+        .read(move |conn| access_token_info(conn, tenant_id, &digest).map_err(Error::from))
         .await
         .map_err(|e| BearerError(OAuthError::from(e)))?;
     match info {
