@@ -1316,6 +1316,12 @@ fn run(o: &Opts) -> Result<bool, String> {
             .baseline
             .map_or("-".into(), |b| format!("{} {:.0}", b.mode, b.tps()));
         let target_s = match (&target, met) {
+            // --no-pgbench: only the latency half can be judged.
+            (Some(t), Some(m)) if ratio.is_none() => format!(
+                "{} <={:.0} ms only",
+                if m { "met " } else { "MISS" },
+                t.p99_ms
+            ),
             (Some(t), Some(m)) => format!(
                 "{} >={:.0} %, <={:.0} ms",
                 if m { "met " } else { "MISS" },

@@ -7,6 +7,7 @@
 //! database write per failed attempt.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,9 @@ pub struct RateLimiter {
     max_failures: usize,
     window: Duration,
     failures: Mutex<HashMap<LimitKey, VecDeque<Instant>>>,
+    /// The map's size, written under its lock: with no failure on record,
+    /// which is the steady state, `blocked` answers without the lock.
+    keys_held: AtomicUsize,
 }
 
 impl Default for RateLimiter {
@@ -40,11 +44,15 @@ impl RateLimiter {
             max_failures,
             window,
             failures: Mutex::new(HashMap::new()),
+            keys_held: AtomicUsize::new(0),
         }
     }
 
     /// How long the caller must wait, if any of `keys` is over its budget.
     pub fn blocked(&self, keys: &[LimitKey]) -> Option<Duration> {
+        if self.is_clear() {
+            return None;
+        }
         let now = Instant::now();
         let mut map = self.failures.lock().ok()?;
         keys.iter()
@@ -80,7 +88,13 @@ impl RateLimiter {
                     q.pop_front();
                 }
             }
+            self.keys_held.store(map.len(), Ordering::Release);
         }
+    }
+
+    /// No failure is on record for any key.
+    pub fn is_clear(&self) -> bool {
+        self.keys_held.load(Ordering::Acquire) == 0
     }
 
     pub fn reset(&self, keys: &[LimitKey]) {
@@ -88,6 +102,7 @@ impl RateLimiter {
             for k in keys {
                 map.remove(k);
             }
+            self.keys_held.store(map.len(), Ordering::Release);
         }
     }
 }
@@ -131,6 +146,9 @@ impl ClientAuthLimits {
 
     /// How long this caller must wait before it may authenticate again.
     pub fn blocked(&self, tenant_id: i64, client_id: Option<&str>, ip: &str) -> Option<Duration> {
+        if self.pair.is_clear() && self.ip.is_clear() {
+            return None;
+        }
         let (pair, ip_key) = Self::keys(tenant_id, client_id, ip);
         let a = pair.and_then(|k| self.pair.blocked(&[k]));
         let b = self.ip.blocked(&[ip_key]);
@@ -168,6 +186,26 @@ mod tests {
         assert!(l.blocked(&k).is_some());
         l.reset(&k);
         assert!(l.blocked(&k).is_none());
+    }
+
+    #[test]
+    fn the_lock_free_answer_holds_only_while_nothing_is_on_record() {
+        let l = RateLimiter::new(1, Duration::from_secs(60));
+        let (a, b) = (
+            [LimitKey::AdminLogin("a".into())],
+            [LimitKey::AdminLogin("b".into())],
+        );
+        assert!(l.is_clear());
+        l.record_failure(&a);
+        assert!(!l.is_clear());
+        assert!(l.blocked(&a).is_some(), "one failure is this budget");
+        l.record_failure(&b);
+        l.reset(&a);
+        assert!(!l.is_clear(), "b is still on record");
+        assert!(l.blocked(&b).is_some());
+        l.reset(&b);
+        assert!(l.is_clear());
+        assert!(l.blocked(&b).is_none());
     }
 
     #[test]
