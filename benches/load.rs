@@ -362,10 +362,20 @@ fn pgbench_conn_args() -> Vec<String> {
 }
 
 fn run_pgbench(args: &[String]) -> Result<String, String> {
-    let out = Command::new(pgbench_bin())
-        .args(pgbench_conn_args())
+    let mut cmd = Command::new(pgbench_bin());
+    cmd.args(pgbench_conn_args())
         .args(args)
-        .env("PGPASSWORD", url_password())
+        .env("PGPASSWORD", url_password());
+    // The baseline connects as the server does: same TLS choice (libpq's
+    // default, `prefer`, unless the URL sets sslmode).
+    if let Some(mode) = url::Url::parse(&server_url()).ok().and_then(|u| {
+        u.query_pairs()
+            .find(|(k, _)| k == "sslmode")
+            .map(|(_, v)| v.into_owned())
+    }) {
+        cmd.env("PGSSLMODE", mode);
+    }
+    let out = cmd
         .output()
         .map_err(|e| format!("cannot run pgbench ({}): {e}", pgbench_bin()))?;
     if !out.status.success() {
