@@ -306,3 +306,48 @@ fn a_stalled_database_blocks_at_most_all_workers_but_one() {
         2
     );
 }
+
+/// A read on the worker that finds its connection's server gone answers
+/// 503 and leaves the dead connection out of the pool (the flag that says
+/// so is per thread, and the worker is the thread that saw the error): the
+/// next read gets a new connection.
+#[test]
+fn a_read_on_the_worker_discards_a_connection_whose_server_is_gone() {
+    use diesel::prelude::*;
+    use diesel::sql_types::Integer;
+    use kitauth::db::{build_pool, Db};
+    use kitauth::error::Error;
+    use std::time::Duration;
+
+    #[derive(QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = Integer)]
+        pid: i32,
+    }
+    let test_db = TestDb::new();
+    let db = Db::new(build_pool(&test_db.url, 1, Duration::from_secs(5)).unwrap());
+    let backend = |db: &Db| {
+        let db = db.clone();
+        rocket::tokio::spawn(async move {
+            db.read(|conn| {
+                diesel::sql_query("SELECT pg_backend_pid() AS pid")
+                    .get_result::<Pid>(conn)
+                    .map(|p| p.pid)
+                    .map_err(Error::from)
+            })
+            .await
+        })
+    };
+    runtime(3).block_on(async {
+        let first = backend(&db).await.unwrap().unwrap();
+        let mut admin = diesel::PgConnection::establish(&test_db.url).unwrap();
+        diesel::sql_query(format!("SELECT pg_terminate_backend({first})"))
+            .execute(&mut admin)
+            .unwrap();
+        let lost = backend(&db).await.unwrap();
+        assert!(matches!(lost, Err(Error::Unavailable)), "{lost:?}");
+        let second = backend(&db).await.unwrap().unwrap();
+        assert_ne!(first, second, "a new connection, not the dead one");
+    });
+    assert!(db.calls().inline.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+}

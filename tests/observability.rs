@@ -216,11 +216,20 @@ async fn metrics_count_requests_token_outcomes_latency_and_pool() {
     let idle = value_of(&text, r#"kitauth_db_pool_connections{state="idle"}"#).unwrap();
     let in_use = value_of(&text, r#"kitauth_db_pool_connections{state="in_use"}"#).unwrap();
     assert!(idle >= 1.0 && in_use >= 0.0, "idle {idle}, in use {in_use}");
+    // Rocket's test runtime has one worker, which `Db::read` never blocks:
+    // every call above went to a blocking thread.
+    let blocking = value_of(&text, r#"kitauth_db_calls_total{thread="blocking"}"#).unwrap();
+    let inline = value_of(&text, r#"kitauth_db_calls_total{thread="inline"}"#).unwrap();
+    assert!(
+        blocking >= 6.0 && inline == 0.0,
+        "blocking {blocking}, inline {inline}"
+    );
     for family in [
         "kitauth_http_requests_total counter",
         "kitauth_http_request_duration_seconds histogram",
         "kitauth_token_requests_total counter",
         "kitauth_db_pool_connections gauge",
+        "kitauth_db_calls_total counter",
     ] {
         assert!(text.contains(&format!("# TYPE {family}")), "{family}");
     }
