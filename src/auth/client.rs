@@ -218,35 +218,65 @@ pub fn authenticate_client(
     verify_client(conn, tenant_id, creds, requirement, ip, loaded)
 }
 
+/// A write that client authentication asks for: recording a secret's use
+/// (at most once a minute), or auditing a failure.
+#[derive(Debug)]
+pub enum ClientAuthWrite {
+    Touch(i64),
+    Audit(NewAuditEvent),
+}
+
+impl ClientAuthWrite {
+    pub fn apply(&self, conn: &mut PgConnection) -> Result<(), Error> {
+        match self {
+            ClientAuthWrite::Touch(id) => ClientSecret::touch(conn, *id).map(drop),
+            ClientAuthWrite::Audit(event) => event.insert(conn).map(drop),
+        }
+        .map_err(Error::from)
+    }
+}
+
 /// The decision half of `authenticate_client`, for callers that fetched the
 /// app and its secrets in a larger query of their own (introspection).
-pub fn verify_client<A: ClientApp>(
-    conn: &mut PgConnection,
+/// Writes nothing: the write it asks for, if any, is the caller's to make
+/// before answering.
+pub fn check_client<A: ClientApp>(
     tenant_id: i64,
     creds: &ClientCredentials,
     requirement: SecretRequirement,
     ip: Option<String>,
     loaded: LoadedClient<A>,
-) -> Result<AuthenticatedClient<A>, OAuthError> {
+) -> (
+    Result<AuthenticatedClient<A>, OAuthError>,
+    Option<ClientAuthWrite>,
+) {
     if creds.client_id.len() > 200 {
-        return Err(creds.fail("unknown client"));
+        return (Err(creds.fail("unknown client")), None);
     }
-    let (app, secrets) = loaded.ok_or_else(|| creds.fail("unknown client"))?;
+    let Some((app, secrets)) = loaded else {
+        return (Err(creds.fail("unknown client")), None);
+    };
     if app.disabled() {
-        return Err(creds.fail("the client is disabled"));
+        return (Err(creds.fail("the client is disabled")), None);
     }
     let Some(secret) = creds.client_secret.as_deref() else {
         return match requirement {
-            SecretRequirement::OptionalIfAppAllows if app.refresh_without_secret() => {
+            SecretRequirement::OptionalIfAppAllows if app.refresh_without_secret() => (
                 Ok(AuthenticatedClient {
                     app,
                     secret_id: None,
-                })
-            }
-            _ => Err(creds.fail("client authentication is required")),
+                }),
+                None,
+            ),
+            _ => (Err(creds.fail("client authentication is required")), None),
         };
     };
     let now = Utc::now();
+    let audit = |action: &str, object: (&str, i64)| {
+        NewAuditEvent::new(tenant_id, format!("client:{}", app.client_id()), action)
+            .object(object.0, object.1)
+            .ip(ip.clone())
+    };
     match SecretKey::check(&secrets, secret, now) {
         SecretCheck::Valid(id) => {
             // `touch` writes at most once a minute; skip its round trip when
@@ -256,37 +286,43 @@ pub fn verify_client<A: ClientApp>(
                 .iter()
                 .find(|s| s.id == id)
                 .map_or(true, |s| s.last_used_at.map_or(true, |t| t < stale));
-            if needs_touch {
-                ClientSecret::touch(conn, id).map_err(Error::from)?;
-            }
-            Ok(AuthenticatedClient {
-                app,
-                secret_id: Some(id),
-            })
+            (
+                Ok(AuthenticatedClient {
+                    app,
+                    secret_id: Some(id),
+                }),
+                needs_touch.then_some(ClientAuthWrite::Touch(id)),
+            )
         }
         SecretCheck::Expired(id) => {
-            NewAuditEvent::new(
-                tenant_id,
-                format!("client:{}", app.client_id()),
-                "client_secret.used_after_grace",
+            let event = audit("client_secret.used_after_grace", ("client_secret", id));
+            (
+                Err(creds.fail("the client secret has expired")),
+                Some(ClientAuthWrite::Audit(event)),
             )
-            .object("client_secret", id)
-            .ip(ip)
-            .insert(conn)
-            .map_err(Error::from)?;
-            Err(creds.fail("the client secret has expired"))
         }
         SecretCheck::Invalid => {
-            NewAuditEvent::new(
-                tenant_id,
-                format!("client:{}", app.client_id()),
-                "client.wrong_secret",
+            let event = audit("client.wrong_secret", ("app", app.id()));
+            (
+                Err(creds.fail("client authentication failed")),
+                Some(ClientAuthWrite::Audit(event)),
             )
-            .object("app", app.id())
-            .ip(ip)
-            .insert(conn)
-            .map_err(Error::from)?;
-            Err(creds.fail("client authentication failed"))
         }
     }
+}
+
+/// `check_client`, with its write made on `conn`.
+pub fn verify_client<A: ClientApp>(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    creds: &ClientCredentials,
+    requirement: SecretRequirement,
+    ip: Option<String>,
+    loaded: LoadedClient<A>,
+) -> Result<AuthenticatedClient<A>, OAuthError> {
+    let (result, write) = check_client(tenant_id, creds, requirement, ip, loaded);
+    if let Some(write) = write {
+        write.apply(conn)?;
+    }
+    result
 }

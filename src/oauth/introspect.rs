@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::token::{read_params, ClientAuthBudget, NoStoreJson};
-use crate::auth::client::{collect_client, verify_client, BasicAuth};
+use crate::auth::client::{check_client, collect_client, BasicAuth};
 use crate::auth::{authenticate_client, ClientIp, CurrentTenant, SecretRequirement};
 use crate::config::AppConfig;
 use crate::crypto::{self, TokenKind};
@@ -59,6 +59,30 @@ fn inactive() -> NoStoreJson {
     NoStoreJson(Status::Ok, json!({"active": false}).to_string())
 }
 
+/// The introspection answer for what the database said about the token:
+/// active only when it is live and belongs to the authenticated app.
+fn answer(info: Option<TokenInfo>, app_id: i64, kind: &str, issuer: &str) -> NoStoreJson {
+    match info {
+        Some(info) if info.active && info.app_id == app_id => to_json(&Introspection {
+            active: true,
+            scope: info.scopes.join(" "),
+            client_id: &info.client_id,
+            username: &info.email,
+            sub: info.end_user_id.to_string(),
+            token_type: if kind == "access_token" {
+                "Bearer"
+            } else {
+                "refresh_token"
+            },
+            exp: info.expires_at.timestamp(),
+            iat: info.issued_at.timestamp(),
+            iss: issuer,
+            grant_id: info.grant_id,
+        }),
+        _ => inactive(),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[post("/t/<_>/oauth/introspect", data = "<data>")]
 pub async fn introspect(
@@ -80,69 +104,51 @@ pub async fn introspect(
         .to_string();
     let tenant_id = tenant.id;
     let issuer = config.tenant_url(&tenant.slug);
-    let result = db
-        .read(move |conn| {
-            let digest = crypto::digest(&token);
-            // token_type_hint is not needed: the prefix says which kind of token it is.
-            let (app_id, info, kind) = if crypto::looks_like(TokenKind::AccessToken, &token)
-                && creds.client_id.len() <= 200
-            {
-                // The hot path: client and token in one round trip.
-                let (rows, info) =
-                    client_and_access_token_info(conn, tenant_id, &creds.client_id, &digest)
-                        .map_err(Error::from)?;
-                let client = verify_client(
-                    conn,
-                    tenant_id,
-                    &creds,
-                    SecretRequirement::Required,
-                    ip.0,
-                    collect_client(rows),
-                )?;
-                (client.app.id, info, "access_token")
-            } else {
-                let client = authenticate_client(
-                    conn,
-                    tenant_id,
-                    &creds,
-                    SecretRequirement::Required,
-                    ip.0,
-                )?;
-                let app_id = client.app.id;
-                if crypto::looks_like(TokenKind::RefreshToken, &token) {
-                    (
-                        app_id,
-                        refresh_token_info(conn, tenant_id, &digest).map_err(Error::from)?,
-                        "refresh_token",
-                    )
-                } else {
-                    (app_id, None, "")
-                }
-            };
-            match info {
-                Some(info) if info.active && info.app_id == app_id => {
-                    let token_type = if kind == "access_token" {
-                        "Bearer"
-                    } else {
-                        "refresh_token"
-                    };
-                    Ok(to_json(&Introspection {
-                        active: true,
-                        scope: info.scopes.join(" "),
-                        client_id: &info.client_id,
-                        username: &info.email,
-                        sub: info.end_user_id.to_string(),
-                        token_type,
-                        exp: info.expires_at.timestamp(),
-                        iat: info.issued_at.timestamp(),
-                        iss: &issuer,
-                        grant_id: info.grant_id,
-                    }))
-                }
-                _ => Ok(inactive()),
+    // token_type_hint is not needed: the prefix says which kind of token it is.
+    let result = if crypto::looks_like(TokenKind::AccessToken, &token)
+        && creds.client_id.len() <= 200
+    {
+        // The hot path: client and token in one read, on the worker.
+        async {
+            let (client, info, write) = db
+                .read(move |conn| {
+                    let digest = crypto::digest(&token);
+                    let (rows, info) =
+                        client_and_access_token_info(conn, tenant_id, &creds.client_id, &digest)
+                            .map_err(Error::from)?;
+                    let (client, write) = check_client(
+                        tenant_id,
+                        &creds,
+                        SecretRequirement::Required,
+                        ip.0,
+                        collect_client(rows),
+                    );
+                    Ok::<_, OAuthError>((client.map(|c| c.app.id), info, write))
+                })
+                .await?;
+            // A use to record (once a minute) or a failure to audit: a
+            // write, so on a blocking thread, and made before the answer.
+            if let Some(write) = write {
+                db.run(move |conn| write.apply(conn).map_err(OAuthError::from))
+                    .await?;
             }
+            client.map(|app_id| answer(info, app_id, "access_token", &issuer))
+        }
+        .await
+    } else {
+        db.run(move |conn| {
+            let client =
+                authenticate_client(conn, tenant_id, &creds, SecretRequirement::Required, ip.0)?;
+            Ok(if crypto::looks_like(TokenKind::RefreshToken, &token) {
+                let digest = crypto::digest(&token);
+                let info = refresh_token_info(conn, tenant_id, &digest).map_err(Error::from)?;
+                answer(info, client.app.id, "refresh_token", &issuer)
+            } else {
+                inactive()
+            })
         })
-        .await;
+        .await
+    };
     budget.finish(&client_id, result)
 }
 
