@@ -1098,7 +1098,10 @@ fn run(o: &Opts) -> Result<bool, String> {
     let db = format!("kitauth_bench_{suffix}");
     admin_sql(&format!("CREATE DATABASE {db}"))?;
     if o.keep {
-        eprintln!("keeping databases {db} and pgbench_{suffix} (--keep)");
+        match &pgdb {
+            Some(pgdb) => eprintln!("keeping databases {db} and {pgdb} (--keep)"),
+            None => eprintln!("keeping database {db} (--keep)"),
+        }
     } else {
         cleanup.databases.push(db.clone());
     }

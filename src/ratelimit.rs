@@ -7,7 +7,7 @@
 //! database write per failed attempt.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,9 +27,11 @@ pub struct RateLimiter {
     max_failures: usize,
     window: Duration,
     failures: Mutex<HashMap<LimitKey, VecDeque<Instant>>>,
-    /// The map's size, written under its lock: with no failure on record,
-    /// which is the steady state, `blocked` answers without the lock.
-    keys_held: AtomicUsize,
+    /// When the latest failure was recorded, in ms after `epoch` (0: never).
+    /// Once that is a whole window ago every budget is whole again, so
+    /// `blocked` answers without the lock: the steady state.
+    last_failure_ms: AtomicU64,
+    epoch: Instant,
 }
 
 impl Default for RateLimiter {
@@ -44,13 +46,14 @@ impl RateLimiter {
             max_failures,
             window,
             failures: Mutex::new(HashMap::new()),
-            keys_held: AtomicUsize::new(0),
+            last_failure_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
     /// How long the caller must wait, if any of `keys` is over its budget.
     pub fn blocked(&self, keys: &[LimitKey]) -> Option<Duration> {
-        if self.is_clear() {
+        if self.max_failures > 0 && self.is_clear() {
             return None;
         }
         let now = Instant::now();
@@ -88,13 +91,18 @@ impl RateLimiter {
                     q.pop_front();
                 }
             }
-            self.keys_held.store(map.len(), Ordering::Release);
+            // At least 1: 0 means never.
+            let ms = now.duration_since(self.epoch).as_millis().max(1) as u64;
+            self.last_failure_ms.store(ms, Ordering::Release);
         }
     }
 
-    /// No failure is on record for any key.
+    /// No failure within the window, for any key: no budget is spent.
     pub fn is_clear(&self) -> bool {
-        self.keys_held.load(Ordering::Acquire) == 0
+        match self.last_failure_ms.load(Ordering::Acquire) {
+            0 => true,
+            ms => self.epoch.elapsed() >= Duration::from_millis(ms) + self.window,
+        }
     }
 
     pub fn reset(&self, keys: &[LimitKey]) {
@@ -102,7 +110,6 @@ impl RateLimiter {
             for k in keys {
                 map.remove(k);
             }
-            self.keys_held.store(map.len(), Ordering::Release);
         }
     }
 }
@@ -146,7 +153,11 @@ impl ClientAuthLimits {
 
     /// How long this caller must wait before it may authenticate again.
     pub fn blocked(&self, tenant_id: i64, client_id: Option<&str>, ip: &str) -> Option<Duration> {
-        if self.pair.is_clear() && self.ip.is_clear() {
+        if self.pair.max_failures > 0
+            && self.ip.max_failures > 0
+            && self.pair.is_clear()
+            && self.ip.is_clear()
+        {
             return None;
         }
         let (pair, ip_key) = Self::keys(tenant_id, client_id, ip);
@@ -189,8 +200,8 @@ mod tests {
     }
 
     #[test]
-    fn the_lock_free_answer_holds_only_while_nothing_is_on_record() {
-        let l = RateLimiter::new(1, Duration::from_secs(60));
+    fn the_lock_free_answer_holds_only_while_no_failure_is_in_the_window() {
+        let l = RateLimiter::new(1, Duration::from_millis(300));
         let (a, b) = (
             [LimitKey::AdminLogin("a".into())],
             [LimitKey::AdminLogin("b".into())],
@@ -201,9 +212,11 @@ mod tests {
         assert!(l.blocked(&a).is_some(), "one failure is this budget");
         l.record_failure(&b);
         l.reset(&a);
-        assert!(!l.is_clear(), "b is still on record");
+        assert!(!l.is_clear(), "b is still within the window");
         assert!(l.blocked(&b).is_some());
-        l.reset(&b);
+        // A window after the last failure the fast path is back, with no
+        // reset: every budget is whole again.
+        std::thread::sleep(Duration::from_millis(350));
         assert!(l.is_clear());
         assert!(l.blocked(&b).is_none());
     }

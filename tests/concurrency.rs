@@ -255,6 +255,11 @@ fn a_stalled_database_blocks_at_most_all_workers_but_one() {
     let db = Db::new(build_pool(&test_db.url, 4, wait).unwrap());
     let mut locker = diesel::PgConnection::establish(&test_db.url).unwrap();
     diesel::sql_query("BEGIN").execute(&mut locker).unwrap();
+    // A watchdog: should the test go wrong, PostgreSQL ends the lock's
+    // session after 10 s, and the test fails instead of hanging.
+    diesel::sql_query("SET LOCAL idle_in_transaction_session_timeout = '10s'")
+        .execute(&mut locker)
+        .unwrap();
     diesel::sql_query("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
         .execute(&mut locker)
         .unwrap();
@@ -272,7 +277,15 @@ fn a_stalled_database_blocks_at_most_all_workers_but_one() {
     runtime(3).block_on(async {
         // Two slots on three workers: both readers block theirs.
         let blocked = [read(&db), read(&db)];
-        rocket::tokio::time::sleep(Duration::from_millis(150)).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while db.calls().inline.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the two readers never took their slots"
+            );
+            rocket::tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rocket::tokio::time::sleep(Duration::from_millis(50)).await;
         // The spare worker answers a timer and a third reader on time.
         let t0 = Instant::now();
         let ticker = rocket::tokio::spawn(async {

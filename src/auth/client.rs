@@ -227,6 +227,14 @@ pub enum ClientAuthWrite {
 }
 
 impl ClientAuthWrite {
+    /// For log lines: what was to be written (never a secret).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientAuthWrite::Touch(_) => "client_secret.last_used_at",
+            ClientAuthWrite::Audit(_) => "audit_event",
+        }
+    }
+
     pub fn apply(&self, conn: &mut PgConnection) -> Result<(), Error> {
         match self {
             ClientAuthWrite::Touch(id) => ClientSecret::touch(conn, *id).map(drop),

@@ -139,6 +139,11 @@ impl Db {
     /// `/healthz` or timing out other callers. On a one-worker runtime
     /// `read` is `run`; so it is when no pooled connection is idle, since
     /// making one would block.
+    ///
+    /// What it does not bound: how long the statement takes. A read waits
+    /// behind an `ACCESS EXCLUSIVE` lock (a migration's `ALTER TABLE`), and
+    /// a task that the blocked worker had just woken stays in its LIFO slot
+    /// until the read returns.
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
@@ -155,8 +160,10 @@ impl Db {
             return self.run(f).await;
         };
         let started = Instant::now();
-        // The slot first: its holders wait on nothing, so holding a pool
-        // permit while queueing for a slot would only idle a connection.
+        // The slot first, then the pool's permit, always in that order (no
+        // deadlock): queueing for a slot while holding a permit would idle
+        // a connection. A reader queued for a slot is not yet in the pool's
+        // queue, so `run` callers may go ahead of it there.
         let slot = self.acquire(slots, started).await?;
         let permit = self.acquire(&self.permits, started).await?;
         let Some(mut conn) = self.pool.try_get() else {
@@ -165,8 +172,13 @@ impl Db {
         };
         self.calls.inline.fetch_add(1, Ordering::Relaxed);
         take_connection_lost();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut conn)))
-            .unwrap_or_else(|_| Err(E::from(Error::Internal("database task failed".into()))));
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut conn))).unwrap_or_else(|_| {
+                // As a blocking thread's unwinding would: the connection's
+                // state is unknown, so it is not handed out again.
+                connection_lost();
+                Err(E::from(Error::Internal("database task failed".into())))
+            });
         // Back to the pool (where `has_broken` reads the flag this thread
         // set) before the permit lets the next caller look for it.
         drop(conn);

@@ -128,9 +128,15 @@ pub async fn introspect(
                 .await?;
             // A use to record (once a minute) or a failure to audit: a
             // write, so on a blocking thread, and made before the answer.
+            // Neither changes the answer when it cannot be made: a wrong
+            // secret stays a 401 (and counts against the caller's budget)
+            // even when the pool is saturated, and the use is stamped by a
+            // later request.
             if let Some(write) = write {
-                db.run(move |conn| write.apply(conn).map_err(OAuthError::from))
-                    .await?;
+                let what = write.kind();
+                if let Err(e) = db.run(move |conn| write.apply(conn)).await {
+                    tracing::warn!(write = what, error = %e, "client authentication write failed");
+                }
             }
             client.map(|app_id| answer(info, app_id, "access_token", &issuer))
         }
