@@ -151,9 +151,9 @@ impl Db {
         E: From<Error> + Send + 'static,
     {
         let slots = self.inline.get_or_init(|| {
-            let workers = rocket::tokio::runtime::Handle::current()
-                .metrics()
-                .num_workers();
+            // Outside a tokio runtime (never in the server) nothing is inline.
+            let workers = rocket::tokio::runtime::Handle::try_current()
+                .map_or(1, |h| h.metrics().num_workers());
             (workers > 1).then(|| Arc::new(Semaphore::new(workers - 1)))
         });
         let Some(slots) = slots else {
