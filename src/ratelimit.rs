@@ -53,7 +53,7 @@ impl RateLimiter {
 
     /// How long the caller must wait, if any of `keys` is over its budget.
     pub fn blocked(&self, keys: &[LimitKey]) -> Option<Duration> {
-        if self.max_failures > 0 && self.is_clear() {
+        if self.is_clear() {
             return None;
         }
         let now = Instant::now();
@@ -97,8 +97,12 @@ impl RateLimiter {
         }
     }
 
-    /// No failure within the window, for any key: no budget is spent.
+    /// No failure within the window, for any key: no budget is spent. (A
+    /// budget of zero failures refuses everyone, so it is never clear.)
     pub fn is_clear(&self) -> bool {
+        if self.max_failures == 0 {
+            return false;
+        }
         match self.last_failure_ms.load(Ordering::Acquire) {
             0 => true,
             ms => self.epoch.elapsed() >= Duration::from_millis(ms) + self.window,
@@ -153,11 +157,7 @@ impl ClientAuthLimits {
 
     /// How long this caller must wait before it may authenticate again.
     pub fn blocked(&self, tenant_id: i64, client_id: Option<&str>, ip: &str) -> Option<Duration> {
-        if self.pair.max_failures > 0
-            && self.ip.max_failures > 0
-            && self.pair.is_clear()
-            && self.ip.is_clear()
-        {
+        if self.pair.is_clear() && self.ip.is_clear() {
             return None;
         }
         let (pair, ip_key) = Self::keys(tenant_id, client_id, ip);

@@ -124,9 +124,9 @@ impl Db {
         self.run_blocking(started, permit, f).await
     }
 
-    /// Runs `f`, a short read (one indexed statement that waits on no
-    /// lock), on the calling async worker itself instead of a blocking
-    /// thread.
+    /// Runs `f`, a short read (one indexed statement that writes nothing
+    /// and takes no row lock), on the calling async worker itself instead
+    /// of a blocking thread.
     ///
     /// `run`'s hand-off to a blocking thread and back costs two thread
     /// wake-ups per call: measured with `cargo bench --bench load`, a fifth

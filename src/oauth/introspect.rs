@@ -61,7 +61,12 @@ fn inactive() -> NoStoreJson {
 
 /// The introspection answer for what the database said about the token:
 /// active only when it is live and belongs to the authenticated app.
-fn answer(info: Option<TokenInfo>, app_id: i64, kind: &str, issuer: &str) -> NoStoreJson {
+fn answer(
+    info: Option<TokenInfo>,
+    app_id: i64,
+    token_type: &'static str,
+    issuer: &str,
+) -> NoStoreJson {
     match info {
         Some(info) if info.active && info.app_id == app_id => to_json(&Introspection {
             active: true,
@@ -69,11 +74,7 @@ fn answer(info: Option<TokenInfo>, app_id: i64, kind: &str, issuer: &str) -> NoS
             client_id: &info.client_id,
             username: &info.email,
             sub: info.end_user_id.to_string(),
-            token_type: if kind == "access_token" {
-                "Bearer"
-            } else {
-                "refresh_token"
-            },
+            token_type,
             exp: info.expires_at.timestamp(),
             iat: info.issued_at.timestamp(),
             iss: issuer,
@@ -138,7 +139,7 @@ pub async fn introspect(
                     tracing::warn!(write = what, error = %e, "client authentication write failed");
                 }
             }
-            client.map(|app_id| answer(info, app_id, "access_token", &issuer))
+            client.map(|app_id| answer(info, app_id, "Bearer", &issuer))
         }
         .await
     } else {
