@@ -31,7 +31,7 @@
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,9 @@ struct Opts {
     pgbench: bool,
     /// Leave the databases in place after the run, for EXPLAIN and pgbench -f.
     keep: bool,
+    /// The server binary to start (default: the one cargo just built), for
+    /// comparing two builds back to back on the same machine.
+    server: PathBuf,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -78,6 +81,7 @@ fn parse_opts() -> Result<Opts, String> {
         paths: PATHS.iter().map(|s| s.to_string()).collect(),
         pgbench: true,
         keep: false,
+        server: PathBuf::from(env!("CARGO_BIN_EXE_kitauth")),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -108,8 +112,9 @@ fn parse_opts() -> Result<Opts, String> {
             }
             "--no-pgbench" => o.pgbench = false,
             "--keep" => o.keep = true,
+            "--server" => o.server = PathBuf::from(val(&a)?),
             "-h" | "--help" => {
-                return Err("usage: cargo bench --bench load -- [--installs N] [--concurrency C] [--duration S] [--warmup S] [--json PATH] [--paths a,b] [--no-pgbench] [--keep]".into())
+                return Err("usage: cargo bench --bench load -- [--installs N] [--concurrency C] [--duration S] [--warmup S] [--json PATH] [--paths a,b] [--no-pgbench] [--keep] [--server PATH]".into())
             }
             other => return Err(format!("unknown flag {other:?} (try --help)")),
         }
@@ -643,10 +648,10 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn spawn_server(db: &str, port: u16, log: &PathBuf) -> Result<Child, String> {
+fn spawn_server(bin: &Path, db: &str, port: u16, log: &PathBuf) -> Result<Child, String> {
     let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
     let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    Command::new(env!("CARGO_BIN_EXE_kitauth"))
+    Command::new(bin)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("ROCKET_PROFILE", "release")
         .env("DATABASE_URL", db_url(db))
@@ -658,7 +663,7 @@ fn spawn_server(db: &str, port: u16, log: &PathBuf) -> Result<Child, String> {
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", env!("CARGO_BIN_EXE_kitauth")))
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))
 }
 
 fn peak_rss_kb(pid: u32) -> Option<u64> {
@@ -1123,7 +1128,7 @@ fn run(o: &Opts) -> Result<bool, String> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let host = format!("127.0.0.1:{port}");
     let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("load-server.log");
-    cleanup.server = Some(spawn_server(&db, port, &log)?);
+    cleanup.server = Some(spawn_server(&o.server, &db, port, &log)?);
     let pid = cleanup.server.as_ref().map(|c| c.id()).unwrap_or(0);
 
     let rt = tokio::runtime::Builder::new_current_thread()
