@@ -27,7 +27,7 @@ use rocket::http::{ContentType, Status};
 use rocket::{catch, catchers, Build, Request, Response, Rocket};
 use rocket_dyn_templates::Template;
 
-use crate::auth::TenantCache;
+use crate::auth::{ClientCache, TenantCache};
 use crate::config::AppConfig;
 use crate::db::Db;
 use crate::error::{OAuthError, PageError};
@@ -73,6 +73,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(Db::new(pool))
         .manage(config)
         .manage(TenantCache::default())
+        .manage(ClientCache::default())
         .manage(RateLimiter::default())
         .manage(client_auth_limits)
         .manage(Metrics::default())

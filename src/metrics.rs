@@ -9,6 +9,7 @@ use std::time::Instant;
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::{Data, Request, Response};
 
+use crate::auth::ClientCache;
 use crate::db::Db;
 
 const BUCKETS: [f64; 12] = [
@@ -83,7 +84,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, db: &Db) -> String {
+    pub fn render(&self, db: &Db, clients: &ClientCache) -> String {
         let mut out = String::new();
         if let Ok(m) = self.inner.lock() {
             out.push_str("# HELP kitauth_http_requests_total HTTP requests by route and status.\n# TYPE kitauth_http_requests_total counter\n");
@@ -140,6 +141,20 @@ impl Metrics {
                 n.load(std::sync::atomic::Ordering::Relaxed)
             );
         }
+        let stats = clients.stats();
+        let _ = writeln!(out, "# HELP kitauth_client_cache_total Introspection's in-memory copies of clients: used (hit), none kept (miss), or out of date and read again (stale).\n# TYPE kitauth_client_cache_total counter");
+        for (result, n) in [
+            ("hit", &stats.hits),
+            ("miss", &stats.misses),
+            ("stale", &stats.stale),
+        ] {
+            let _ = writeln!(
+                out,
+                "kitauth_client_cache_total{{result=\"{result}\"}} {}",
+                n.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP kitauth_client_cache_entries Clients kept in memory.\n# TYPE kitauth_client_cache_entries gauge\nkitauth_client_cache_entries {}", clients.len());
         out
     }
 }

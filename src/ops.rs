@@ -5,6 +5,7 @@ use rocket::http::{ContentType, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::{get, State};
 
+use crate::auth::ClientCache;
 use crate::config::AppConfig;
 use crate::crypto;
 use crate::db::Db;
@@ -74,10 +75,11 @@ pub fn metrics(
     _access: MetricsAccess,
     metrics: &State<Metrics>,
     db: &State<Db>,
+    clients: &State<ClientCache>,
 ) -> (ContentType, String) {
     (
         ContentType::new("text", "plain").with_params(("version", "0.0.4")),
-        metrics.render(db),
+        metrics.render(db, clients),
     )
 }
 

@@ -343,6 +343,9 @@ async fn hot_paths_make_the_fewest_round_trips() {
     round_trips::take(&url);
     assert_eq!(introspect(&app, &seed, &access).await["active"], true);
     measured.push(("introspect", round_trips::take(&url), 1));
+    // Now with the in-memory copy of the client (checked, not trusted).
+    assert_eq!(introspect(&app, &seed, &access).await["active"], true);
+    measured.push(("introspect (client copy)", round_trips::take(&url), 1));
 
     let code = get_code(&app, &seed).await;
     userinfo(access.clone()).await;
@@ -366,4 +369,168 @@ async fn hot_paths_make_the_fewest_round_trips() {
         );
         assert_eq!(counts.transactions, 0, "{path}: {:#?}", counts.queries);
     }
+}
+
+/// Status and body of an introspection with the given secret.
+async fn introspect_as(app: &TestApp, seed: &Seed, secret: &str, token: &str) -> (Status, String) {
+    let resp = app
+        .client
+        .post(format!("/t/{}/oauth/introspect", seed.tenant.slug))
+        .header(ContentType::Form)
+        .body(form(&[
+            ("client_id", &seed.app.client_id),
+            ("client_secret", secret),
+            ("token", token),
+        ]))
+        .dispatch()
+        .await;
+    (resp.status(), resp.into_string().await.unwrap_or_default())
+}
+
+fn cache_counts(app: &TestApp) -> (u64, u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cache = app
+        .client
+        .rocket()
+        .state::<kitauth::auth::ClientCache>()
+        .expect("the client cache is managed");
+    let s = cache.stats();
+    (
+        s.hits.load(Relaxed),
+        s.misses.load(Relaxed),
+        s.stale.load(Relaxed),
+    )
+}
+
+#[rocket::async_test]
+async fn introspection_uses_its_copy_of_the_client_only_while_the_database_agrees() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (access, _) = install(&app, &seed).await;
+    let secret = seed.client_secret.clone();
+    let active = |(status, body): (Status, String)| {
+        assert_eq!(status, Status::Ok, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["active"] == true
+    };
+    let refused = |(status, body): (Status, String)| {
+        assert_eq!(status, Status::Unauthorized, "{body}");
+        assert!(body.contains("invalid_client"), "{body}");
+    };
+
+    // The first request reads the client (the code exchange has just
+    // stamped the secret's use), the next ones use the copy.
+    for _ in 0..3 {
+        assert!(active(introspect_as(&app, &seed, &secret, &access).await));
+    }
+    assert_eq!(cache_counts(&app), (2, 1, 0));
+    let version = || {
+        app.count(&format!(
+            "SELECT auth_version FROM apps WHERE id = {}",
+            seed.app.id
+        ))
+    };
+    let v0 = version();
+
+    // Neither the use stamp nor an unrelated change of the app moves the
+    // version, so the copy stays in use.
+    let mut conn = app.conn();
+    let exec = |conn: &mut diesel::PgConnection, sql: &str| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(sql).execute(conn).unwrap();
+    };
+    exec(
+        &mut conn,
+        "UPDATE client_secrets SET last_used_at = now() - interval '10 seconds'",
+    );
+    exec(
+        &mut conn,
+        "UPDATE apps SET name = 'Renamed', access_token_ttl_secs = 60",
+    );
+    assert_eq!(version(), v0);
+    assert!(active(introspect_as(&app, &seed, &secret, &access).await));
+    assert_eq!(cache_counts(&app), (3, 1, 0));
+
+    // A copy whose use stamp is more than a minute old: the use is stamped
+    // again, and the copy, now behind the database, is dropped and read
+    // again by the next request. (`expires_at = expires_at` is a change as
+    // far as the trigger is concerned, so the copy is read with the old
+    // stamp.)
+    exec(
+        &mut conn,
+        "UPDATE client_secrets SET last_used_at = now() - interval '2 minutes', expires_at = expires_at",
+    );
+    assert!(active(introspect_as(&app, &seed, &secret, &access).await));
+    assert_eq!(cache_counts(&app), (3, 1, 1));
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM client_secrets WHERE last_used_at > now() - interval '1 minute'"
+        ),
+        1
+    );
+    assert!(active(introspect_as(&app, &seed, &secret, &access).await));
+    assert_eq!(cache_counts(&app), (3, 2, 1));
+    assert!(active(introspect_as(&app, &seed, &secret, &access).await));
+    assert_eq!(cache_counts(&app), (4, 2, 1));
+
+    // Every change that matters is seen by the very next request, whoever
+    // made it: here an operator's plain SQL.
+    exec(&mut conn, "UPDATE apps SET disabled = true");
+    refused(introspect_as(&app, &seed, &secret, &access).await);
+    assert_eq!(cache_counts(&app), (4, 2, 2));
+    exec(&mut conn, "UPDATE apps SET disabled = false");
+    assert!(active(introspect_as(&app, &seed, &secret, &access).await));
+
+    exec(
+        &mut conn,
+        "UPDATE client_secrets SET expires_at = now() - interval '1 second'",
+    );
+    refused(introspect_as(&app, &seed, &secret, &access).await);
+    exec(&mut conn, "UPDATE client_secrets SET expires_at = NULL");
+    assert!(active(introspect_as(&app, &seed, &secret, &access).await));
+
+    // Rotation: the new secret works at once, the old one within its grace.
+    let (_, new_secret) = kitauth::db::models::ClientSecret::rotate(
+        &mut conn,
+        seed.tenant.id,
+        seed.app.id,
+        chrono::Duration::hours(1),
+    )
+    .unwrap();
+    assert!(active(
+        introspect_as(&app, &seed, &new_secret, &access).await
+    ));
+    assert!(active(introspect_as(&app, &seed, &secret, &access).await));
+
+    // Revocation: refused on the next request, with the copy in place.
+    assert!(active(introspect_as(&app, &seed, &secret, &access).await));
+    let hits = cache_counts(&app).0;
+    exec(
+        &mut conn,
+        "UPDATE client_secrets SET revoked_at = now() WHERE expires_at IS NOT NULL",
+    );
+    refused(introspect_as(&app, &seed, &secret, &access).await);
+    assert!(active(
+        introspect_as(&app, &seed, &new_secret, &access).await
+    ));
+    assert!(cache_counts(&app).0 > hits, "the copy was in use");
+
+    // A deleted secret and a changed client_id count too.
+    exec(
+        &mut conn,
+        "DELETE FROM client_secrets WHERE revoked_at IS NOT NULL",
+    );
+    let before = version();
+    exec(&mut conn, "DELETE FROM client_secrets");
+    assert!(version() > before);
+    refused(introspect_as(&app, &seed, &new_secret, &access).await);
+
+    // A deleted app: unknown client, and its copy is dropped.
+    exec(&mut conn, "DELETE FROM apps");
+    refused(introspect_as(&app, &seed, &new_secret, &access).await);
+    let cache = app
+        .client
+        .rocket()
+        .state::<kitauth::auth::ClientCache>()
+        .unwrap();
+    assert!(cache.get(seed.tenant.id, &seed.app.client_id).is_none());
 }

@@ -224,12 +224,19 @@ async fn metrics_count_requests_token_outcomes_latency_and_pool() {
         blocking >= 6.0 && inline == 0.0,
         "blocking {blocking}, inline {inline}"
     );
+    for result in ["hit", "miss", "stale"] {
+        let series = format!("kitauth_client_cache_total{{result=\"{result}\"}}");
+        assert!(value_of(&text, &series).is_some(), "{series}");
+    }
+    assert!(value_of(&text, "kitauth_client_cache_entries").is_some());
     for family in [
         "kitauth_http_requests_total counter",
         "kitauth_http_request_duration_seconds histogram",
         "kitauth_token_requests_total counter",
         "kitauth_db_pool_connections gauge",
         "kitauth_db_calls_total counter",
+        "kitauth_client_cache_total counter",
+        "kitauth_client_cache_entries gauge",
     ] {
         assert!(text.contains(&format!("# TYPE {family}")), "{family}");
     }

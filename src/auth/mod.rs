@@ -1,11 +1,13 @@
 //! Request guards: tenant, creator session, client credentials, CSRF.
 
 pub mod client;
+pub mod client_cache;
 pub mod creator;
 pub mod csrf;
 pub mod tenant;
 
 pub use client::{authenticate_client, AuthenticatedClient, ClientCredentials, SecretRequirement};
+pub use client_cache::ClientCache;
 pub use creator::CreatorSessionCookie;
 pub use csrf::CsrfToken;
 pub use tenant::{CurrentTenant, TenantCache};

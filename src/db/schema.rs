@@ -58,6 +58,7 @@ diesel::table! {
         disabled -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        auth_version -> Int8,
     }
 }
 

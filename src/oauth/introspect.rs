@@ -10,12 +10,14 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::token::{read_params, ClientAuthBudget, NoStoreJson};
-use crate::auth::client::{check_client, collect_client, BasicAuth};
-use crate::auth::{authenticate_client, ClientIp, CurrentTenant, SecretRequirement};
+use crate::auth::client::{check_client, collect_client, BasicAuth, ClientAuthWrite};
+use crate::auth::client_cache::{CacheOutcome, CachedClient};
+use crate::auth::{authenticate_client, ClientCache, ClientIp, CurrentTenant, SecretRequirement};
 use crate::config::AppConfig;
 use crate::crypto::{self, TokenKind};
 use crate::db::models::token::{
-    access_token_info, client_and_access_token_info, refresh_token_info, TokenInfo,
+    access_token_info, access_token_info_if_current, client_and_access_token_info,
+    refresh_token_info, TokenInfo,
 };
 use crate::db::Db;
 use crate::error::{Error, OAuthError};
@@ -93,6 +95,7 @@ pub async fn introspect(
     basic: BasicAuth,
     ip: ClientIp,
     limits: &State<ClientAuthLimits>,
+    cache: &State<ClientCache>,
     data: Data<'_>,
 ) -> Result<NoStoreJson, OAuthError> {
     let budget = ClientAuthBudget::new(limits, tenant.id, &ip);
@@ -109,24 +112,63 @@ pub async fn introspect(
     let result = if crypto::looks_like(TokenKind::AccessToken, &token)
         && creds.client_id.len() <= 200
     {
-        // The hot path: client and token in one read, on the worker.
+        // The hot path: client and token in one read, on the worker; with
+        // a current copy of the client, the token and the copy's version.
         async {
-            let (client, info, write) = db
+            let copy = cache.get(tenant_id, &client_id);
+            let read = db
                 .read(move |conn| {
                     let digest = crypto::digest(&token);
-                    let (rows, info) =
-                        client_and_access_token_info(conn, tenant_id, &creds.client_id, &digest)
+                    let current = match copy.as_deref() {
+                        Some(copy) => {
+                            access_token_info_if_current(conn, tenant_id, &copy.app, &digest)
+                                .map_err(Error::from)?
+                                .map(|info| (copy, info))
+                        }
+                        None => None,
+                    };
+                    // `fresh`: what to keep after a miss, the app and secrets
+                    // just read (none when the app does not exist).
+                    let (loaded, info, outcome, fresh) = match current {
+                        Some((copy, info)) => (
+                            Some((copy.app.clone(), copy.secrets.clone())),
+                            info,
+                            CacheOutcome::Hit,
+                            None,
+                        ),
+                        None => {
+                            let (rows, info) = client_and_access_token_info(
+                                conn,
+                                tenant_id,
+                                &creds.client_id,
+                                &digest,
+                            )
                             .map_err(Error::from)?;
-                    let (client, write) = check_client(
-                        tenant_id,
-                        &creds,
-                        SecretRequirement::Required,
-                        ip.0,
-                        collect_client(rows),
-                    );
-                    Ok::<_, OAuthError>((client.map(|c| c.app.id), info, write))
+                            let loaded = collect_client(rows);
+                            let fresh = loaded.as_ref().map(|(app, secrets)| CachedClient {
+                                tenant_id,
+                                app: app.clone(),
+                                secrets: secrets.clone(),
+                            });
+                            let outcome = match copy {
+                                Some(_) => CacheOutcome::Stale,
+                                None => CacheOutcome::Miss,
+                            };
+                            (loaded, info, outcome, Some(fresh))
+                        }
+                    };
+                    let (client, write) =
+                        check_client(tenant_id, &creds, SecretRequirement::Required, ip.0, loaded);
+                    Ok::<_, OAuthError>((client.map(|c| c.app.id), info, write, outcome, fresh))
                 })
-                .await?;
+                .await;
+            let (client, info, write, outcome, fresh) = read?;
+            cache.count(outcome);
+            match fresh {
+                Some(Some(copy)) => cache.put(copy),
+                Some(None) => cache.forget(&client_id),
+                None => {}
+            }
             // A use to record (once a minute) or a failure to audit: a
             // write, so on a blocking thread, and made before the answer.
             // Neither changes the answer when it cannot be made: a wrong
@@ -135,8 +177,14 @@ pub async fn introspect(
             // later request.
             if let Some(write) = write {
                 let what = write.kind();
+                let touch = matches!(write, ClientAuthWrite::Touch(_));
                 if let Err(e) = db.run(move |conn| write.apply(conn)).await {
                     tracing::warn!(write = what, error = %e, "client authentication write failed");
+                }
+                // The copy's last_used_at is now older than the database's:
+                // read it again rather than stamp the use on every request.
+                if touch {
+                    cache.forget(&client_id);
                 }
             }
             client.map(|app_id| answer(info, app_id, "Bearer", &issuer))

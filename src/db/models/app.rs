@@ -26,6 +26,9 @@ pub struct App {
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Bumped by triggers whenever what client authentication reads of the
+    /// app changes (migration 000004); see `auth::client_cache`.
+    pub auth_version: i64,
 }
 
 /// The columns of an app that client authentication reads; introspection,
@@ -37,6 +40,7 @@ pub struct AppKey {
     pub client_id: String,
     pub refresh_without_secret: bool,
     pub disabled: bool,
+    pub auth_version: i64,
 }
 
 #[derive(Debug, Insertable)]

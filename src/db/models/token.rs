@@ -496,104 +496,151 @@ pub fn refresh_token_info(
 /// An app left-joined with its unrevoked secrets: one row per secret.
 pub type ClientRows = Vec<(AppKey, Option<SecretKey>)>;
 
+/// The token columns of the introspection queries: left-joined, so all
+/// nullable (no row of the app's for that digest leaves them `None`).
+type TokenCols = (
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<Vec<String>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<bool>,
+);
+
+/// The select expression for `TokenCols`.
+macro_rules! token_cols {
+    () => {
+        (
+            grants::id.nullable(),
+            end_users::id.nullable(),
+            end_users::email.nullable(),
+            grants::scopes.nullable(),
+            access_tokens::created_at.nullable(),
+            access_tokens::expires_at.nullable(),
+            access_tokens::revoked_at.nullable(),
+            grants::revoked_at.nullable(),
+            end_users::disabled.nullable(),
+        )
+    };
+}
+
+/// `apps` left-joined with the access token of `$digest` in the app's
+/// tenant, its grant when that grant is the app's, and the grant's creator.
+macro_rules! app_with_token {
+    ($digest:expr) => {
+        apps::table
+            .left_join(
+                // Owned: a bind inside a join's ON clause must be 'static.
+                access_tokens::table.on(access_tokens::token_digest
+                    .eq($digest.to_vec())
+                    .and(access_tokens::tenant_id.eq(apps::tenant_id))),
+            )
+            .left_join(
+                grants::table.on(grants::id
+                    .eq(access_tokens::grant_id)
+                    .and(grants::app_id.eq(apps::id))),
+            )
+            .left_join(end_users::table.on(end_users::id.eq(grants::end_user_id)))
+    };
+}
+
+/// What the token columns say, for a token of `app`.
+fn app_token_info(app: &AppKey, t: TokenCols, now: DateTime<Utc>) -> Option<TokenInfo> {
+    let (
+        Some(grant_id),
+        Some(end_user_id),
+        Some(email),
+        Some(scopes),
+        Some(issued_at),
+        Some(expires_at),
+        token_revoked,
+        grant_revoked,
+        Some(user_disabled),
+    ) = t
+    else {
+        return None;
+    };
+    Some(to_info(
+        (
+            grant_id,
+            app.id,
+            app.client_id.clone(),
+            end_user_id,
+            email,
+            scopes,
+            issued_at,
+            expires_at,
+            token_revoked,
+            grant_revoked,
+            app.disabled,
+            user_disabled,
+        ),
+        false,
+        now,
+    ))
+}
+
 /// Client authentication and access-token introspection in one round trip:
-/// the app named `client_id` with its unrevoked secrets (one row per secret)
-/// and what `access_token_info` would say about the token, when the token
-/// belongs to a grant of that same app. A token of another app, like an
-/// unknown one, comes back as `None`.
+/// the app named `client_id` (with its `auth_version`) and its unrevoked
+/// secrets (one row per secret), and what `access_token_info` would say
+/// about the token, when the token belongs to a grant of that same app. A
+/// token of another app, like an unknown one, comes back as `None`.
 pub fn client_and_access_token_info(
     conn: &mut PgConnection,
     tenant_id: i64,
     client_id: &str,
     digest: &[u8],
 ) -> QueryResult<(ClientRows, Option<TokenInfo>)> {
-    type Row = (
-        AppKey,
-        Option<SecretKey>,
-        (
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<Vec<String>>,
-            Option<DateTime<Utc>>,
-            Option<DateTime<Utc>>,
-            Option<DateTime<Utc>>,
-            Option<DateTime<Utc>>,
-            Option<bool>,
-        ),
-    );
-    let rows: Vec<Row> = apps::table
+    let rows: Vec<(AppKey, Option<SecretKey>, TokenCols)> = app_with_token!(digest)
         .left_join(
             client_secrets::table.on(client_secrets::app_id
                 .eq(apps::id)
                 .and(client_secrets::revoked_at.is_null())),
         )
-        .left_join(
-            // Owned: a bind inside a join's ON clause must be 'static.
-            access_tokens::table.on(access_tokens::token_digest
-                .eq(digest.to_vec())
-                .and(access_tokens::tenant_id.eq(apps::tenant_id))),
-        )
-        .left_join(
-            grants::table.on(grants::id
-                .eq(access_tokens::grant_id)
-                .and(grants::app_id.eq(apps::id))),
-        )
-        .left_join(end_users::table.on(end_users::id.eq(grants::end_user_id)))
         .filter(apps::tenant_id.eq(tenant_id))
         .filter(apps::client_id.eq(client_id))
         .select((
             AppKey::as_select(),
             Option::<SecretKey>::as_select(),
-            (
-                grants::id.nullable(),
-                end_users::id.nullable(),
-                end_users::email.nullable(),
-                grants::scopes.nullable(),
-                access_tokens::created_at.nullable(),
-                access_tokens::expires_at.nullable(),
-                access_tokens::revoked_at.nullable(),
-                grants::revoked_at.nullable(),
-                end_users::disabled.nullable(),
-            ),
+            token_cols!(),
         ))
         .load(conn)?;
-    let now = Utc::now();
-    let info = rows.first().and_then(|(app, _, t)| {
-        let (
-            Some(grant_id),
-            Some(end_user_id),
-            Some(email),
-            Some(scopes),
-            Some(issued_at),
-            Some(expires_at),
-            token_revoked,
-            grant_revoked,
-            Some(user_disabled),
-        ) = t.clone()
-        else {
-            return None;
-        };
-        Some(to_info(
-            (
-                grant_id,
-                app.id,
-                app.client_id.clone(),
-                end_user_id,
-                email,
-                scopes,
-                issued_at,
-                expires_at,
-                token_revoked,
-                grant_revoked,
-                app.disabled,
-                user_disabled,
-            ),
-            false,
-            now,
-        ))
-    });
-    Ok((rows.into_iter().map(|(app, s, _)| (app, s)).collect(), info))
+    let mut rows = rows.into_iter();
+    let Some((app, secret, t)) = rows.next() else {
+        return Ok((Vec::new(), None));
+    };
+    let info = app_token_info(&app, t, Utc::now());
+    let mut client = vec![(app, secret)];
+    client.extend(rows.map(|(app, s, _)| (app, s)));
+    Ok((client, info))
+}
+
+/// Introspection with an in-memory copy of the client (`app`, read at its
+/// `auth_version`): the app's current `auth_version` and the token, in one
+/// query. `None` when the app is gone or its version moved on (a secret or
+/// the app changed), so the copy may not be used; otherwise what
+/// `client_and_access_token_info` would have said about the token.
+pub fn access_token_info_if_current(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    app: &AppKey,
+    digest: &[u8],
+) -> QueryResult<Option<Option<TokenInfo>>> {
+    let row: Option<(i64, TokenCols)> = app_with_token!(digest)
+        .filter(apps::id.eq(app.id))
+        .filter(apps::tenant_id.eq(tenant_id))
+        .select((apps::auth_version, token_cols!()))
+        .first(conn)
+        .optional()?;
+    Ok(match row {
+        Some((version, t)) if version == app.auth_version => {
+            Some(app_token_info(app, t, Utc::now()))
+        }
+        _ => None,
+    })
 }
 
 /// A whole code exchange in one statement, for the common case: consumes

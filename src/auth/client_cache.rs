@@ -1,0 +1,151 @@
+//! An in-process copy of what client authentication reads of an app (its
+//! key columns and unrevoked secrets), for introspection, the hottest path
+//! that authenticates a client.
+//!
+//! A copy is never trusted on its own. It carries the app's `auth_version`
+//! as read with it, and the introspection query reads the app's current
+//! `auth_version` in the same statement, hence the same snapshot, as the
+//! token. Triggers (migration 000004) bump that number in the transaction
+//! that changes the app's `client_id`, `disabled` or
+//! `refresh_without_secret`, or any of its secrets (created, revoked,
+//! expiry set, deleted). So a copy whose number still matches is exactly
+//! what the database holds at that snapshot, and a revoked secret or a
+//! disabled app is refused by the first request after the commit, as
+//! without the copy. When the number differs, the request reads the app and
+//! its secrets again (one more round trip) and replaces the copy.
+//!
+//! Only apps that exist are kept, so unknown client ids cannot fill it, and
+//! it is bounded: when full it is emptied and refills from the requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::db::models::{AppKey, SecretKey};
+
+/// At most this many apps are kept (a few hundred bytes each).
+const CAPACITY: usize = 10_000;
+
+/// One app's copy: what `client_and_access_token_info` read.
+#[derive(Debug)]
+pub struct CachedClient {
+    pub tenant_id: i64,
+    pub app: AppKey,
+    pub secrets: Vec<SecretKey>,
+}
+
+/// How the copies served, for `/metrics` and the tests.
+#[derive(Debug, Default)]
+pub struct ClientCacheStats {
+    /// A copy was used: its version matched the database's.
+    pub hits: AtomicU64,
+    /// No copy: the app and its secrets were read with the token.
+    pub misses: AtomicU64,
+    /// A copy was out of date and was read again.
+    pub stale: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub struct ClientCache {
+    /// By client_id (unique across tenants); the tenant is checked on use.
+    entries: RwLock<HashMap<String, Arc<CachedClient>>>,
+    stats: ClientCacheStats,
+}
+
+impl ClientCache {
+    /// The copy of `client_id` of `tenant_id`, if one is kept.
+    pub fn get(&self, tenant_id: i64, client_id: &str) -> Option<Arc<CachedClient>> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(client_id)
+            .filter(|c| c.tenant_id == tenant_id)
+            .cloned()
+    }
+
+    /// Keeps `client`, replacing any older copy of the app.
+    pub fn put(&self, client: CachedClient) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CAPACITY && !entries.contains_key(&client.app.client_id) {
+            entries.clear();
+        }
+        entries.insert(client.app.client_id.clone(), Arc::new(client));
+    }
+
+    /// Drops the copy of `client_id`: the app is gone, or the copy's
+    /// `last_used_at` was just stamped in the database.
+    pub fn forget(&self, client_id: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.remove(client_id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn stats(&self) -> &ClientCacheStats {
+        &self.stats
+    }
+
+    pub(crate) fn count(&self, outcome: CacheOutcome) {
+        let counter = match outcome {
+            CacheOutcome::Hit => &self.stats.hits,
+            CacheOutcome::Miss => &self.stats.misses,
+            CacheOutcome::Stale => &self.stats.stale,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What one request made of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+    Stale,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(tenant_id: i64, client_id: &str, version: i64) -> CachedClient {
+        CachedClient {
+            tenant_id,
+            app: AppKey {
+                id: 1,
+                client_id: client_id.into(),
+                refresh_without_secret: false,
+                disabled: false,
+                auth_version: version,
+            },
+            secrets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_copy_is_found_only_under_its_own_tenant_and_is_replaced_by_a_newer_one() {
+        let cache = ClientCache::default();
+        cache.put(client(1, "kit_a", 3));
+        assert!(cache.get(2, "kit_a").is_none(), "another tenant's app");
+        assert!(cache.get(1, "kit_b").is_none());
+        cache.put(client(1, "kit_a", 4));
+        assert_eq!(cache.get(1, "kit_a").map(|c| c.app.auth_version), Some(4));
+        assert_eq!(cache.len(), 1);
+        cache.forget("kit_a");
+        assert!(cache.get(1, "kit_a").is_none());
+    }
+
+    #[test]
+    fn the_cache_never_holds_more_than_its_capacity() {
+        let cache = ClientCache::default();
+        for i in 0..CAPACITY + 5 {
+            cache.put(client(1, &format!("kit_{i}"), 0));
+            assert!(cache.len() <= CAPACITY);
+        }
+        assert!(cache.get(1, &format!("kit_{}", CAPACITY + 4)).is_some());
+    }
+}
