@@ -431,7 +431,7 @@ async fn introspection_uses_its_copy_of_the_client_only_while_the_database_agree
     };
     let v0 = version();
 
-    // Neither the use stamp nor an unrelated change of the app moves the
+    // Neither the use stamp nor an unrelated change (nor a no-op one) moves the
     // version, so the copy stays in use.
     let mut conn = app.conn();
     let exec = |conn: &mut diesel::PgConnection, sql: &str| {
@@ -440,11 +440,11 @@ async fn introspection_uses_its_copy_of_the_client_only_while_the_database_agree
     };
     exec(
         &mut conn,
-        "UPDATE client_secrets SET last_used_at = now() - interval '10 seconds'",
+        "UPDATE client_secrets SET last_used_at = now() - interval '10 seconds', expires_at = expires_at",
     );
     exec(
         &mut conn,
-        "UPDATE apps SET name = 'Renamed', access_token_ttl_secs = 60",
+        "UPDATE apps SET name = 'Renamed', access_token_ttl_secs = 60, disabled = disabled",
     );
     assert_eq!(version(), v0);
     assert!(active(introspect_as(&app, &seed, &secret, &access).await));
@@ -452,12 +452,15 @@ async fn introspection_uses_its_copy_of_the_client_only_while_the_database_agree
 
     // A copy whose use stamp is more than a minute old: the use is stamped
     // again, and the copy, now behind the database, is dropped and read
-    // again by the next request. (`expires_at = expires_at` is a change as
-    // far as the trigger is concerned, so the copy is read with the old
-    // stamp.)
+    // again by the next request. (Changing refresh_without_secret renews
+    // the version, so the copy is read again with the old stamp.)
     exec(
         &mut conn,
-        "UPDATE client_secrets SET last_used_at = now() - interval '2 minutes', expires_at = expires_at",
+        "UPDATE client_secrets SET last_used_at = now() - interval '2 minutes'",
+    );
+    exec(
+        &mut conn,
+        "UPDATE apps SET refresh_without_secret = NOT refresh_without_secret",
     );
     assert!(active(introspect_as(&app, &seed, &secret, &access).await));
     assert_eq!(cache_counts(&app), (3, 1, 1));
@@ -514,14 +517,52 @@ async fn introspection_uses_its_copy_of_the_client_only_while_the_database_agree
     ));
     assert!(cache_counts(&app).0 > hits, "the copy was in use");
 
-    // A deleted secret and a changed client_id count too.
+    // Another tenant's request that names this client neither uses nor
+    // drops its copy.
+    let other = seed_tenant(&app, "other");
+    let (status, _) = introspect_as(
+        &app,
+        &Seed {
+            tenant: other.tenant.clone(),
+            ..seed_clone(&seed)
+        },
+        &new_secret,
+        &access,
+    )
+    .await;
+    assert_eq!(status, Status::Unauthorized);
+    let hits = cache_counts(&app).0;
+    assert!(active(
+        introspect_as(&app, &seed, &new_secret, &access).await
+    ));
+    assert_eq!(
+        cache_counts(&app).0,
+        hits + 1,
+        "acme's copy is still in use"
+    );
+
+    // A changed client_id and a deleted secret count too.
+    let before = version();
+    exec(
+        &mut conn,
+        "UPDATE apps SET client_id = client_id || '_renamed'",
+    );
+    assert_ne!(version(), before);
+    refused(introspect_as(&app, &seed, &new_secret, &access).await);
+    exec(
+        &mut conn,
+        "UPDATE apps SET client_id = replace(client_id, '_renamed', '')",
+    );
+    assert!(active(
+        introspect_as(&app, &seed, &new_secret, &access).await
+    ));
     exec(
         &mut conn,
         "DELETE FROM client_secrets WHERE revoked_at IS NOT NULL",
     );
     let before = version();
     exec(&mut conn, "DELETE FROM client_secrets");
-    assert!(version() > before);
+    assert_ne!(version(), before);
     refused(introspect_as(&app, &seed, &new_secret, &access).await);
 
     // A deleted app: unknown client, and its copy is dropped.

@@ -16,6 +16,8 @@
 //!
 //! Only apps that exist are kept, so unknown client ids cannot fill it, and
 //! it is bounded: when full it is emptied and refills from the requests.
+//! A request names a tenant, and only that tenant's copies are read or
+//! dropped. Versions are random numbers, not counters (see the migration).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,11 +73,17 @@ impl ClientCache {
         entries.insert(client.app.client_id.clone(), Arc::new(client));
     }
 
-    /// Drops the copy of `client_id`: the app is gone, or the copy's
-    /// `last_used_at` was just stamped in the database.
-    pub fn forget(&self, client_id: &str) {
+    /// Drops the copy of `client_id` of `tenant_id` (never another
+    /// tenant's): the app is gone, or the copy's `last_used_at` was just
+    /// stamped in the database.
+    pub fn forget(&self, tenant_id: i64, client_id: &str) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        entries.remove(client_id);
+        if entries
+            .get(client_id)
+            .is_some_and(|c| c.tenant_id == tenant_id)
+        {
+            entries.remove(client_id);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -135,7 +143,12 @@ mod tests {
         cache.put(client(1, "kit_a", 4));
         assert_eq!(cache.get(1, "kit_a").map(|c| c.app.auth_version), Some(4));
         assert_eq!(cache.len(), 1);
-        cache.forget("kit_a");
+        cache.forget(2, "kit_a");
+        assert!(
+            cache.get(1, "kit_a").is_some(),
+            "another tenant cannot drop it"
+        );
+        cache.forget(1, "kit_a");
         assert!(cache.get(1, "kit_a").is_none());
     }
 

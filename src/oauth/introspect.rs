@@ -166,8 +166,9 @@ pub async fn introspect(
             cache.count(outcome);
             match fresh {
                 Some(Some(copy)) => cache.put(copy),
-                Some(None) => cache.forget(&client_id),
-                None => {}
+                // The copy's app is gone.
+                Some(None) if outcome == CacheOutcome::Stale => cache.forget(tenant_id, &client_id),
+                _ => {}
             }
             // A use to record (once a minute) or a failure to audit: a
             // write, so on a blocking thread, and made before the answer.
@@ -184,7 +185,7 @@ pub async fn introspect(
                 // The copy's last_used_at is now older than the database's:
                 // read it again rather than stamp the use on every request.
                 if touch {
-                    cache.forget(&client_id);
+                    cache.forget(tenant_id, &client_id);
                 }
             }
             client.map(|app_id| answer(info, app_id, "Bearer", &issuer))

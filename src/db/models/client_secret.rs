@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::crypto::{self, TokenKind};
-use crate::db::schema::client_secrets;
+use crate::db::schema::{apps, client_secrets};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = client_secrets)]
@@ -102,6 +102,7 @@ impl ClientSecret {
         grace: Duration,
     ) -> QueryResult<(ClientSecret, String)> {
         conn.transaction(|conn| {
+            lock_app(conn, tenant_id, app_id)?;
             let until = Utc::now() + grace;
             diesel::update(
                 client_secrets::table
@@ -126,15 +127,18 @@ impl ClientSecret {
         app_id: i64,
         id: i64,
     ) -> QueryResult<usize> {
-        diesel::update(
-            client_secrets::table
-                .filter(client_secrets::tenant_id.eq(tenant_id))
-                .filter(client_secrets::app_id.eq(app_id))
-                .filter(client_secrets::id.eq(id))
-                .filter(client_secrets::revoked_at.is_null()),
-        )
-        .set(client_secrets::revoked_at.eq(diesel::dsl::now))
-        .execute(conn)
+        conn.transaction(|conn| {
+            lock_app(conn, tenant_id, app_id)?;
+            diesel::update(
+                client_secrets::table
+                    .filter(client_secrets::tenant_id.eq(tenant_id))
+                    .filter(client_secrets::app_id.eq(app_id))
+                    .filter(client_secrets::id.eq(id))
+                    .filter(client_secrets::revoked_at.is_null()),
+            )
+            .set(client_secrets::revoked_at.eq(diesel::dsl::now))
+            .execute(conn)
+        })
     }
 
     pub fn list_for_app(
@@ -174,4 +178,20 @@ impl ClientSecret {
         .set(client_secrets::last_used_at.eq(diesel::dsl::now))
         .execute(conn)
     }
+}
+
+/// Locks the app's row (`FOR NO KEY UPDATE`) before any of its secrets'. A
+/// change to a secret renews the app's `auth_version` through a trigger
+/// (migration 000004), which updates the app's row after the secret's;
+/// deleting the app locks the two the other way round (the app, then its
+/// secrets by cascade). Taking the app's lock first keeps one order.
+fn lock_app(conn: &mut PgConnection, tenant_id: i64, app_id: i64) -> QueryResult<()> {
+    apps::table
+        .filter(apps::id.eq(app_id))
+        .filter(apps::tenant_id.eq(tenant_id))
+        .select(apps::id)
+        .for_no_key_update()
+        .first::<i64>(conn)
+        .optional()
+        .map(|_| ())
 }

@@ -632,6 +632,7 @@ pub fn access_token_info_if_current(
     let row: Option<(i64, TokenCols)> = app_with_token!(digest)
         .filter(apps::id.eq(app.id))
         .filter(apps::tenant_id.eq(tenant_id))
+        .filter(apps::client_id.eq(app.client_id.as_str()))
         .select((apps::auth_version, token_cols!()))
         .first(conn)
         .optional()?;
