@@ -125,8 +125,9 @@ impl Db {
     }
 
     /// Runs `f`, a short read (one indexed statement that writes nothing
-    /// and takes no row lock), on the calling async worker itself instead
-    /// of a blocking thread.
+    /// and takes no row lock; introspection makes a second one only when
+    /// its copy of the client is out of date), on the calling async worker
+    /// itself instead of a blocking thread.
     ///
     /// `run`'s hand-off to a blocking thread and back costs two thread
     /// wake-ups per call: measured with `cargo bench --bench load`, a fifth
