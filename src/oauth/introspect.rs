@@ -119,23 +119,18 @@ pub async fn introspect(
             let read = db
                 .read(move |conn| {
                     let digest = crypto::digest(&token);
+                    // With a copy: the token, if the copy is still current.
                     let current = match copy.as_deref() {
                         Some(copy) => {
                             access_token_info_if_current(conn, tenant_id, &copy.app, &digest)
                                 .map_err(Error::from)?
-                                .map(|info| (copy, info))
                         }
                         None => None,
                     };
-                    // `fresh`: what to keep after a miss, the app and secrets
-                    // just read (none when the app does not exist).
-                    let (loaded, info, outcome, fresh) = match current {
-                        Some((copy, info)) => (
-                            Some((copy.app.clone(), copy.secrets.clone())),
-                            info,
-                            CacheOutcome::Hit,
-                            None,
-                        ),
+                    // Else the app, its secrets and the token, and `fresh`:
+                    // the copy to keep (none when the app does not exist).
+                    let (info, outcome, fresh) = match current {
+                        Some(info) => (info, CacheOutcome::Hit, None),
                         None => {
                             let (rows, info) = client_and_access_token_info(
                                 conn,
@@ -144,22 +139,32 @@ pub async fn introspect(
                                 &digest,
                             )
                             .map_err(Error::from)?;
-                            let loaded = collect_client(rows);
-                            let fresh = loaded.as_ref().map(|(app, secrets)| CachedClient {
+                            let fresh = collect_client(rows).map(|(app, secrets)| CachedClient {
                                 tenant_id,
-                                app: app.clone(),
-                                secrets: secrets.clone(),
+                                app,
+                                secrets,
                             });
                             let outcome = match copy {
                                 Some(_) => CacheOutcome::Stale,
                                 None => CacheOutcome::Miss,
                             };
-                            (loaded, info, outcome, Some(fresh))
+                            (info, outcome, Some(fresh))
                         }
                     };
-                    let (client, write) =
-                        check_client(tenant_id, &creds, SecretRequirement::Required, ip.0, loaded);
-                    Ok::<_, OAuthError>((client.map(|c| c.app.id), info, write, outcome, fresh))
+                    // The client as read: borrowed, not cloned.
+                    let client = match &fresh {
+                        Some(fresh) => fresh.as_ref(),
+                        None => copy.as_deref(),
+                    };
+                    let (client, write) = check_client(
+                        tenant_id,
+                        &creds,
+                        SecretRequirement::Required,
+                        ip.0,
+                        client.map(|c| (&c.app, c.secrets.as_slice())),
+                    );
+                    let client = client.map(|c| c.app.id);
+                    Ok::<_, OAuthError>((client, info, write, outcome, fresh))
                 })
                 .await;
             let (client, info, write, outcome, fresh) = read?;
