@@ -5,8 +5,8 @@
 //! A copy is never trusted on its own. It carries the app's `auth_version`
 //! as read with it, and the introspection query reads the app's current
 //! `auth_version` in the same statement, hence the same snapshot, as the
-//! token. Triggers (migration 000004) bump that number in the transaction
-//! that changes the app's `client_id`, `disabled` or
+//! token. Triggers (migration 000004) give the app a new number in the
+//! transaction that changes its `client_id`, `disabled` or
 //! `refresh_without_secret`, or any of its secrets (created, revoked,
 //! expiry set, deleted). So a copy whose number still matches is exactly
 //! what the database holds at that snapshot, and a revoked secret or a

@@ -116,7 +116,7 @@ pub async fn introspect(
         // a current copy of the client, the token and the copy's version.
         async {
             let copy = cache.get(tenant_id, &client_id);
-            let read = db
+            let (client, info, write, outcome, fresh) = db
                 .read(move |conn| {
                     let digest = crypto::digest(&token);
                     // With a copy: the token, if the copy is still current.
@@ -166,13 +166,17 @@ pub async fn introspect(
                     let client = client.map(|c| c.app.id);
                     Ok::<_, OAuthError>((client, info, write, outcome, fresh))
                 })
-                .await;
-            let (client, info, write, outcome, fresh) = read?;
+                .await?;
             cache.count(outcome);
+            // A use stamp makes the copy's last_used_at older than the
+            // database's: it is dropped, to be read again rather than stamp
+            // the use on every request.
+            let touch = matches!(write, Some(ClientAuthWrite::Touch(_)));
             match fresh {
-                Some(Some(copy)) => cache.put(copy),
+                Some(Some(copy)) if !touch => cache.put(copy),
                 // The copy's app is gone.
                 Some(None) if outcome == CacheOutcome::Stale => cache.forget(tenant_id, &client_id),
+                _ if touch => cache.forget(tenant_id, &client_id),
                 _ => {}
             }
             // A use to record (once a minute) or a failure to audit: a
@@ -183,14 +187,8 @@ pub async fn introspect(
             // later request.
             if let Some(write) = write {
                 let what = write.kind();
-                let touch = matches!(write, ClientAuthWrite::Touch(_));
                 if let Err(e) = db.run(move |conn| write.apply(conn)).await {
                     tracing::warn!(write = what, error = %e, "client authentication write failed");
-                }
-                // The copy's last_used_at is now older than the database's:
-                // read it again rather than stamp the use on every request.
-                if touch {
-                    cache.forget(tenant_id, &client_id);
                 }
             }
             client.map(|app_id| answer(info, app_id, "Bearer", &issuer))

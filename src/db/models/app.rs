@@ -26,8 +26,10 @@ pub struct App {
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Bumped by triggers whenever what client authentication reads of the
-    /// app changes (migration 000004); see `auth::client_cache`.
+    /// A new random number, set by triggers, whenever what client
+    /// authentication reads of the app changes (migration 000004); see
+    /// `auth::client_cache`. Internal: never shown on a page.
+    #[serde(skip)]
     pub auth_version: i64,
 }
 
