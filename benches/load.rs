@@ -143,7 +143,7 @@ fn db_url(name: &str) -> String {
 }
 
 fn admin_sql(sql: &str) -> Result<(), String> {
-    let mut c = PgConnection::establish(&server_url()).map_err(|e| format!("connect: {e}"))?;
+    let mut c = kitauth::db::connect(&server_url()).map_err(|e| format!("connect: {e}"))?;
     diesel::sql_query(sql)
         .execute(&mut c)
         .map(|_| ())
@@ -483,7 +483,7 @@ const CHUNK: usize = 1000;
 /// Seeds straight through the models and bulk inserts: real rows whose
 /// tokens work, without bcrypt or the browser pages.
 fn seed(url: &str, installs: usize) -> Result<Seeded, String> {
-    let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
+    let mut conn = kitauth::db::connect(url).map_err(|e| e.to_string())?;
     let c = &mut conn;
     let e = |e: diesel::result::Error| e.to_string();
     let tenant = Tenant::create(
@@ -605,7 +605,7 @@ fn seed(url: &str, installs: usize) -> Result<Seeded, String> {
 
 /// Mints `n` authorization codes, as the consent step would; returns their values.
 fn mint_codes(url: &str, s: &Seeded, n: usize) -> Result<Vec<String>, String> {
-    let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
+    let mut conn = kitauth::db::connect(url).map_err(|e| e.to_string())?;
     let expires = Utc::now() + chrono::Duration::seconds(CODE_TTL_SECS);
     let mut values = Vec::with_capacity(n);
     let mut rows = Vec::with_capacity(CHUNK);

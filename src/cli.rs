@@ -142,7 +142,7 @@ fn connect(config: &AppConfig) -> anyhow::Result<PgConnection> {
         db::create_database_if_missing(&config.database_url).map_err(|e| anyhow!(e))?;
     }
     db::run_migrations(&config.database_url).map_err(|e| anyhow!(e))?;
-    PgConnection::establish(&config.database_url).map_err(|_| {
+    db::connect(&config.database_url).map_err(|_| {
         anyhow!(
             "cannot reach PostgreSQL at {}",
             db::describe_url(&config.database_url)

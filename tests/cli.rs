@@ -339,8 +339,7 @@ fn debug_profile_creates_the_database_and_migrate_applies_migrations() {
     let again = kitauth(None, &["migrate", "--json"], "", &[("DATABASE_URL", &url)]);
     let v: serde_json::Value = serde_json::from_str(stdout(&again).trim()).unwrap();
     assert_eq!(v["applied"], 0);
-    let mut admin =
-        <diesel::PgConnection as diesel::Connection>::establish(&common::server_url()).unwrap();
+    let mut admin = kitauth::db::connect(&common::server_url()).unwrap();
     let _ = diesel::RunQueryDsl::execute(
         diesel::sql_query(format!("DROP DATABASE IF EXISTS {fresh} WITH (FORCE)")),
         &mut admin,

@@ -253,7 +253,7 @@ fn a_stalled_database_blocks_at_most_all_workers_but_one() {
     let test_db = TestDb::new();
     let wait = Duration::from_millis(700);
     let db = Db::new(build_pool(&test_db.url, 4, wait).unwrap());
-    let mut locker = diesel::PgConnection::establish(&test_db.url).unwrap();
+    let mut locker = kitauth::db::connect(&test_db.url).unwrap();
     diesel::sql_query("BEGIN").execute(&mut locker).unwrap();
     // A watchdog: should the test go wrong, PostgreSQL ends the lock's
     // session after 10 s, and the test fails instead of hanging.
@@ -353,7 +353,7 @@ fn a_read_on_the_worker_discards_a_connection_whose_server_is_gone() {
     };
     runtime(3).block_on(async {
         let first = backend(&db).await.unwrap().unwrap();
-        let mut admin = diesel::PgConnection::establish(&test_db.url).unwrap();
+        let mut admin = kitauth::db::connect(&test_db.url).unwrap();
         diesel::sql_query(format!("SELECT pg_terminate_backend({first})"))
             .execute(&mut admin)
             .unwrap();

@@ -237,7 +237,7 @@ async fn database_crash_under_load_fails_fast_recovers_and_loses_no_acknowledged
         },
     });
     let seed = {
-        let mut conn = PgConnection::establish(&url).unwrap();
+        let mut conn = kitauth::db::connect(&url).unwrap();
         let tenant = Tenant::create(
             &mut conn,
             &NewTenant {
@@ -424,7 +424,7 @@ async fn database_crash_under_load_fails_fast_recovers_and_loses_no_acknowledged
     );
 
     // Every acknowledged write is there.
-    let mut conn = PgConnection::establish(&url).unwrap();
+    let mut conn = kitauth::db::connect(&url).unwrap();
     let count = |conn: &mut PgConnection, sql: String| -> i64 {
         #[derive(QueryableByName)]
         struct N {

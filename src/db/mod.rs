@@ -50,6 +50,7 @@ impl diesel::r2d2::ManageConnection for PgManager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<PgConnection, Self::Error> {
+        // `build_pool` gave the inner manager `libpq_url(url)`.
         self.0.connect()
     }
 
@@ -256,6 +257,50 @@ fn unreachable_message(url: &str) -> String {
     )
 }
 
+/// Opens a connection the way every kitauth connection is opened: with
+/// `libpq_url(url)`.
+pub fn connect(url: &str) -> ConnectionResult<PgConnection> {
+    PgConnection::establish(&libpq_url(url))
+}
+
+/// Readies the process for libpq and returns the URL to hand it, so that
+/// the process can exit while another thread is opening a connection. The
+/// pool opens them in the background: at start (`min_idle`), and to replace
+/// one that was lost. Exit runs library clean-up on the exiting thread
+/// while the other is still inside libpq, which used to crash the test
+/// processes now and then (SIGSEGV, SIGABRT). Two changes, and
+/// `tests/exit.rs` checks them:
+/// - OpenSSL is initialised without its exit handler
+///   (`openssl_sys::init` passes `OPENSSL_INIT_NO_ATEXIT`; the first
+///   initialisation in a process decides, hence before any connection).
+///   The handler freed OpenSSL's tables while a TLS handshake read them.
+/// - GSSAPI encryption is off unless `url` sets `gssencmode` or the
+///   environment sets `PGGSSENCMODE`. libpq's default (`prefer`) asks
+///   Kerberos for credentials on every TCP connection, and Kerberos'
+///   library destructors abort a process that exits during that call.
+///   Connections still use TLS (`sslmode`), whose default is unchanged.
+pub fn libpq_url(url: &str) -> String {
+    openssl_sys::init();
+    without_gssenc(url, std::env::var_os("PGGSSENCMODE").is_some())
+}
+
+/// `url` with `gssencmode=disable`, unless it or the environment (`env_set`)
+/// chose a mode.
+fn without_gssenc(url: &str, env_set: bool) -> String {
+    if url.contains("gssencmode") || env_set {
+        return url.to_string();
+    }
+    // A URI takes a query parameter; a `key=value` string another pair.
+    let uri = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let separator = match (uri, url.contains('?')) {
+        (true, true) => "&",
+        (true, false) => "?",
+        (false, _) if url.trim().is_empty() => "",
+        (false, _) => " ",
+    };
+    format!("{url}{separator}gssencmode=disable")
+}
+
 /// Splits `postgres://…/name?opts` into (URL of the `postgres` maintenance
 /// database, database name).
 fn maintenance_url(url: &str) -> Option<(String, String)> {
@@ -270,7 +315,7 @@ fn maintenance_url(url: &str) -> Option<(String, String)> {
 
 /// Creates the database named in `url` if it does not exist yet.
 pub fn create_database_if_missing(url: &str) -> Result<(), String> {
-    match PgConnection::establish(url) {
+    match connect(url) {
         Ok(_) => return Ok(()),
         Err(ConnectionError::BadConnection(msg)) if msg.contains("does not exist") => {}
         Err(_) => return Err(unreachable_message(url)),
@@ -283,7 +328,7 @@ pub fn create_database_if_missing(url: &str) -> Result<(), String> {
     {
         return Err(format!("refusing to create a database named {name:?}"));
     }
-    let mut conn = PgConnection::establish(&admin_url).map_err(|_| unreachable_message(url))?;
+    let mut conn = connect(&admin_url).map_err(|_| unreachable_message(url))?;
     diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
         .execute(&mut conn)
         .map_err(|e| format!("could not create database {name}: {e}"))?;
@@ -295,7 +340,7 @@ pub fn create_database_if_missing(url: &str) -> Result<(), String> {
 pub fn run_migrations(url: &str) -> Result<usize, String> {
     let mut last_err = String::new();
     for attempt in 0..5 {
-        match PgConnection::establish(url) {
+        match connect(url) {
             Ok(mut conn) => {
                 return conn
                     .run_pending_migrations(MIGRATIONS)
@@ -327,6 +372,35 @@ pub fn build_pool(url: &str, max_size: u32, timeout: Duration) -> Result<PgPool,
         .min_idle(Some(max_size.min(2)))
         .connection_timeout(timeout)
         .test_on_check_out(false)
-        .build(PgManager(ConnectionManager::<PgConnection>::new(url)))
+        .build(PgManager(ConnectionManager::<PgConnection>::new(
+            libpq_url(url),
+        )))
         .map_err(|_| unreachable_message(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_gssenc;
+
+    #[test]
+    fn gssapi_encryption_is_off_unless_the_url_or_the_environment_chose() {
+        let cases = [
+            ("postgres://u@h/db", "postgres://u@h/db?gssencmode=disable"),
+            (
+                "postgresql://u@h:5432/db?sslmode=require",
+                "postgresql://u@h:5432/db?sslmode=require&gssencmode=disable",
+            ),
+            ("host=h dbname=db", "host=h dbname=db gssencmode=disable"),
+            ("", "gssencmode=disable"),
+            (
+                "postgres://h/db?gssencmode=prefer",
+                "postgres://h/db?gssencmode=prefer",
+            ),
+            ("host=h gssencmode=require", "host=h gssencmode=require"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(without_gssenc(url, false), want, "{url}");
+        }
+        assert_eq!(without_gssenc("postgres://h/db", true), "postgres://h/db");
+    }
 }

@@ -54,7 +54,7 @@ pub fn template_db() -> &'static str {
     NAME.get_or_init(|| {
         let name = format!("kitauth_tpl_{}", migrations_hash());
         let mut admin =
-            PgConnection::establish(&server_url()).expect("connect to the test PostgreSQL");
+            kitauth::db::connect(&server_url()).expect("connect to the test PostgreSQL");
         diesel::sql_query("SELECT pg_advisory_lock(741852963)")
             .execute(&mut admin)
             .unwrap();
@@ -78,7 +78,7 @@ pub fn template_db() -> &'static str {
                 .execute(&mut admin)
                 .unwrap();
             {
-                let mut c = PgConnection::establish(&db_url(&building)).unwrap();
+                let mut c = kitauth::db::connect(&db_url(&building)).unwrap();
                 c.run_pending_migrations(kitauth::db::MIGRATIONS).unwrap();
             }
             diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {name}"))
@@ -102,7 +102,7 @@ impl TestDb {
     pub fn new() -> TestDb {
         let template = template_db();
         let name = format!("kitauth_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::establish(&server_url()).unwrap();
+        let mut admin = kitauth::db::connect(&server_url()).unwrap();
         // CREATE DATABASE ... TEMPLATE fails while another session is
         // connected to the template; retry briefly.
         let mut last = None;
@@ -128,13 +128,13 @@ impl TestDb {
     }
 
     pub fn conn(&self) -> PgConnection {
-        PgConnection::establish(&self.url).unwrap()
+        kitauth::db::connect(&self.url).unwrap()
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&server_url()) {
+        if let Ok(mut admin) = kitauth::db::connect(&server_url()) {
             let _ = diesel::sql_query(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
