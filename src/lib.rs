@@ -74,6 +74,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(config)
         .manage(TenantCache::default())
         .manage(ClientCache::default())
+        .manage(db::batch::Batcher::<oauth::introspect::AccessTokenLookups>::new(2))
         .manage(RateLimiter::default())
         .manage(client_auth_limits)
         .manage(Metrics::default())

@@ -576,3 +576,110 @@ async fn introspection_uses_its_copy_of_the_client_only_while_the_database_agree
         .unwrap();
     assert!(cache.get(seed.tenant.id, &seed.app.client_id).is_none());
 }
+
+fn batch_stats(app: &TestApp) -> (u64, u64) {
+    app.client
+        .rocket()
+        .state::<kitauth::db::batch::Batcher<kitauth::oauth::introspect::AccessTokenLookups>>()
+        .expect("the token lookups are managed")
+        .stats()
+}
+
+/// Concurrent userinfo and introspection requests share statements
+/// (`db::batch`), and a shared statement answers each request only from
+/// its own tenant and app: another tenant's token, another app's token and
+/// an unknown one are refused exactly as they are one at a time.
+#[rocket::async_test]
+async fn batched_token_lookups_answer_each_request_as_if_alone() {
+    let app = TestApp::new().await;
+    let acme = seed_tenant(&app, "acme");
+    let beta = seed_tenant(&app, "beta");
+    let mut acme_tokens = Vec::new();
+    let mut beta_tokens = Vec::new();
+    for _ in 0..3 {
+        acme_tokens.push(install(&app, &acme).await.0);
+        beta_tokens.push(install(&app, &beta).await.0);
+    }
+    // A copy of acme's client, so introspection takes the batched lookup.
+    assert_eq!(
+        introspect(&app, &acme, &acme_tokens[0]).await["active"],
+        true
+    );
+    let unknown = format!("{}x", &acme_tokens[0][..acme_tokens[0].len() - 1]);
+    let before = batch_stats(&app);
+
+    let userinfo = |seed: &Seed, token: &str| {
+        let app = &app;
+        let path = format!("/t/{}/oauth/userinfo", seed.tenant.slug);
+        let bearer = format!("Bearer {token}");
+        async move {
+            let resp = app
+                .client
+                .get(path)
+                .header(Header::new("Authorization", bearer))
+                .dispatch()
+                .await;
+            let status = resp.status();
+            let body: serde_json::Value =
+                serde_json::from_str(&resp.into_string().await.unwrap_or_default())
+                    .unwrap_or_default();
+            (status, body)
+        }
+    };
+    let mut calls = Vec::new();
+    for round in 0..4 {
+        for i in 0..3 {
+            let (a, b) = (&acme_tokens[i], &beta_tokens[i]);
+            calls.push((round, "acme own", userinfo(&acme, a)));
+            calls.push((round, "beta own", userinfo(&beta, b)));
+            calls.push((round, "acme token at beta", userinfo(&beta, a)));
+            calls.push((round, "beta token at acme", userinfo(&acme, b)));
+        }
+        calls.push((round, "unknown", userinfo(&acme, &unknown)));
+    }
+    let (app_ref, acme_ref) = (&app, &acme);
+    let introspections = futures::future::join_all(
+        (0..3)
+            .flat_map(|i| [(&acme_tokens[i], true), (&beta_tokens[i], false)])
+            .chain([(&unknown, false)])
+            .map(|(token, active)| async move {
+                let (status, body) =
+                    introspect_as(app_ref, acme_ref, &acme_ref.client_secret, token).await;
+                (status, body, active)
+            }),
+    );
+    let (answers, introspected) = futures::join!(
+        futures::future::join_all(calls.into_iter().map(|(round, what, call)| async move {
+            let (status, body) = call.await;
+            (round, what, status, body)
+        })),
+        introspections
+    );
+    for (round, what, status, body) in answers {
+        match what {
+            "acme own" => {
+                assert_eq!(status, Status::Ok, "{what} {round}");
+                assert_eq!(body["email"], acme.user.email.as_str(), "{what} {round}");
+                assert_eq!(body["client_id"], acme.app.client_id.as_str());
+            }
+            "beta own" => {
+                assert_eq!(status, Status::Ok, "{what} {round}");
+                assert_eq!(body["email"], beta.user.email.as_str(), "{what} {round}");
+                assert_eq!(body["client_id"], beta.app.client_id.as_str());
+            }
+            _ => assert_eq!(status, Status::Unauthorized, "{what} {round}: {body}"),
+        }
+    }
+    for (status, body, active) in introspected {
+        assert_eq!(status, Status::Ok, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["active"], active, "{body}");
+    }
+    let after = batch_stats(&app);
+    let (statements, items) = (after.0 - before.0, after.1 - before.1);
+    assert_eq!(items, 4 * 13 + 7, "every lookup went through the batcher");
+    assert!(
+        statements < items,
+        "{items} lookups in {statements} statements: none were shared"
+    );
+}

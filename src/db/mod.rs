@@ -1,5 +1,6 @@
 //! Connection pool, embedded migrations and the model layer.
 
+pub mod batch;
 pub mod models;
 pub mod schema;
 

@@ -15,13 +15,16 @@ use crate::auth::client_cache::{CacheOutcome, CachedClient};
 use crate::auth::{authenticate_client, ClientCache, ClientIp, CurrentTenant, SecretRequirement};
 use crate::config::AppConfig;
 use crate::crypto::{self, TokenKind};
+use crate::db::batch::{BatchQuery, Batcher};
 use crate::db::models::token::{
-    access_token_info, access_token_info_if_current, client_and_access_token_info,
-    refresh_token_info, TokenInfo,
+    access_token_info_if_current, access_token_infos, client_and_access_token_info,
+    refresh_token_info, TokenInfo, INFO_BATCH,
 };
 use crate::db::Db;
 use crate::error::{Error, OAuthError};
 use crate::ratelimit::ClientAuthLimits;
+use diesel::pg::PgConnection;
+use diesel::QueryResult;
 
 /// An active token's introspection answer (RFC 7662 §2.2), serialised
 /// straight from borrowed fields: the hot path builds no JSON tree.
@@ -96,6 +99,7 @@ pub async fn introspect(
     ip: ClientIp,
     limits: &State<ClientAuthLimits>,
     cache: &State<ClientCache>,
+    lookups: &State<Batcher<AccessTokenLookups>>,
     data: Data<'_>,
 ) -> Result<NoStoreJson, OAuthError> {
     let budget = ClientAuthBudget::new(limits, tenant.id, &ip);
@@ -116,8 +120,36 @@ pub async fn introspect(
         // a current copy of the client, the token and the copy's version.
         async {
             let copy = cache.get(tenant_id, &client_id);
-            let (client, info, write, outcome, fresh) = db
-                .read(move |conn| {
+            // With a copy: the token through the lookups that userinfo
+            // shares (one statement for what is queued; `db::batch`). The
+            // copy is used when the token is the copy's app's and the app
+            // is still at the copy's version, read in the same statement.
+            let batched = match copy.as_deref() {
+                Some(copy) => lookups
+                    .get(db, (tenant_id, crypto::digest(&token)))
+                    .await?
+                    .filter(|(version, info)| {
+                        *version == copy.app.auth_version
+                            && info.app_id == copy.app.id
+                            && info.client_id == copy.app.client_id
+                    })
+                    .map(|(_, info)| (copy, info)),
+                None => None,
+            };
+            let (client, info, write, outcome, fresh) = if let Some((copy, info)) = batched {
+                let (client, write) = check_client(
+                    tenant_id,
+                    &creds,
+                    SecretRequirement::Required,
+                    ip.0,
+                    Some((&copy.app, copy.secrets.as_slice())),
+                );
+                let client = client.map(|c| c.app.id);
+                (client, Some(info), write, CacheOutcome::Hit, None)
+            } else {
+                // Else, and for a token the lookups did not find (or not
+                // the copy's app's): one read of the client and the token.
+                db.read(move |conn| {
                     let digest = crypto::digest(&token);
                     // With a copy: the token, if the copy is still current.
                     let current = match copy.as_deref() {
@@ -166,7 +198,8 @@ pub async fn introspect(
                     let client = client.map(|c| c.app.id);
                     Ok::<_, OAuthError>((client, info, write, outcome, fresh))
                 })
-                .await?;
+                .await?
+            };
             cache.count(outcome);
             // A use stamp makes the copy's last_used_at older than the
             // database's: it is dropped, to be read again rather than stamp
@@ -248,10 +281,26 @@ impl<'r> Responder<'r, 'static> for BearerError {
     }
 }
 
+/// Access-token lookups, batched (`db::batch`) across userinfo and
+/// introspection: (tenant, token digest) to the token's app's
+/// `auth_version` and what the token says.
+pub struct AccessTokenLookups;
+
+impl BatchQuery for AccessTokenLookups {
+    type Item = (i64, Vec<u8>);
+    type Out = Option<(i64, TokenInfo)>;
+    const MAX_BATCH: usize = INFO_BATCH;
+
+    fn run(conn: &mut PgConnection, items: &[Self::Item]) -> QueryResult<Vec<Self::Out>> {
+        access_token_infos(conn, items)
+    }
+}
+
 #[get("/t/<_>/oauth/userinfo")]
 pub async fn userinfo(
     tenant: CurrentTenant,
     db: &State<Db>,
+    lookups: &State<Batcher<AccessTokenLookups>>,
     bearer: BearerToken,
 ) -> Result<NoStoreJson, BearerError> {
     let invalid = || {
@@ -265,12 +314,12 @@ pub async fn userinfo(
     if !crypto::looks_like(TokenKind::AccessToken, &token) {
         return Err(invalid());
     }
-    let tenant_id = tenant.id;
     let digest = crypto::digest(&token);
-    let info: Option<TokenInfo> = db
-        .read(move |conn| access_token_info(conn, tenant_id, &digest).map_err(Error::from))
+    let info: Option<TokenInfo> = lookups
+        .get(db, (tenant.id, digest))
         .await
-        .map_err(|e| BearerError(OAuthError::from(e)))?;
+        .map_err(|e| BearerError(OAuthError::from(e)))?
+        .map(|(_, info)| info);
     match info {
         Some(info) if info.active => Ok(to_json(&UserInfo {
             sub: info.end_user_id.to_string(),
