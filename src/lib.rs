@@ -29,6 +29,7 @@ use rocket_dyn_templates::Template;
 
 use crate::auth::{ClientCache, TenantCache};
 use crate::config::AppConfig;
+use crate::db::models::{App, AppKey};
 use crate::db::Db;
 use crate::error::{OAuthError, PageError};
 use crate::metrics::{Metrics, RequestLog};
@@ -73,7 +74,8 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(Db::new(pool))
         .manage(config)
         .manage(TenantCache::default())
-        .manage(ClientCache::default())
+        .manage(ClientCache::<AppKey>::default())
+        .manage(ClientCache::<App>::default())
         .manage(db::batch::Batcher::<oauth::introspect::AccessTokenLookups>::new(2))
         .manage(RateLimiter::default())
         .manage(client_auth_limits)

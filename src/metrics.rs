@@ -10,6 +10,7 @@ use rocket::fairing::{Fairing, Info, Kind};
 use rocket::{Data, Request, Response};
 
 use crate::auth::ClientCache;
+use crate::db::models::App;
 use crate::db::Db;
 
 const BUCKETS: [f64; 12] = [
@@ -84,7 +85,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, db: &Db, clients: &ClientCache) -> String {
+    pub fn render(&self, db: &Db, clients: &ClientStates<'_>) -> String {
         let mut out = String::new();
         if let Ok(m) = self.inner.lock() {
             out.push_str("# HELP kitauth_http_requests_total HTTP requests by route and status.\n# TYPE kitauth_http_requests_total counter\n");
@@ -141,20 +142,35 @@ impl Metrics {
                 n.load(std::sync::atomic::Ordering::Relaxed)
             );
         }
-        let stats = clients.stats();
-        let _ = writeln!(out, "# HELP kitauth_client_cache_total Introspection's in-memory copies of clients: used (hit), none kept (miss), or out of date and read again (stale).\n# TYPE kitauth_client_cache_total counter");
-        for (result, n) in [
-            ("hit", &stats.hits),
-            ("miss", &stats.misses),
-            ("stale", &stats.stale),
-        ] {
-            let _ = writeln!(
-                out,
-                "kitauth_client_cache_total{{result=\"{result}\"}} {}",
-                n.load(std::sync::atomic::Ordering::Relaxed)
-            );
+        let _ = writeln!(out, "# HELP kitauth_client_cache_total In-memory copies of clients, by path (introspect, token): used (hit), none kept (miss), or not used and the client read again (stale).\n# TYPE kitauth_client_cache_total counter");
+        let caches = [
+            (
+                "introspect",
+                clients.introspect.stats(),
+                clients.introspect.len(),
+            ),
+            ("token", clients.token.stats(), clients.token.len()),
+        ];
+        for (path, stats, _) in &caches {
+            for (result, n) in [
+                ("hit", &stats.hits),
+                ("miss", &stats.misses),
+                ("stale", &stats.stale),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "kitauth_client_cache_total{{path=\"{path}\",result=\"{result}\"}} {}",
+                    n.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
         }
-        let _ = writeln!(out, "# HELP kitauth_client_cache_entries Clients kept in memory.\n# TYPE kitauth_client_cache_entries gauge\nkitauth_client_cache_entries {}", clients.len());
+        let _ = writeln!(out, "# HELP kitauth_client_cache_entries Clients kept in memory, by path.\n# TYPE kitauth_client_cache_entries gauge");
+        for (path, _, len) in &caches {
+            let _ = writeln!(out, "kitauth_client_cache_entries{{path=\"{path}\"}} {len}");
+        }
+        let (statements, items) = clients.lookups;
+        let _ = writeln!(out, "# HELP kitauth_token_lookup_statements_total Statements that answered userinfo's and introspection's batched token lookups.\n# TYPE kitauth_token_lookup_statements_total counter\nkitauth_token_lookup_statements_total {statements}");
+        let _ = writeln!(out, "# HELP kitauth_token_lookups_total Token lookups those statements answered.\n# TYPE kitauth_token_lookups_total counter\nkitauth_token_lookups_total {items}");
         out
     }
 }
@@ -203,3 +219,11 @@ impl Fairing for RequestLog {
 
 /// A short random id per request, echoed as `X-Request-Id`.
 pub struct RequestId(pub String);
+
+/// What `/metrics` reports of the client copies and the batched lookups.
+pub struct ClientStates<'a> {
+    pub introspect: &'a ClientCache,
+    pub token: &'a ClientCache<App>,
+    /// (statements, lookups) of the batched token lookups.
+    pub lookups: (u64, u64),
+}

@@ -8,9 +8,13 @@ use rocket::{get, State};
 use crate::auth::ClientCache;
 use crate::config::AppConfig;
 use crate::crypto;
+use crate::db::batch::Batcher;
+use crate::db::models::App;
 use crate::db::Db;
 use crate::error::Error;
+use crate::metrics::ClientStates;
 use crate::metrics::Metrics;
+use crate::oauth::introspect::AccessTokenLookups;
 
 #[get("/healthz")]
 pub fn healthz() -> &'static str {
@@ -76,10 +80,17 @@ pub fn metrics(
     metrics: &State<Metrics>,
     db: &State<Db>,
     clients: &State<ClientCache>,
+    token_clients: &State<ClientCache<App>>,
+    lookups: &State<Batcher<AccessTokenLookups>>,
 ) -> (ContentType, String) {
+    let states = ClientStates {
+        introspect: clients,
+        token: token_clients,
+        lookups: lookups.stats(),
+    };
     (
         ContentType::new("text", "plain").with_params(("version", "0.0.4")),
-        metrics.render(db, clients),
+        metrics.render(db, &states),
     )
 }
 

@@ -303,15 +303,36 @@ mod round_trips {
 
 /// The rule for the hot paths, counted on the real connections:
 /// introspection and userinfo are one query, code exchange and refresh two
-/// (the client, then one statement that is its own transaction), and none
-/// of them opens a transaction block. (bcrypt never runs there: client
-/// secrets are SHA-256 digests.)
+/// without a copy of the client (the client, then one statement that is its
+/// own transaction) and one with it (the statement, which checks the copy's
+/// version), and none of them opens a transaction block. (bcrypt never runs
+/// there: client secrets are SHA-256 digests.)
 #[rocket::async_test]
 async fn hot_paths_make_the_fewest_round_trips() {
     round_trips::install();
     let app = TestApp::with(|f| f.merge(("janitor_interval_secs", 0))).await;
     let seed = seed_tenant(&app, "acme");
-    let (access, refresh) = install(&app, &seed).await;
+    // The pool's connections are opened with the URL as kitauth hands it
+    // to libpq.
+    let url = kitauth::db::libpq_url(&app.db.url);
+    let mut measured = Vec::new();
+    // The first exchange: no copy of the client yet. (Authorize, just
+    // before, has put the tenant in its 5 s cache.)
+    // The secret's use is stamped at most once a minute: as if it had been.
+    let code = get_code(&app, &seed).await;
+    {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("UPDATE client_secrets SET last_used_at = now()")
+            .execute(&mut app.conn())
+            .unwrap();
+    }
+    round_trips::take(&url);
+    let resp = kit_exchange(&app, &seed, &code).await;
+    assert_eq!(resp.status(), Status::Ok);
+    measured.push(("code exchange (no client copy)", round_trips::take(&url), 2));
+    let body = json_of(resp).await;
+    let access = body["access_token"].as_str().unwrap().to_string();
+    let refresh = body["refresh_token"].as_str().unwrap().to_string();
     // The first introspection stamps the secret's last_used_at; later ones
     // within a minute do not.
     introspect(&app, &seed, &access).await;
@@ -330,10 +351,7 @@ async fn hot_paths_make_the_fewest_round_trips() {
         }
     };
     // Each measured request comes right after a warm-up one, so the tenant
-    // is in its 5 s cache. The pool's connections are opened with the URL
-    // as kitauth hands it to libpq.
-    let url = kitauth::db::libpq_url(&app.db.url);
-    let mut measured = Vec::new();
+    // is in its 5 s cache.
 
     userinfo(access.clone()).await;
     round_trips::take(&url);
@@ -353,13 +371,13 @@ async fn hot_paths_make_the_fewest_round_trips() {
     round_trips::take(&url);
     let resp = kit_exchange(&app, &seed, &code).await;
     assert_eq!(resp.status(), Status::Ok);
-    measured.push(("code exchange", round_trips::take(&url), 2));
+    measured.push(("code exchange", round_trips::take(&url), 1));
 
     userinfo(access.clone()).await;
     round_trips::take(&url);
     let resp = kit_refresh(&app, &seed, &refresh).await;
     assert_eq!(resp.status(), Status::Ok);
-    measured.push(("refresh", round_trips::take(&url), 2));
+    measured.push(("refresh", round_trips::take(&url), 1));
 
     for (path, counts, expected) in measured {
         assert_eq!(
@@ -432,8 +450,9 @@ async fn introspection_uses_its_copy_of_the_client_only_while_the_database_agree
     };
     let v0 = version();
 
-    // Neither the use stamp nor an unrelated change (nor a no-op one) moves the
-    // version, so the copy stays in use.
+    // Neither the use stamp nor a no-op update moves the version, so the
+    // copy stays in use. (Any real change to the app does, migration 000005:
+    // the token endpoint's copy holds the whole row.)
     let mut conn = app.conn();
     let exec = |conn: &mut diesel::PgConnection, sql: &str| {
         use diesel::RunQueryDsl;
@@ -445,7 +464,7 @@ async fn introspection_uses_its_copy_of_the_client_only_while_the_database_agree
     );
     exec(
         &mut conn,
-        "UPDATE apps SET name = 'Renamed', access_token_ttl_secs = 60, disabled = disabled",
+        "UPDATE apps SET name = name, access_token_ttl_secs = access_token_ttl_secs, disabled = disabled",
     );
     assert_eq!(version(), v0);
     assert!(active(introspect_as(&app, &seed, &secret, &access).await));
@@ -682,4 +701,182 @@ async fn batched_token_lookups_answer_each_request_as_if_alone() {
         statements < items,
         "{items} lookups in {statements} statements: none were shared"
     );
+}
+
+fn token_cache_counts(app: &TestApp) -> (u64, u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cache = app
+        .client
+        .rocket()
+        .state::<kitauth::auth::ClientCache<kitauth::db::models::App>>()
+        .expect("the token endpoint's client cache is managed");
+    let s = cache.stats();
+    (
+        s.hits.load(Relaxed),
+        s.misses.load(Relaxed),
+        s.stale.load(Relaxed),
+    )
+}
+
+async fn exchange_as(
+    app: &TestApp,
+    seed: &Seed,
+    secret: &str,
+    redirect_uri: &str,
+    code: &str,
+) -> (Status, serde_json::Value) {
+    let resp = app
+        .client
+        .post(format!("/t/{}/oauth/token", seed.tenant.slug))
+        .header(ContentType::Form)
+        .body(form(&[
+            ("client_id", &seed.app.client_id),
+            ("client_secret", secret),
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+        ]))
+        .dispatch()
+        .await;
+    let status = resp.status();
+    let body =
+        serde_json::from_str(&resp.into_string().await.unwrap_or_default()).unwrap_or_default();
+    (status, body)
+}
+
+/// The token endpoint's copy of the client (the whole app row and its
+/// secrets) makes a code exchange or refresh one statement, which also
+/// checks the app's version; every change to the app or its secrets,
+/// made in plain SQL here, is seen by the next request, and every refusal
+/// is decided on a fresh read (and audited as before).
+#[rocket::async_test]
+async fn the_token_endpoint_uses_its_copy_of_the_client_only_while_the_database_agrees() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let secret = seed.client_secret.clone();
+    let mut conn = app.conn();
+    let exec = |conn: &mut diesel::PgConnection, sql: &str| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(sql).execute(conn).unwrap();
+    };
+
+    // First exchange: no copy (a miss), then the copy serves.
+    let (status, body) =
+        exchange_as(&app, &seed, &secret, KIT_APPS, &get_code(&app, &seed).await).await;
+    assert_eq!(status, Status::Ok, "{body}");
+    assert_eq!(token_cache_counts(&app), (0, 1, 0));
+    let (status, body) =
+        exchange_as(&app, &seed, &secret, KIT_APPS, &get_code(&app, &seed).await).await;
+    assert_eq!(status, Status::Ok, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(token_cache_counts(&app), (1, 1, 0));
+    let resp = kit_refresh(&app, &seed, &refresh).await;
+    assert_eq!(resp.status(), Status::Ok);
+    assert_eq!(token_cache_counts(&app), (2, 1, 0));
+
+    // A new token lifetime applies to the very next exchange.
+    exec(&mut conn, "UPDATE apps SET access_token_ttl_secs = 600");
+    for expected in [(2, 1, 1), (3, 1, 1)] {
+        let (status, body) =
+            exchange_as(&app, &seed, &secret, KIT_APPS, &get_code(&app, &seed).await).await;
+        assert_eq!(status, Status::Ok, "{body}");
+        assert_eq!(body["expires_in"], 600, "{body}");
+        assert_eq!(token_cache_counts(&app), expected);
+    }
+
+    // A redirect URI removed is refused at once, and one added is accepted.
+    exec(
+        &mut conn,
+        &format!("UPDATE apps SET redirect_uris = ARRAY['{KIT_INSTALL}']"),
+    );
+    let code = get_code(&app, &seed).await;
+    let (status, body) = exchange_as(&app, &seed, &secret, KIT_APPS, &code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (Status::BadRequest, Some("invalid_grant"))
+    );
+    exec(
+        &mut conn,
+        &format!("UPDATE apps SET redirect_uris = ARRAY['{KIT_INSTALL}', '{KIT_APPS}', 'https://example.com/new']"),
+    );
+    let (status, body) = exchange_as(
+        &app,
+        &seed,
+        &secret,
+        "https://example.com/new",
+        &get_code(&app, &seed).await,
+    )
+    .await;
+    assert_eq!(status, Status::Ok, "{body}");
+
+    // A wrong secret, with a current copy in place: refused and audited.
+    let (hits, _, _) = token_cache_counts(&app);
+    let (status, _) =
+        exchange_as(&app, &seed, &secret, KIT_APPS, &get_code(&app, &seed).await).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(token_cache_counts(&app).0, hits + 1, "the copy is in use");
+    let audits = "SELECT count(*) FROM audit_events WHERE action = 'client.wrong_secret'";
+    let before = app.count(audits);
+    let (status, body) = exchange_as(
+        &app,
+        &seed,
+        "kcs_wrong",
+        KIT_APPS,
+        &get_code(&app, &seed).await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (Status::Unauthorized, Some("invalid_client"))
+    );
+    assert_eq!(app.count(audits), before + 1);
+
+    // A revoked secret and a disabled app: refused by the next request.
+    exec(&mut conn, "UPDATE apps SET disabled = true");
+    let (status, _) = exchange_as(
+        &app,
+        &seed,
+        &secret,
+        KIT_APPS,
+        &get_code_while_disabled(&app, &seed),
+    )
+    .await;
+    assert_eq!(status, Status::Unauthorized);
+    exec(&mut conn, "UPDATE apps SET disabled = false");
+    let code = get_code(&app, &seed).await;
+    exec(&mut conn, "UPDATE client_secrets SET revoked_at = now()");
+    let (status, body) = exchange_as(&app, &seed, &secret, KIT_APPS, &code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (Status::Unauthorized, Some("invalid_client"))
+    );
+    // The refused request did not consume the code.
+    exec(&mut conn, "UPDATE client_secrets SET revoked_at = NULL");
+    let (status, _) = exchange_as(&app, &seed, &secret, KIT_APPS, &code).await;
+    assert_eq!(status, Status::Ok);
+
+    // Another tenant naming this client is refused and does not drop the
+    // copy.
+    let other = seed_tenant(&app, "other");
+    let elsewhere = Seed {
+        tenant: other.tenant.clone(),
+        ..seed_clone(&seed)
+    };
+    let (status, _) = exchange_as(&app, &elsewhere, &secret, KIT_APPS, "kac_whatever").await;
+    assert_eq!(status, Status::Unauthorized);
+    let (hits, _, _) = token_cache_counts(&app);
+    let (status, _) =
+        exchange_as(&app, &seed, &secret, KIT_APPS, &get_code(&app, &seed).await).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(
+        token_cache_counts(&app).0,
+        hits + 1,
+        "the copy is still in use"
+    );
+}
+
+/// A code can't be had for a disabled app (authorize refuses it), so any
+/// well-formed code stands in: the client is refused before it is looked at.
+fn get_code_while_disabled(_: &TestApp, _: &Seed) -> String {
+    kitauth::crypto::generate(kitauth::crypto::TokenKind::AuthorizationCode).value
 }

@@ -224,11 +224,34 @@ async fn metrics_count_requests_token_outcomes_latency_and_pool() {
         blocking >= 6.0 && inline == 0.0,
         "blocking {blocking}, inline {inline}"
     );
-    for result in ["hit", "miss", "stale"] {
-        let series = format!("kitauth_client_cache_total{{result=\"{result}\"}}");
+    for path in ["introspect", "token"] {
+        for result in ["hit", "miss", "stale"] {
+            let series =
+                format!("kitauth_client_cache_total{{path=\"{path}\",result=\"{result}\"}}");
+            assert!(value_of(&text, &series).is_some(), "{series}");
+        }
+        let series = format!("kitauth_client_cache_entries{{path=\"{path}\"}}");
         assert!(value_of(&text, &series).is_some(), "{series}");
     }
-    assert!(value_of(&text, "kitauth_client_cache_entries").is_some());
+    // The token endpoint above read its client once, then kept a copy.
+    assert!(
+        value_of(
+            &text,
+            r#"kitauth_client_cache_total{path="token",result="miss"}"#
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        value_of(&text, r#"kitauth_client_cache_entries{path="token"}"#),
+        Some(1.0)
+    );
+    let statements = value_of(&text, "kitauth_token_lookup_statements_total").unwrap();
+    let lookups = value_of(&text, "kitauth_token_lookups_total").unwrap();
+    assert!(
+        lookups >= statements,
+        "{lookups} lookups, {statements} statements"
+    );
     for family in [
         "kitauth_http_requests_total counter",
         "kitauth_http_request_duration_seconds histogram",
@@ -237,6 +260,8 @@ async fn metrics_count_requests_token_outcomes_latency_and_pool() {
         "kitauth_db_calls_total counter",
         "kitauth_client_cache_total counter",
         "kitauth_client_cache_entries gauge",
+        "kitauth_token_lookup_statements_total counter",
+        "kitauth_token_lookups_total counter",
     ] {
         assert!(text.contains(&format!("# TYPE {family}")), "{family}");
     }

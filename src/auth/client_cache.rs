@@ -1,38 +1,48 @@
-//! An in-process copy of what client authentication reads of an app (its
-//! key columns and unrevoked secrets), for introspection, the hottest path
-//! that authenticates a client.
+//! In-process copies of what client authentication reads of an app and
+//! its unrevoked secrets, for the paths that authenticate a client on every
+//! call: introspection (`ClientCache<AppKey>`, the key columns) and the
+//! token endpoint (`ClientCache<App>`, the whole row: code exchange reads
+//! the redirect URIs, both grants the token lifetimes).
 //!
 //! A copy is never trusted on its own. It carries the app's `auth_version`
-//! as read with it, and the introspection query reads the app's current
-//! `auth_version` in the same statement, hence the same snapshot, as the
-//! token. Triggers (migration 000004) give the app a new number in the
-//! transaction that changes its `client_id`, `disabled` or
-//! `refresh_without_secret`, or any of its secrets (created, revoked,
+//! as read with it, and the statement that uses it reads the app's current
+//! `auth_version` in the same snapshot: introspection's token lookup
+//! returns it, and the token endpoint's one-statement exchange and refresh
+//! write only if it still matches (`app_unchanged` in
+//! `db/models/token.rs`). Triggers give the app a new number in the
+//! transaction that changes any column of the app but `updated_at`
+//! (migrations 000004 and 000005), or any of its secrets (created, revoked,
 //! expiry set, deleted). So a copy whose number still matches is exactly
 //! what the database holds at that snapshot, and a revoked secret or a
 //! disabled app is refused by the first request after the commit, as
 //! without the copy. When the number differs, the request reads the app and
-//! its secrets again (one more round trip) and replaces the copy.
+//! its secrets again (one more round trip) and replaces the copy. The token
+//! endpoint goes further: a copy only ever makes a request succeed in one
+//! statement; anything else, every refusal included, is decided on a fresh
+//! read, exactly as without a copy.
 //!
 //! Only apps that exist are kept, so unknown client ids cannot fill it, and
 //! it is bounded: when full it is emptied and refills from the requests.
 //! A request names a tenant, and only that tenant's copies are read or
-//! dropped. Versions are random numbers, not counters (see the migration).
+//! dropped. Versions are random numbers, not counters (see migration
+//! 000004).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::client::ClientApp;
 use crate::db::models::{AppKey, SecretKey};
 
 /// At most this many apps are kept (a few hundred bytes each).
 const CAPACITY: usize = 10_000;
 
-/// One app's copy: what `client_and_access_token_info` read.
+/// One app's copy: what `client_and_access_token_info` read (`AppKey`,
+/// introspection) or `load_client` (the whole `App`, the token endpoint).
 #[derive(Debug)]
-pub struct CachedClient {
+pub struct CachedClient<A = AppKey> {
     pub tenant_id: i64,
-    pub app: AppKey,
+    pub app: A,
     pub secrets: Vec<SecretKey>,
 }
 
@@ -47,16 +57,26 @@ pub struct ClientCacheStats {
     pub stale: AtomicU64,
 }
 
-#[derive(Debug, Default)]
-pub struct ClientCache {
-    /// By client_id (unique across tenants); the tenant is checked on use.
-    entries: RwLock<HashMap<String, Arc<CachedClient>>>,
+/// The copies, by client_id (unique across tenants); the tenant is checked
+/// on use.
+#[derive(Debug)]
+pub struct ClientCache<A = AppKey> {
+    entries: RwLock<HashMap<String, Arc<CachedClient<A>>>>,
     stats: ClientCacheStats,
 }
 
-impl ClientCache {
+impl<A> Default for ClientCache<A> {
+    fn default() -> Self {
+        ClientCache {
+            entries: RwLock::default(),
+            stats: ClientCacheStats::default(),
+        }
+    }
+}
+
+impl<A: ClientApp> ClientCache<A> {
     /// The copy of `client_id` of `tenant_id`, if one is kept.
-    pub fn get(&self, tenant_id: i64, client_id: &str) -> Option<Arc<CachedClient>> {
+    pub fn get(&self, tenant_id: i64, client_id: &str) -> Option<Arc<CachedClient<A>>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         entries
             .get(client_id)
@@ -65,12 +85,12 @@ impl ClientCache {
     }
 
     /// Keeps `client`, replacing any older copy of the app.
-    pub fn put(&self, client: CachedClient) {
+    pub fn put(&self, client: CachedClient<A>) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= CAPACITY && !entries.contains_key(&client.app.client_id) {
+        if entries.len() >= CAPACITY && !entries.contains_key(client.app.client_id()) {
             entries.clear();
         }
-        entries.insert(client.app.client_id.clone(), Arc::new(client));
+        entries.insert(client.app.client_id().to_string(), Arc::new(client));
     }
 
     /// Drops the copy of `client_id` of `tenant_id` (never another

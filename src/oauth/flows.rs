@@ -78,16 +78,13 @@ fn actor(client: &AuthenticatedClient) -> String {
     format!("client:{}", client.app.client_id)
 }
 
-/// `grant_type=authorization_code`.
-pub fn exchange_code(
-    conn: &mut PgConnection,
-    tenant_id: i64,
+/// What a code exchange checks before it touches the database; the code's
+/// digest.
+fn exchange_checks(
     client: &AuthenticatedClient,
     code: &str,
     redirect_uri: Option<&str>,
-    code_verifier: Option<&str>,
-    ip: Option<String>,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<Vec<u8>, OAuthError> {
     if !crypto::looks_like(TokenKind::AuthorizationCode, code) {
         return Err(OAuthError::invalid_grant(
             "the authorization code is invalid",
@@ -101,19 +98,99 @@ pub fn exchange_code(
             "redirect_uri is not registered for this client",
         ));
     }
-    let digest = crypto::digest(code);
-    let app = &client.app;
-    // The common case in one statement; it writes nothing unless the code
-    // is unused, unexpired and its PKCE challenge (if any) is met.
+    Ok(crypto::digest(code))
+}
+
+/// The common case of a code exchange in one statement; it writes nothing
+/// unless the code is unused, unexpired and its PKCE challenge (if any) is
+/// met, and the app is at the version `client` was authenticated with.
+fn exchange_common(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    client: &AuthenticatedClient,
+    digest: &[u8],
+    code_verifier: Option<&str>,
+) -> Result<Option<TokenResponse>, OAuthError> {
     let pkce_s256 = code_verifier.filter(|v| valid_pkce_verifier(v)).map(|v| {
         use base64::Engine;
         use sha2::Digest;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(v.as_bytes()))
     });
-    if let Some((pair, scopes)) = exchange_code_fast(conn, tenant_id, app, &digest, pkce_s256)
+    Ok(
+        exchange_code_fast(conn, tenant_id, &client.app, digest, pkce_s256)
+            .map_err(|e| OAuthError::from(Error::from(e)))?
+            .map(|(pair, scopes)| TokenResponse::new(pair, &scopes)),
+    )
+}
+
+/// The token endpoint with a client authenticated from its copy: the
+/// common case of either grant, or `None` for anything else (nothing was
+/// written), which the caller then decides with a fresh read of the client.
+/// A copy can make a request succeed with one statement; it never refuses
+/// one.
+pub fn issue_if_common(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    client: &AuthenticatedClient,
+    grant: &CommonGrant<'_>,
+) -> Result<Option<TokenResponse>, OAuthError> {
+    match *grant {
+        CommonGrant::Code {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => match exchange_checks(client, code, redirect_uri) {
+            Ok(digest) => exchange_common(conn, tenant_id, client, &digest, code_verifier),
+            Err(_) => Ok(None),
+        },
+        CommonGrant::Refresh { token, scope } => {
+            if scope.is_some() || !crypto::looks_like(TokenKind::RefreshToken, token) {
+                return Ok(None);
+            }
+            refresh_common(conn, tenant_id, client, token)
+        }
+    }
+}
+
+/// A token request's grant, as `issue_if_common` takes it.
+pub enum CommonGrant<'a> {
+    Code {
+        code: &'a str,
+        redirect_uri: Option<&'a str>,
+        code_verifier: Option<&'a str>,
+    },
+    Refresh {
+        token: &'a str,
+        scope: Option<&'a str>,
+    },
+}
+
+fn refresh_common(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    client: &AuthenticatedClient,
+    token: &str,
+) -> Result<Option<TokenResponse>, OAuthError> {
+    let digest = crypto::digest(token);
+    Ok(refresh_fast(conn, tenant_id, &client.app, &digest)
         .map_err(|e| OAuthError::from(Error::from(e)))?
-    {
-        return Ok(TokenResponse::new(pair, &scopes));
+        .map(|(pair, scopes)| TokenResponse::new(pair, &scopes)))
+}
+
+/// `grant_type=authorization_code`.
+pub fn exchange_code(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    client: &AuthenticatedClient,
+    code: &str,
+    redirect_uri: Option<&str>,
+    code_verifier: Option<&str>,
+    ip: Option<String>,
+) -> Result<TokenResponse, OAuthError> {
+    let digest = exchange_checks(client, code, redirect_uri)?;
+    let app = &client.app;
+    if let Some(response) = exchange_common(conn, tenant_id, client, &digest, code_verifier)? {
+        return Ok(response);
     }
     // Otherwise find out why, with the same rules, in a transaction of its own.
     let result = conn.transaction(|conn| -> Result<Decision, TxError> {
@@ -174,17 +251,16 @@ pub fn refresh(
     if !crypto::looks_like(TokenKind::RefreshToken, token) {
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     }
-    let digest = crypto::digest(token);
-    let app = &client.app;
     // The common case (no scope narrowing) in one statement; it writes
-    // nothing unless the token is live and unused in a live grant of this app.
+    // nothing unless the token is live and unused in a live grant of this
+    // app, and the app is at the version `client` was authenticated with.
     if scope.is_none() {
-        if let Some((pair, scopes)) = refresh_fast(conn, tenant_id, app, &digest)
-            .map_err(|e| OAuthError::from(Error::from(e)))?
-        {
-            return Ok(TokenResponse::new(pair, &scopes));
+        if let Some(response) = refresh_common(conn, tenant_id, client, token)? {
+            return Ok(response);
         }
     }
+    let digest = crypto::digest(token);
+    let app = &client.app;
     // Otherwise the rules, in a transaction that locks the grant.
     let result = conn.transaction(|conn| -> Result<Decision, TxError> {
         let invalid = || TxError::Refuse(OAuthError::invalid_grant("the refresh token is invalid"));

@@ -6,12 +6,19 @@ use rocket::http::Status;
 use rocket::response::Responder;
 use rocket::{post, State};
 
-use super::flows::{self, TokenResponse};
+use super::flows::{self, CommonGrant, TokenResponse};
 use super::params::{parse_body, read_body, Params};
 use crate::admin::stats::TokenStats;
 use crate::auth::client::BasicAuth;
+use crate::auth::client::{check_client, load_client, verify_client, AuthenticatedClient};
+use crate::auth::client_cache::{CacheOutcome, CachedClient};
 use crate::auth::ClientIp;
-use crate::auth::{authenticate_client, ClientCredentials, CurrentTenant, SecretRequirement};
+use crate::auth::{
+    authenticate_client, ClientCache, ClientCredentials, CurrentTenant, SecretRequirement,
+};
+use crate::db::models::App;
+use crate::error::Error;
+use chrono::Utc;
 
 use crate::db::Db;
 use crate::error::{no_store_json, OAuthError};
@@ -124,11 +131,12 @@ pub async fn token(
     metrics: &State<Metrics>,
     stats: &State<TokenStats>,
     limits: &State<ClientAuthLimits>,
+    cache: &State<ClientCache<App>>,
     data: Data<'_>,
 ) -> Result<NoStoreJson, OAuthError> {
     let tenant_id = tenant.id;
     let mut client_id = None;
-    let result = token_inner(tenant, db, basic, ip, limits, data, &mut client_id).await;
+    let result = token_inner(tenant, db, basic, ip, limits, cache, data, &mut client_id).await;
     metrics.token_outcome(match &result {
         Ok(_) => TokenOutcome::Issued,
         Err(e) if e.status == Status::TooManyRequests => TokenOutcome::Failed("rate_limited"),
@@ -150,17 +158,20 @@ pub async fn refresh(
     metrics: &State<Metrics>,
     stats: &State<TokenStats>,
     limits: &State<ClientAuthLimits>,
+    cache: &State<ClientCache<App>>,
     data: Data<'_>,
 ) -> Result<NoStoreJson, OAuthError> {
-    token(tenant, db, basic, ip, metrics, stats, limits, data).await
+    token(tenant, db, basic, ip, metrics, stats, limits, cache, data).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn token_inner(
     tenant: CurrentTenant,
     db: &State<Db>,
     basic: BasicAuth,
     ip: ClientIp,
     limits: &ClientAuthLimits,
+    cache: &ClientCache<App>,
     data: Data<'_>,
     client_id_out: &mut Option<String>,
 ) -> Result<NoStoreJson, OAuthError> {
@@ -184,30 +195,105 @@ async fn token_inner(
     let client_id = creds.client_id.clone();
     let tenant_id = tenant.id;
     let ip = ip.0;
-    let response = db
+    let copy = cache.get(tenant_id, &client_id);
+    let (response, outcome, fresh) = db
         .run(move |conn| {
-            let client = authenticate_client(conn, tenant_id, &creds, requirement, ip.clone())?;
-            if grant_type == "authorization_code" {
-                let code = params
-                    .get("code")
-                    .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-                flows::exchange_code(
-                    conn,
-                    tenant_id,
-                    &client,
+            let code = params.get("code");
+            let refresh_token = params.get("refresh_token");
+            let grant = if grant_type == "authorization_code" {
+                code.map(|code| CommonGrant::Code {
                     code,
-                    params.get("redirect_uri"),
-                    params.get("code_verifier"),
-                    ip,
-                )
+                    redirect_uri: params.get("redirect_uri"),
+                    code_verifier: params.get("code_verifier"),
+                })
             } else {
-                let token = params
-                    .get("refresh_token")
-                    .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-                flows::refresh(conn, tenant_id, &client, token, params.get("scope"), ip)
+                refresh_token.map(|token| CommonGrant::Refresh {
+                    token,
+                    scope: params.get("scope"),
+                })
+            };
+            // With a copy of the client that authenticates the request as
+            // is (no use to stamp): the common case in one statement, which
+            // also checks that the app is still at the copy's version.
+            if let (Some(copy), Some(grant)) = (copy.as_deref(), &grant) {
+                let (checked, write) = check_client(
+                    tenant_id,
+                    &creds,
+                    requirement,
+                    ip.clone(),
+                    Some((&copy.app, copy.secrets.as_slice())),
+                );
+                if let (Ok(checked), None) = (checked, write) {
+                    let client = AuthenticatedClient {
+                        app: checked.app.clone(),
+                        secret_id: checked.secret_id,
+                    };
+                    if let Some(response) = flows::issue_if_common(conn, tenant_id, &client, grant)?
+                    {
+                        return Ok((Ok(response), CacheOutcome::Hit, None));
+                    }
+                }
             }
+            // Everything else, refusals included, on a fresh read of the
+            // client, which becomes the copy.
+            let outcome = match copy {
+                Some(_) => CacheOutcome::Stale,
+                None => CacheOutcome::Miss,
+            };
+            let loaded = if creds.client_id.len() > 200 {
+                None
+            } else {
+                load_client(conn, tenant_id, &creds.client_id).map_err(Error::from)?
+            };
+            let mut fresh = loaded.clone().map(|(app, secrets)| CachedClient {
+                tenant_id,
+                app,
+                secrets,
+            });
+            let result = verify_client(conn, tenant_id, &creds, requirement, ip.clone(), loaded)
+                .and_then(|client| {
+                    // A use stamped just now (`verify_client` writes it at
+                    // most once a minute): the copy says so too.
+                    if let (Some(fresh), Some(id)) = (fresh.as_mut(), client.secret_id) {
+                        if let Some(secret) = fresh.secrets.iter_mut().find(|s| s.id == id) {
+                            let now = Utc::now();
+                            if secret.last_used_at.map_or(true, |t| t < now) {
+                                secret.last_used_at = Some(now);
+                            }
+                        }
+                    }
+                    match grant {
+                        Some(CommonGrant::Code {
+                            code,
+                            redirect_uri,
+                            code_verifier,
+                        }) => flows::exchange_code(
+                            conn,
+                            tenant_id,
+                            &client,
+                            code,
+                            redirect_uri,
+                            code_verifier,
+                            ip,
+                        ),
+                        Some(CommonGrant::Refresh { token, scope }) => {
+                            flows::refresh(conn, tenant_id, &client, token, scope, ip)
+                        }
+                        None if grant_type == "authorization_code" => {
+                            Err(OAuthError::invalid_request("code is required"))
+                        }
+                        None => Err(OAuthError::invalid_request("refresh_token is required")),
+                    }
+                });
+            Ok::<_, OAuthError>((result, outcome, Some(fresh)))
         })
-        .await;
+        .await?;
+    cache.count(outcome);
+    match fresh {
+        Some(Some(copy)) => cache.put(copy),
+        Some(None) => cache.forget(tenant_id, &client_id),
+        None => {}
+    }
     Ok(budget.finish(&client_id, response)?.into())
 }
 

@@ -695,6 +695,26 @@ pub fn access_token_info_if_current(
     })
 }
 
+/// The fast statements' guard: the app is still at the `auth_version` its
+/// caller authenticated the client with. Checked in the statement that
+/// writes, so a client authenticated from a copy (`ClientCache<App>`) is
+/// exactly as current as one read in that statement; when the app or one
+/// of its secrets changed since, the statement writes nothing and the
+/// caller reads the client again.
+fn app_unchanged<'b>(
+    out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    app_id: &'b i64,
+    app_version: &'b i64,
+) -> QueryResult<()> {
+    use diesel::sql_types::BigInt;
+    out.push_sql("EXISTS (SELECT 1 FROM apps WHERE apps.id = ");
+    out.push_bind_param::<BigInt, _>(app_id)?;
+    out.push_sql(" AND apps.auth_version = ");
+    out.push_bind_param::<BigInt, _>(app_version)?;
+    out.push_sql(")");
+    Ok(())
+}
+
 /// A whole code exchange in one statement, for the common case: consumes
 /// the code when it is unused, unexpired and its PKCE challenge (if any) is
 /// met, creates the grant (its id drawn in the same UPDATE that links the
@@ -705,6 +725,8 @@ pub fn access_token_info_if_current(
 struct ExchangeStatement {
     tenant_id: i64,
     app_id: i64,
+    /// The `auth_version` of the app as the caller read it (or its copy).
+    app_version: i64,
     code_digest: Vec<u8>,
     /// BASE64URL(SHA256(code_verifier)) of a well-formed verifier.
     pkce_s256: Option<String>,
@@ -753,8 +775,10 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ExchangeStatement 
         out.push_bind_param::<Timestamptz, _>(&self.now)?;
         out.push_sql(" AND (code_challenge IS NULL OR code_challenge = ");
         out.push_bind_param::<Nullable<Text>, _>(&self.pkce_s256)?;
+        out.push_sql(") AND ");
+        app_unchanged(&mut out, &self.app_id, &self.app_version)?;
         out.push_sql(
-            ") RETURNING grant_id, tenant_id, app_id, end_user_id, scopes), \
+            " RETURNING grant_id, tenant_id, app_id, end_user_id, scopes), \
              g AS (INSERT INTO grants (id, tenant_id, app_id, end_user_id, scopes) \
              SELECT grant_id, tenant_id, app_id, end_user_id, scopes FROM c RETURNING id, scopes), \
              a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at) \
@@ -802,6 +826,7 @@ pub fn exchange_code_fast(
     let statement = ExchangeStatement {
         tenant_id,
         app_id: app.id,
+        app_version: app.auth_version,
         code_digest: code_digest.to_vec(),
         pkce_s256,
         access_digest: access.digest,
@@ -839,6 +864,8 @@ pub fn exchange_code_fast(
 struct RotateStatement {
     tenant_id: i64,
     app_id: i64,
+    /// The `auth_version` of the app as the caller read it (or its copy).
+    app_version: i64,
     token_digest: Vec<u8>,
     access_digest: Vec<u8>,
     access_hint: String,
@@ -884,8 +911,10 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateStatement {
         out.push_bind_param::<Bytea, _>(&self.token_digest)?;
         out.push_sql(" AND tenant_id = ");
         out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
+        out.push_sql(") AND ");
+        app_unchanged(&mut out, &self.app_id, &self.app_version)?;
         out.push_sql(
-            ") FOR UPDATE), \
+            " FOR UPDATE), \
              u AS (UPDATE refresh_tokens SET used_at = now() FROM g \
              WHERE refresh_tokens.grant_id = g.id AND refresh_tokens.token_digest = ",
         );
@@ -942,6 +971,7 @@ pub fn refresh_fast(
     let statement = RotateStatement {
         tenant_id,
         app_id: app.id,
+        app_version: app.auth_version,
         token_digest: token_digest.to_vec(),
         access_digest: access.digest,
         access_hint: access.hint,
