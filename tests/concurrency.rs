@@ -364,3 +364,84 @@ fn a_read_on_the_worker_discards_a_connection_whose_server_is_gone() {
     });
     assert!(db.calls().inline.load(std::sync::atomic::Ordering::Relaxed) >= 2);
 }
+
+/// Batched token lookups (`db::batch`) give up as `Db::read` does: with
+/// the database stalled, every caller gets `Unavailable` within the pool's
+/// time-out of the moment it queued, however many are queued; a caller
+/// beyond the queue's cap gets it at once; and the runners serve again as
+/// soon as the database does.
+#[test]
+fn batched_lookups_time_out_like_single_reads_when_the_database_stalls() {
+    use diesel::prelude::*;
+    use kitauth::db::batch::{Batcher, QUEUE_CAP};
+    use kitauth::db::{build_pool, Db};
+    use kitauth::error::Error;
+    use kitauth::oauth::introspect::AccessTokenLookups;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let test_db = TestDb::new();
+    let wait = Duration::from_millis(500);
+    let db = Db::new(build_pool(&test_db.url, 4, wait).unwrap());
+    let batcher = Arc::new(Batcher::<AccessTokenLookups>::new(2));
+    let lookup = |db: &Db, batcher: &Arc<Batcher<AccessTokenLookups>>, n: u8| {
+        let (db, batcher) = (db.clone(), batcher.clone());
+        rocket::tokio::spawn(async move {
+            let t0 = Instant::now();
+            let answer = batcher.get(&db, (1, vec![n; 32])).await;
+            (answer, t0.elapsed())
+        })
+    };
+    runtime(3).block_on(async {
+        // Warm: the runners start and answer (no such token).
+        let (answer, _) = lookup(&db, &batcher, 0).await.unwrap();
+        assert!(matches!(answer, Ok(None)), "{answer:?}");
+
+        let mut locker = kitauth::db::connect(&test_db.url).unwrap();
+        diesel::sql_query("BEGIN").execute(&mut locker).unwrap();
+        diesel::sql_query("SET LOCAL idle_in_transaction_session_timeout = '10s'")
+            .execute(&mut locker)
+            .unwrap();
+        diesel::sql_query("LOCK TABLE access_tokens IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut locker)
+            .unwrap();
+
+        let queued: Vec<_> = (0..40).map(|n| lookup(&db, &batcher, n)).collect();
+        // Beyond the cap: refused at once.
+        let flood: Vec<_> = (0..QUEUE_CAP + 100)
+            .map(|n| lookup(&db, &batcher, n as u8))
+            .collect();
+        let mut at_once = 0;
+        for f in flood {
+            let (answer, took) = f.await.unwrap();
+            assert!(matches!(answer, Err(Error::Unavailable)), "{answer:?}");
+            if took < Duration::from_millis(100) {
+                at_once += 1;
+            }
+        }
+        assert!(at_once >= 50, "{at_once} of the flood were refused at once");
+        for q in queued {
+            let (answer, took) = q.await.unwrap();
+            assert!(matches!(answer, Err(Error::Unavailable)), "{answer:?}");
+            assert!(
+                took < Duration::from_millis(1500),
+                "a queued lookup gave up after {took:?}; db_timeout is {wait:?}"
+            );
+        }
+
+        rocket::tokio::task::spawn_blocking(move || {
+            diesel::sql_query("ROLLBACK").execute(&mut locker).unwrap();
+        })
+        .await
+        .unwrap();
+        // The runners were stuck behind the lock until now; they serve again.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (answer, _) = lookup(&db, &batcher, 1).await.unwrap();
+            if matches!(answer, Ok(None)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still {answer:?}");
+        }
+    });
+}

@@ -831,29 +831,25 @@ async fn the_token_endpoint_uses_its_copy_of_the_client_only_while_the_database_
     );
     assert_eq!(app.count(audits), before + 1);
 
-    // A revoked secret and a disabled app: refused by the next request.
-    exec(&mut conn, "UPDATE apps SET disabled = true");
-    let (status, _) = exchange_as(
-        &app,
-        &seed,
-        &secret,
-        KIT_APPS,
-        &get_code_while_disabled(&app, &seed),
-    )
-    .await;
-    assert_eq!(status, Status::Unauthorized);
-    exec(&mut conn, "UPDATE apps SET disabled = false");
+    // A disabled app and a revoked secret: refused by the next request,
+    // without consuming the code (issued before either change).
     let code = get_code(&app, &seed).await;
+    exec(&mut conn, "UPDATE apps SET disabled = true");
+    let (status, body) = exchange_as(&app, &seed, &secret, KIT_APPS, &code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (Status::Unauthorized, Some("invalid_client"))
+    );
+    exec(&mut conn, "UPDATE apps SET disabled = false");
     exec(&mut conn, "UPDATE client_secrets SET revoked_at = now()");
     let (status, body) = exchange_as(&app, &seed, &secret, KIT_APPS, &code).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (Status::Unauthorized, Some("invalid_client"))
     );
-    // The refused request did not consume the code.
     exec(&mut conn, "UPDATE client_secrets SET revoked_at = NULL");
-    let (status, _) = exchange_as(&app, &seed, &secret, KIT_APPS, &code).await;
-    assert_eq!(status, Status::Ok);
+    let (status, body) = exchange_as(&app, &seed, &secret, KIT_APPS, &code).await;
+    assert_eq!(status, Status::Ok, "the code is still good: {body}");
 
     // Another tenant naming this client is refused and does not drop the
     // copy.
@@ -873,10 +869,4 @@ async fn the_token_endpoint_uses_its_copy_of_the_client_only_while_the_database_
         hits + 1,
         "the copy is still in use"
     );
-}
-
-/// A code can't be had for a disabled app (authorize refuses it), so any
-/// well-formed code stands in: the client is refused before it is looked at.
-fn get_code_while_disabled(_: &TestApp, _: &Seed) -> String {
-    kitauth::crypto::generate(kitauth::crypto::TokenKind::AuthorizationCode).value
 }

@@ -95,7 +95,25 @@ async fn metrics_count_requests_token_outcomes_latency_and_pool() {
     let app = TestApp::with(|f| f.merge(("client_auth_max_failures", 2))).await;
     let seed = seed_tenant(&app, "acme");
     let code = get_code(&app, &seed).await;
-    assert_eq!(kit_exchange(&app, &seed, &code).await.status(), Status::Ok);
+    let resp = kit_exchange(&app, &seed, &code).await;
+    assert_eq!(resp.status(), Status::Ok);
+    let access = json_of(resp).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Two token lookups (userinfo), for the lookup counters.
+    for _ in 0..2 {
+        let resp = app
+            .client
+            .get("/t/acme/oauth/userinfo")
+            .header(rocket::http::Header::new(
+                "Authorization",
+                format!("Bearer {access}"),
+            ))
+            .dispatch()
+            .await;
+        assert_eq!(resp.status(), Status::Ok);
+    }
     // Failures of three kinds, then a throttled one.
     let post = |body: String| {
         app.client
@@ -248,9 +266,10 @@ async fn metrics_count_requests_token_outcomes_latency_and_pool() {
     );
     let statements = value_of(&text, "kitauth_token_lookup_statements_total").unwrap();
     let lookups = value_of(&text, "kitauth_token_lookups_total").unwrap();
+    assert_eq!(lookups, 2.0);
     assert!(
-        lookups >= statements,
-        "{lookups} lookups, {statements} statements"
+        (1.0..=2.0).contains(&statements),
+        "{statements} statements for 2 lookups"
     );
     for family in [
         "kitauth_http_requests_total counter",

@@ -305,11 +305,10 @@ pub fn check_client<A: ClientApp>(
         SecretCheck::Valid(id) => {
             // `touch` writes at most once a minute; skip its round trip when
             // the row just read says it would change nothing.
-            let stale = now - chrono::Duration::seconds(60);
             let needs_touch = secrets
                 .iter()
                 .find(|s| s.id == id)
-                .map_or(true, |s| s.last_used_at.map_or(true, |t| t < stale));
+                .map_or(true, |s| s.stamp_due(now));
             (
                 Ok(AuthenticatedClient {
                     app,

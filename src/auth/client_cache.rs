@@ -34,7 +34,9 @@ use std::sync::{Arc, RwLock};
 use super::client::ClientApp;
 use crate::db::models::{AppKey, SecretKey};
 
-/// At most this many apps are kept (a few hundred bytes each).
+/// At most this many apps are kept per cache: a few hundred bytes each
+/// for introspection's key columns, up to a few KiB for the token
+/// endpoint's whole rows (redirect URIs, scopes).
 const CAPACITY: usize = 10_000;
 
 /// One app's copy: what `client_and_access_token_info` read (`AppKey`,

@@ -13,9 +13,18 @@
 //!
 //! Each item carries its own tenant, and `run` must answer each item only
 //! from rows of that tenant, exactly as the one-item query would.
+//!
+//! Time-outs are as without batching: a caller waits at most the pool's
+//! time-out (`db_timeout_ms`) from the moment it queued, then answers 503;
+//! a batch waits for a connection only for what is left of its oldest
+//! item's time-out; items whose callers gave up are dropped before the
+//! statement, and those already past their time-out are answered at once.
+//! The queue holds at most `QUEUE_CAP` items; a caller beyond that gets a
+//! 503 at once rather than a place in a queue that cannot drain in time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use diesel::pg::PgConnection;
 use diesel::QueryResult;
@@ -34,10 +43,14 @@ pub trait BatchQuery: Send + Sync + 'static {
     fn run(conn: &mut PgConnection, items: &[Self::Item]) -> QueryResult<Vec<Self::Out>>;
 }
 
-type Waiter<Q> = (
-    <Q as BatchQuery>::Item,
-    oneshot::Sender<Result<<Q as BatchQuery>::Out, Error>>,
-);
+/// Most items waiting at once, across all callers.
+pub const QUEUE_CAP: usize = 4096;
+
+struct Waiter<Q: BatchQuery> {
+    item: Q::Item,
+    queued: Instant,
+    answer: oneshot::Sender<Result<Q::Out, Error>>,
+}
 
 struct Inner<Q: BatchQuery> {
     queue: Mutex<Vec<Waiter<Q>>>,
@@ -86,10 +99,25 @@ impl<Q: BatchQuery> Batcher<Q> {
             }
         });
         let (tx, rx) = oneshot::channel();
-        lock(&self.inner.queue).push((item, tx));
+        let queued = Instant::now();
+        {
+            let mut queue = lock(&self.inner.queue);
+            if queue.len() >= QUEUE_CAP {
+                return Err(Error::Unavailable);
+            }
+            queue.push(Waiter {
+                item,
+                queued,
+                answer: tx,
+            });
+        }
         self.inner.ready.notify_one();
-        rx.await
-            .unwrap_or_else(|_| Err(Error::Internal("batch runner stopped".into())))
+        match rocket::tokio::time::timeout(db.wait(), rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(Error::Internal("batch runner stopped".into())),
+            // As `Db::read` would after the pool's time-out.
+            Err(_) => Err(Error::Unavailable),
+        }
     }
 }
 
@@ -102,6 +130,8 @@ async fn run<Q: BatchQuery>(inner: Arc<Inner<Q>>, db: Db) {
     loop {
         let batch: Vec<Waiter<Q>> = {
             let mut queue = lock(&inner.queue);
+            // Callers that gave up (time-out, dropped request) are gone.
+            queue.retain(|w| !w.answer.is_closed());
             let n = queue.len().min(Q::MAX_BATCH);
             queue.drain(..n).collect()
         };
@@ -115,12 +145,26 @@ async fn run<Q: BatchQuery>(inner: Arc<Inner<Q>>, db: Db) {
         if !lock(&inner.queue).is_empty() {
             inner.ready.notify_one();
         }
-        let (items, senders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        // The pool's time-out counts from the oldest item's arrival; one
+        // already past it is answered at once.
+        let (late, batch): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|w| w.queued.elapsed() >= db.wait());
+        for w in late {
+            let _ = w.answer.send(Err(Error::Unavailable));
+        }
+        let Some(oldest) = batch.iter().map(|w| w.queued).min() else {
+            continue;
+        };
+        let (items, senders): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|w| (w.item, w.answer)).unzip();
         let expected = items.len();
         inner.statements.fetch_add(1, Ordering::Relaxed);
         inner.items.fetch_add(expected as u64, Ordering::Relaxed);
         let answers = db
-            .read(move |conn| Q::run(conn, &items).map_err(Error::from))
+            .read_since(oldest, move |conn| {
+                Q::run(conn, &items).map_err(Error::from)
+            })
             .await
             .and_then(|answers| {
                 if answers.len() == expected {
@@ -134,7 +178,7 @@ async fn run<Q: BatchQuery>(inner: Arc<Inner<Q>>, db: Db) {
         match answers {
             Ok(answers) => {
                 for (tx, answer) in senders.into_iter().zip(answers) {
-                    // A caller that gave up (its request was dropped) is gone.
+                    // A caller that gave up meanwhile is gone.
                     let _ = tx.send(Ok(answer));
                 }
             }

@@ -110,6 +110,11 @@ impl Db {
         &self.pool
     }
 
+    /// How long a caller may wait for a pooled connection (`db_timeout_ms`).
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
     pub fn calls(&self) -> &DbCalls {
         &self.calls
     }
@@ -153,6 +158,17 @@ impl Db {
         T: Send + 'static,
         E: From<Error> + Send + 'static,
     {
+        self.read_since(Instant::now(), f).await
+    }
+
+    /// `read` for work that has been waiting since `started` (a batch of
+    /// queued lookups, `db::batch`): the pool's time-out counts from then.
+    pub async fn read_since<T, E, F>(&self, started: Instant, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
         let slots = self.inline.get_or_init(|| {
             // Outside a tokio runtime (never in the server) nothing is inline.
             let workers = rocket::tokio::runtime::Handle::try_current()
@@ -160,9 +176,9 @@ impl Db {
             (workers > 1).then(|| Arc::new(Semaphore::new(workers - 1)))
         });
         let Some(slots) = slots else {
-            return self.run(f).await;
+            let permit = self.acquire(&self.permits, started).await?;
+            return self.run_blocking(started, permit, f).await;
         };
-        let started = Instant::now();
         // The slot first, then the pool's permit, always in that order (no
         // deadlock): queueing for a slot while holding a permit would idle
         // a connection. A reader queued for a slot is not yet in the pool's

@@ -252,12 +252,14 @@ async fn token_inner(
             });
             let result = verify_client(conn, tenant_id, &creds, requirement, ip.clone(), loaded)
                 .and_then(|client| {
-                    // A use stamped just now (`verify_client` writes it at
-                    // most once a minute): the copy says so too.
+                    // `verify_client` stamps the secret's use when the row
+                    // it read says the last stamp is more than a minute old
+                    // (`check_client`): when it did, the copy says so too,
+                    // so that it serves until the next stamp is due.
                     if let (Some(fresh), Some(id)) = (fresh.as_mut(), client.secret_id) {
                         if let Some(secret) = fresh.secrets.iter_mut().find(|s| s.id == id) {
                             let now = Utc::now();
-                            if secret.last_used_at.map_or(true, |t| t < now) {
+                            if secret.stamp_due(now) {
                                 secret.last_used_at = Some(now);
                             }
                         }

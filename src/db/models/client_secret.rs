@@ -34,6 +34,13 @@ pub struct SecretKey {
 }
 
 impl SecretKey {
+    /// Whether a use at `now` is to be stamped: the last stamp, as read, is
+    /// more than a minute old (`ClientSecret::touch` writes no more often).
+    pub fn stamp_due(&self, now: DateTime<Utc>) -> bool {
+        self.last_used_at
+            .map_or(true, |t| t < now - Duration::seconds(60))
+    }
+
     /// Compares `presented` with every candidate in constant time per
     /// candidate, without stopping at the first match.
     pub fn check(candidates: &[SecretKey], presented: &str, now: DateTime<Utc>) -> SecretCheck {
