@@ -2,6 +2,13 @@
 //!
 //! `build` assembles the whole application from a figment; `main.rs` and
 //! the tests both use it, so tests exercise exactly what runs in production.
+//!
+//! Outside tests, no `unwrap`, `expect` or `panic!`: a panic on a request
+//! path is a bug, so clippy refuses them (and CI runs clippy).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod admin;
 pub mod auth;

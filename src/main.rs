@@ -1,4 +1,5 @@
 //! `kitauth`: serve (default), migrate, and the create commands.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
