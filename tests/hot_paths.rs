@@ -760,11 +760,19 @@ async fn the_token_endpoint_uses_its_copy_of_the_client_only_while_the_database_
         diesel::sql_query(sql).execute(conn).unwrap();
     };
 
-    // First exchange: no copy (a miss), then the copy serves.
+    // First exchange: no copy (a miss); it stamps the secret's first use,
+    // and the copy it keeps says so (else the next request, finding a use
+    // to stamp, would not use the copy). Then the copy serves.
     let (status, body) =
         exchange_as(&app, &seed, &secret, KIT_APPS, &get_code(&app, &seed).await).await;
     assert_eq!(status, Status::Ok, "{body}");
     assert_eq!(token_cache_counts(&app), (0, 1, 0));
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM client_secrets WHERE last_used_at > now() - interval '1 minute'"
+        ),
+        1
+    );
     let (status, body) =
         exchange_as(&app, &seed, &secret, KIT_APPS, &get_code(&app, &seed).await).await;
     assert_eq!(status, Status::Ok, "{body}");

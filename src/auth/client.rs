@@ -227,11 +227,47 @@ pub fn authenticate_client(
     requirement: SecretRequirement,
     ip: Option<String>,
 ) -> Result<AuthenticatedClient, OAuthError> {
+    authenticate_and_load(conn, tenant_id, creds, requirement, ip)?.0
+}
+
+/// `authenticate_client`, also returning what it read (the app and its
+/// secrets, with the use it stamped, if it did), for a caller that keeps a
+/// copy of the client (the token endpoint). The outer error is the
+/// database's; the inner result is the authentication's.
+pub fn authenticate_and_load(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    creds: &ClientCredentials,
+    requirement: SecretRequirement,
+    ip: Option<String>,
+) -> Result<(Result<AuthenticatedClient, OAuthError>, LoadedClient), OAuthError> {
     if creds.client_id.len() > 200 {
-        return Err(creds.fail("unknown client"));
+        return Ok((Err(creds.fail("unknown client")), None));
     }
-    let loaded = load_client(conn, tenant_id, &creds.client_id).map_err(Error::from)?;
-    verify_client(conn, tenant_id, creds, requirement, ip, loaded)
+    let mut loaded = load_client(conn, tenant_id, &creds.client_id).map_err(Error::from)?;
+    let (result, write) = check_client(
+        tenant_id,
+        creds,
+        requirement,
+        ip,
+        loaded
+            .as_ref()
+            .map(|(app, secrets)| (app, secrets.as_slice())),
+    );
+    let result = result.map(|c| AuthenticatedClient {
+        app: c.app.clone(),
+        secret_id: c.secret_id,
+    });
+    if let Some(write) = write {
+        write.apply(conn)?;
+        // The stamp just written is what the database now holds.
+        if let (ClientAuthWrite::Touch(id), Some((_, secrets))) = (&write, loaded.as_mut()) {
+            if let Some(secret) = secrets.iter_mut().find(|s| s.id == *id) {
+                secret.last_used_at = Some(Utc::now());
+            }
+        }
+    }
+    Ok((result, loaded))
 }
 
 /// A write that client authentication asks for: recording a secret's use
@@ -332,25 +368,4 @@ pub fn check_client<A: ClientApp>(
             )
         }
     }
-}
-
-/// `check_client`, with its write made on `conn`.
-pub fn verify_client<A: ClientApp>(
-    conn: &mut PgConnection,
-    tenant_id: i64,
-    creds: &ClientCredentials,
-    requirement: SecretRequirement,
-    ip: Option<String>,
-    loaded: LoadedClient<A>,
-) -> Result<AuthenticatedClient<A>, OAuthError> {
-    let (app, secrets) = match loaded {
-        Some((app, secrets)) => (Some(app), secrets),
-        None => (None, Vec::new()),
-    };
-    let loaded = app.map(|app| (app, secrets.as_slice()));
-    let (result, write) = check_client(tenant_id, creds, requirement, ip, loaded);
-    if let Some(write) = write {
-        write.apply(conn)?;
-    }
-    result
 }

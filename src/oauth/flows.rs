@@ -11,7 +11,7 @@ use crate::crypto::{self, TokenKind};
 use crate::db::models::token::{
     exchange_code_fast, issue_for_code, issue_pair, refresh_fast, rotate_pair, IssuedPair,
 };
-use crate::db::models::{AccessToken, AuthorizationCode, Grant, NewAuditEvent, RefreshToken};
+use crate::db::models::{AccessToken, App, AuthorizationCode, Grant, NewAuditEvent, RefreshToken};
 use crate::db::schema::{grants, refresh_tokens};
 use crate::error::{Error, OAuthError};
 
@@ -81,7 +81,7 @@ fn actor(client: &AuthenticatedClient) -> String {
 /// What a code exchange checks before it touches the database; the code's
 /// digest.
 fn exchange_checks(
-    client: &AuthenticatedClient,
+    app: &App,
     code: &str,
     redirect_uri: Option<&str>,
 ) -> Result<Vec<u8>, OAuthError> {
@@ -93,7 +93,7 @@ fn exchange_checks(
     let redirect_uri =
         redirect_uri.ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
     // Kit sends a different registered URI here than at authorize.
-    if !client.app.has_redirect_uri(redirect_uri) {
+    if !app.has_redirect_uri(redirect_uri) {
         return Err(OAuthError::invalid_grant(
             "redirect_uri is not registered for this client",
         ));
@@ -103,11 +103,11 @@ fn exchange_checks(
 
 /// The common case of a code exchange in one statement; it writes nothing
 /// unless the code is unused, unexpired and its PKCE challenge (if any) is
-/// met, and the app is at the version `client` was authenticated with.
+/// met, and the app is still at the version `app` was read with.
 fn exchange_common(
     conn: &mut PgConnection,
     tenant_id: i64,
-    client: &AuthenticatedClient,
+    app: &App,
     digest: &[u8],
     code_verifier: Option<&str>,
 ) -> Result<Option<TokenResponse>, OAuthError> {
@@ -116,22 +116,20 @@ fn exchange_common(
         use sha2::Digest;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(v.as_bytes()))
     });
-    Ok(
-        exchange_code_fast(conn, tenant_id, &client.app, digest, pkce_s256)
-            .map_err(|e| OAuthError::from(Error::from(e)))?
-            .map(|(pair, scopes)| TokenResponse::new(pair, &scopes)),
-    )
+    Ok(exchange_code_fast(conn, tenant_id, app, digest, pkce_s256)
+        .map_err(|e| OAuthError::from(Error::from(e)))?
+        .map(|(pair, scopes)| TokenResponse::new(pair, &scopes)))
 }
 
-/// The token endpoint with a client authenticated from its copy: the
-/// common case of either grant, or `None` for anything else (nothing was
-/// written), which the caller then decides with a fresh read of the client.
-/// A copy can make a request succeed with one statement; it never refuses
-/// one.
+/// The token endpoint with a client authenticated from its copy (`app`):
+/// the common case of either grant, or `None` for anything else (nothing
+/// was written), which the caller then decides with a fresh read of the
+/// client. A copy can make a request succeed with one statement; it never
+/// refuses one.
 pub fn issue_if_common(
     conn: &mut PgConnection,
     tenant_id: i64,
-    client: &AuthenticatedClient,
+    app: &App,
     grant: &CommonGrant<'_>,
 ) -> Result<Option<TokenResponse>, OAuthError> {
     match *grant {
@@ -139,15 +137,15 @@ pub fn issue_if_common(
             code,
             redirect_uri,
             code_verifier,
-        } => match exchange_checks(client, code, redirect_uri) {
-            Ok(digest) => exchange_common(conn, tenant_id, client, &digest, code_verifier),
+        } => match exchange_checks(app, code, redirect_uri) {
+            Ok(digest) => exchange_common(conn, tenant_id, app, &digest, code_verifier),
             Err(_) => Ok(None),
         },
         CommonGrant::Refresh { token, scope } => {
             if scope.is_some() || !crypto::looks_like(TokenKind::RefreshToken, token) {
                 return Ok(None);
             }
-            refresh_common(conn, tenant_id, client, token)
+            refresh_common(conn, tenant_id, app, token)
         }
     }
 }
@@ -168,11 +166,11 @@ pub enum CommonGrant<'a> {
 fn refresh_common(
     conn: &mut PgConnection,
     tenant_id: i64,
-    client: &AuthenticatedClient,
+    app: &App,
     token: &str,
 ) -> Result<Option<TokenResponse>, OAuthError> {
     let digest = crypto::digest(token);
-    Ok(refresh_fast(conn, tenant_id, &client.app, &digest)
+    Ok(refresh_fast(conn, tenant_id, app, &digest)
         .map_err(|e| OAuthError::from(Error::from(e)))?
         .map(|(pair, scopes)| TokenResponse::new(pair, &scopes)))
 }
@@ -187,9 +185,9 @@ pub fn exchange_code(
     code_verifier: Option<&str>,
     ip: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
-    let digest = exchange_checks(client, code, redirect_uri)?;
     let app = &client.app;
-    if let Some(response) = exchange_common(conn, tenant_id, client, &digest, code_verifier)? {
+    let digest = exchange_checks(app, code, redirect_uri)?;
+    if let Some(response) = exchange_common(conn, tenant_id, app, &digest, code_verifier)? {
         return Ok(response);
     }
     // Otherwise find out why, with the same rules, in a transaction of its own.
@@ -255,7 +253,7 @@ pub fn refresh(
     // nothing unless the token is live and unused in a live grant of this
     // app, and the app is at the version `client` was authenticated with.
     if scope.is_none() {
-        if let Some(response) = refresh_common(conn, tenant_id, client, token)? {
+        if let Some(response) = refresh_common(conn, tenant_id, &client.app, token)? {
             return Ok(response);
         }
     }

@@ -10,15 +10,13 @@ use super::flows::{self, CommonGrant, TokenResponse};
 use super::params::{parse_body, read_body, Params};
 use crate::admin::stats::TokenStats;
 use crate::auth::client::BasicAuth;
-use crate::auth::client::{check_client, load_client, verify_client, AuthenticatedClient};
+use crate::auth::client::{authenticate_and_load, check_client};
 use crate::auth::client_cache::{CacheOutcome, CachedClient};
 use crate::auth::ClientIp;
 use crate::auth::{
     authenticate_client, ClientCache, ClientCredentials, CurrentTenant, SecretRequirement,
 };
 use crate::db::models::App;
-use crate::error::Error;
-use chrono::Utc;
 
 use crate::db::Db;
 use crate::error::{no_store_json, OAuthError};
@@ -223,12 +221,9 @@ async fn token_inner(
                     ip.clone(),
                     Some((&copy.app, copy.secrets.as_slice())),
                 );
-                if let (Ok(checked), None) = (checked, write) {
-                    let client = AuthenticatedClient {
-                        app: checked.app.clone(),
-                        secret_id: checked.secret_id,
-                    };
-                    if let Some(response) = flows::issue_if_common(conn, tenant_id, &client, grant)?
+                if checked.is_ok() && write.is_none() {
+                    if let Some(response) =
+                        flows::issue_if_common(conn, tenant_id, &copy.app, grant)?
                     {
                         return Ok((Ok(response), CacheOutcome::Hit, None));
                     }
@@ -240,53 +235,35 @@ async fn token_inner(
                 Some(_) => CacheOutcome::Stale,
                 None => CacheOutcome::Miss,
             };
-            let loaded = if creds.client_id.len() > 200 {
-                None
-            } else {
-                load_client(conn, tenant_id, &creds.client_id).map_err(Error::from)?
-            };
-            let mut fresh = loaded.clone().map(|(app, secrets)| CachedClient {
+            let (client, loaded) =
+                authenticate_and_load(conn, tenant_id, &creds, requirement, ip.clone())?;
+            let fresh = loaded.map(|(app, secrets)| CachedClient {
                 tenant_id,
                 app,
                 secrets,
             });
-            let result = verify_client(conn, tenant_id, &creds, requirement, ip.clone(), loaded)
-                .and_then(|client| {
-                    // `verify_client` stamps the secret's use when the row
-                    // it read says the last stamp is more than a minute old
-                    // (`check_client`): when it did, the copy says so too,
-                    // so that it serves until the next stamp is due.
-                    if let (Some(fresh), Some(id)) = (fresh.as_mut(), client.secret_id) {
-                        if let Some(secret) = fresh.secrets.iter_mut().find(|s| s.id == id) {
-                            let now = Utc::now();
-                            if secret.stamp_due(now) {
-                                secret.last_used_at = Some(now);
-                            }
-                        }
-                    }
-                    match grant {
-                        Some(CommonGrant::Code {
-                            code,
-                            redirect_uri,
-                            code_verifier,
-                        }) => flows::exchange_code(
-                            conn,
-                            tenant_id,
-                            &client,
-                            code,
-                            redirect_uri,
-                            code_verifier,
-                            ip,
-                        ),
-                        Some(CommonGrant::Refresh { token, scope }) => {
-                            flows::refresh(conn, tenant_id, &client, token, scope, ip)
-                        }
-                        None if grant_type == "authorization_code" => {
-                            Err(OAuthError::invalid_request("code is required"))
-                        }
-                        None => Err(OAuthError::invalid_request("refresh_token is required")),
-                    }
-                });
+            let result = client.and_then(|client| match grant {
+                Some(CommonGrant::Code {
+                    code,
+                    redirect_uri,
+                    code_verifier,
+                }) => flows::exchange_code(
+                    conn,
+                    tenant_id,
+                    &client,
+                    code,
+                    redirect_uri,
+                    code_verifier,
+                    ip,
+                ),
+                Some(CommonGrant::Refresh { token, scope }) => {
+                    flows::refresh(conn, tenant_id, &client, token, scope, ip)
+                }
+                None if grant_type == "authorization_code" => {
+                    Err(OAuthError::invalid_request("code is required"))
+                }
+                None => Err(OAuthError::invalid_request("refresh_token is required")),
+            });
             Ok::<_, OAuthError>((result, outcome, Some(fresh)))
         })
         .await?;
