@@ -424,6 +424,27 @@ fn to_info(row: InfoRow, extra_inactive: bool, now: DateTime<Utc>) -> TokenInfo 
     }
 }
 
+/// The `InfoRow` columns, with `$tokens` the token table (access or
+/// refresh tokens) joined with its grant, the grant's app and creator.
+macro_rules! info_cols {
+    ($tokens:ident) => {
+        (
+            grants::id,
+            apps::id,
+            apps::client_id,
+            end_users::id,
+            end_users::email,
+            grants::scopes,
+            $tokens::created_at,
+            $tokens::expires_at,
+            $tokens::revoked_at,
+            grants::revoked_at,
+            apps::disabled,
+            end_users::disabled,
+        )
+    };
+}
+
 /// How many tokens `access_token_infos` looks up in one statement.
 pub const INFO_BATCH: usize = 8;
 
@@ -441,20 +462,7 @@ macro_rules! token_info_rows {
                 apps::auth_version,
                 access_tokens::tenant_id,
                 access_tokens::token_digest,
-                (
-                    grants::id,
-                    apps::id,
-                    apps::client_id,
-                    end_users::id,
-                    end_users::email,
-                    grants::scopes,
-                    access_tokens::created_at,
-                    access_tokens::expires_at,
-                    access_tokens::revoked_at,
-                    grants::revoked_at,
-                    apps::disabled,
-                    end_users::disabled,
-                ),
+                info_cols!(access_tokens),
             ))
     };
 }
@@ -462,9 +470,9 @@ macro_rules! token_info_rows {
 type VersionedInfoRow = (i64, i64, Vec<u8>, InfoRow);
 
 /// What introspection and userinfo need about access tokens, for many
-/// (tenant, digest) pairs, `INFO_BATCH` to a statement: one answer per pair, in order, with the token's app's
-/// `auth_version` as read in the same statement (introspection checks its
-/// copy of the client against it). A token is only ever the answer of a
+/// (tenant, digest) pairs, `INFO_BATCH` to a statement: one answer per
+/// pair, in order, with the token's app's `auth_version` as read in the
+/// same statement (introspection checks its copy of the client against it). A token is only ever the answer of a
 /// pair with its own tenant.
 ///
 /// A statement always has `INFO_BATCH` digest slots, the unused ones
@@ -527,23 +535,7 @@ pub fn refresh_token_info(
         )
         .filter(refresh_tokens::token_digest.eq(digest))
         .filter(refresh_tokens::tenant_id.eq(tenant_id))
-        .select((
-            (
-                grants::id,
-                apps::id,
-                apps::client_id,
-                end_users::id,
-                end_users::email,
-                grants::scopes,
-                refresh_tokens::created_at,
-                refresh_tokens::expires_at,
-                refresh_tokens::revoked_at,
-                grants::revoked_at,
-                apps::disabled,
-                end_users::disabled,
-            ),
-            refresh_tokens::used_at,
-        ))
+        .select((info_cols!(refresh_tokens), refresh_tokens::used_at))
         .first(conn)
         .optional()?;
     Ok(row.map(|(r, used)| to_info(r, used.is_some(), Utc::now())))
