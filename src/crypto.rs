@@ -94,10 +94,32 @@ pub fn looks_like(kind: TokenKind, value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// RFC 7636 §4.1: a `code_verifier` is 43 to 128 characters of
+/// `[A-Za-z0-9-._~]`.
+pub fn valid_pkce_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// RFC 7636 §4.2: an S256 `code_challenge` is BASE64URL(SHA256(verifier))
+/// without padding: exactly 43 characters of `[A-Za-z0-9-_]`. (A verifier's
+/// syntax is wider; a challenge that only passes that check could never
+/// be met.)
+pub fn valid_pkce_challenge(c: &str) -> bool {
+    c.len() == 43
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// The S256 challenge a verifier meets.
+pub fn pkce_s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 /// RFC 7636 S256: BASE64URL(SHA256(verifier)) == challenge, compared in constant time.
 pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
-    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    ct_eq(computed.as_bytes(), challenge.as_bytes())
+    ct_eq(pkce_s256(verifier).as_bytes(), challenge.as_bytes())
 }
 
 pub fn hash_password(password: &str, cost: u32) -> Result<String, bcrypt::BcryptError> {
@@ -166,6 +188,27 @@ mod tests {
             "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
+    }
+
+    #[test]
+    fn pkce_challenge_syntax_is_its_own() {
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(valid_pkce_challenge(challenge));
+        assert_eq!(
+            pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            challenge
+        );
+        // Valid verifiers, but no S256 challenge looks like them.
+        for c in [
+            "a".repeat(44),
+            "a".repeat(128),
+            format!("{}~", "a".repeat(42)),
+        ] {
+            assert!(valid_pkce_verifier(&c), "{c}");
+            assert!(!valid_pkce_challenge(&c), "{c}");
+        }
+        assert!(!valid_pkce_challenge(&"a".repeat(42)));
+        assert!(!valid_pkce_challenge(&format!("{}=", "a".repeat(42))));
     }
 
     #[test]

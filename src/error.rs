@@ -37,9 +37,9 @@ impl From<DieselError> for Error {
                 crate::db::connection_lost();
                 Error::Unavailable
             }
-            DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
-                Error::Unavailable
-            }
+            // Deadlock, serialization failure (after `db::transaction`'s
+            // retry), statement time-out: nothing wrong with the request.
+            ref e if crate::db::is_transient(e) => Error::Unavailable,
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
                 if is_connection_message(info.message()) =>
             {

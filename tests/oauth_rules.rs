@@ -1071,3 +1071,411 @@ async fn csrf_and_creator_cookies_are_secure_when_configured() {
         "{session}"
     );
 }
+
+// ---- OAuth rules of issue 13 ----
+
+async fn token_call<'c>(
+    app: &'c TestApp,
+    body: serde_json::Value,
+    auth: Option<Header<'static>>,
+) -> rocket::local::asynchronous::LocalResponse<'c> {
+    let mut req = app
+        .client
+        .post("/t/acme/oauth/token")
+        .header(ContentType::JSON)
+        .body(body.to_string());
+    if let Some(h) = auth {
+        req = req.header(h);
+    }
+    req.dispatch().await
+}
+
+fn exchange_body(seed: &Seed, code: &str, verifier: Option<&str>) -> serde_json::Value {
+    let mut body = serde_json::json!({"client_id": seed.app.client_id, "client_secret": seed.client_secret,
+        "grant_type": "authorization_code", "code": code, "redirect_uri": KIT_APPS});
+    if let Some(v) = verifier {
+        body["code_verifier"] = v.into();
+    }
+    body
+}
+
+async fn refresh_with_scope(
+    app: &TestApp,
+    seed: &Seed,
+    token: &str,
+    scope: &str,
+) -> (Status, serde_json::Value) {
+    let body = serde_json::json!({"client_id": seed.app.client_id, "grant_type": "refresh_token",
+        "refresh_token": token, "scope": scope});
+    let resp = token_call(app, body, None).await;
+    (resp.status(), json_of(resp).await)
+}
+
+async fn userinfo_scope(app: &TestApp, access: &str) -> serde_json::Value {
+    let me = app
+        .client
+        .get("/t/acme/oauth/userinfo")
+        .header(Header::new("Authorization", format!("Bearer {access}")))
+        .dispatch()
+        .await;
+    assert_eq!(me.status(), Status::Ok);
+    json_of(me).await["scope"].clone()
+}
+
+#[rocket::async_test]
+async fn pkce_downgrade_and_malformed_verifiers_are_refused() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    // A code issued without a challenge, exchanged with a verifier
+    // (RFC 9700 §2.1.1), or with a malformed one: refused, nothing written.
+    for (done, sent) in [
+        verifier,
+        "short",
+        "has spaces in it but is long enough to pass a length check",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let done = done as i64;
+        let code = get_code(&app, &seed).await;
+        let resp = token_call(&app, exchange_body(&seed, &code, Some(sent)), None).await;
+        assert_eq!(
+            error_of(resp).await,
+            (Status::BadRequest, "invalid_grant".into()),
+            "{sent}"
+        );
+        assert_eq!(
+            (
+                app.count("SELECT count(*) FROM grants"),
+                app.count("SELECT count(*) FROM authorization_codes WHERE used_at IS NOT NULL")
+            ),
+            (done, done),
+            "a refused exchange writes nothing: no grant, the code unused"
+        );
+        // The same code without a verifier still works: the refusal was the rules'.
+        let ok = token_call(&app, exchange_body(&seed, &code, None), None).await;
+        assert_eq!(ok.status(), Status::Ok);
+    }
+    // With a challenge, a malformed verifier is refused too.
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let pkce = [
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    let code = query_param(&authorize(&app, &seed, &pkce).await, "code").unwrap();
+    let resp = token_call(&app, exchange_body(&seed, &code, Some("x")), None).await;
+    assert_eq!(
+        error_of(resp).await,
+        (Status::BadRequest, "invalid_grant".into())
+    );
+    let resp = token_call(&app, exchange_body(&seed, &code, Some(verifier)), None).await;
+    assert_eq!(resp.status(), Status::Ok);
+}
+
+#[rocket::async_test]
+async fn authorize_checks_the_challenges_own_syntax() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    sign_in(&app, &seed).await;
+    // Valid verifier syntax, but no S256 challenge has 44 characters or a `~`.
+    for c in [
+        "a".repeat(44),
+        format!("{}~", "a".repeat(42)),
+        "a".repeat(42),
+    ] {
+        let path = authorize_path(
+            &seed,
+            &[("code_challenge", &c), ("code_challenge_method", "S256")],
+        );
+        let resp = app.client.get(&path).dispatch().await;
+        assert_eq!(resp.status(), Status::Found, "{c}");
+        let location = resp.headers().get_one("Location").unwrap().to_string();
+        assert_eq!(
+            query_param(&location, "error").as_deref(),
+            Some("invalid_request"),
+            "{c}"
+        );
+    }
+    let ok = authorize_path(
+        &seed,
+        &[
+            ("code_challenge", &"a".repeat(43)),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    assert_eq!(app.client.get(&ok).dispatch().await.status(), Status::Ok);
+}
+
+#[rocket::async_test]
+async fn refresh_with_a_narrower_scope_issues_exactly_that_scope() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (_, refresh0) = installed(&app, &seed).await;
+    let (status, narrow) = refresh_with_scope(&app, &seed, &refresh0, "public").await;
+    assert_eq!(status, Status::Ok, "{narrow}");
+    assert_eq!(narrow["scope"], "public");
+    let access = narrow["access_token"].as_str().unwrap();
+    assert_eq!(introspect(&app, &seed, access).await["scope"], "public");
+    assert_eq!(userinfo_scope(&app, access).await, "public");
+    let refresh1 = narrow["refresh_token"].as_str().unwrap();
+    assert_eq!(introspect(&app, &seed, refresh1).await["scope"], "public");
+    // The grant keeps the upper bound: a refresh without scope gets it all
+    // back (RFC 6749 §6), a wider one is refused and changes nothing.
+    let (status, wider) = refresh_with_scope(&app, &seed, refresh1, "public admin").await;
+    assert_eq!(
+        (status, wider["error"].as_str()),
+        (Status::BadRequest, Some("invalid_scope"))
+    );
+    assert_eq!(introspect(&app, &seed, access).await["active"], true);
+    let full = json_of(kit_refresh(&app, &seed, refresh1).await).await;
+    assert_eq!(full["scope"], "public write");
+    assert_eq!(
+        introspect(&app, &seed, full["access_token"].as_str().unwrap()).await["scope"],
+        "public write"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM grants WHERE scopes = '{public,write}' AND revoked_at IS NULL"
+        ),
+        1
+    );
+}
+
+#[rocket::async_test]
+async fn reuse_is_judged_before_the_scope() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (_, refresh0) = installed(&app, &seed).await;
+    let r1 = json_of(kit_refresh(&app, &seed, &refresh0).await).await;
+    let r2 = json_of(kit_refresh(&app, &seed, r1["refresh_token"].as_str().unwrap()).await).await;
+    // A thief replays the oldest token with a scope that is invalid.
+    let (status, body) = refresh_with_scope(&app, &seed, &refresh0, "admin").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (Status::BadRequest, Some("invalid_grant"))
+    );
+    assert_eq!(
+        introspect(&app, &seed, r2["access_token"].as_str().unwrap()).await["active"],
+        false,
+        "the reuse revoked the grant"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM grants WHERE revoked_reason = 'refresh_token_reuse'"),
+        1
+    );
+}
+
+#[rocket::async_test]
+async fn scopes_removed_from_the_app_stop_being_issued() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (_, refresh0) = installed(&app, &seed).await;
+    // Warm the client copy, so the fast path is the one asked first.
+    let r1 = json_of(kit_refresh(&app, &seed, &refresh0).await).await;
+    assert_eq!(r1["scope"], "public write");
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE apps SET allowed_scopes = '{public}'"),
+        &mut app.conn(),
+    )
+    .unwrap();
+    let r2 = json_of(kit_refresh(&app, &seed, r1["refresh_token"].as_str().unwrap()).await).await;
+    assert_eq!(r2["scope"], "public");
+    let access = r2["access_token"].as_str().unwrap();
+    assert_eq!(introspect(&app, &seed, access).await["scope"], "public");
+    // Asking for the removed scope is asking for more than may be issued.
+    let (status, body) =
+        refresh_with_scope(&app, &seed, r2["refresh_token"].as_str().unwrap(), "write").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (Status::BadRequest, Some("invalid_scope"))
+    );
+}
+
+#[rocket::async_test]
+async fn basic_parts_are_decoded_whole_and_empty_secrets_are_one_rule() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (_, refresh0) = installed(&app, &seed).await;
+    let refresh =
+        |token: &str| serde_json::json!({"grant_type": "refresh_token", "refresh_token": token});
+    // An unencoded `&` is part of the secret, so this secret is wrong.
+    let wrong = format!("{}&garbage", seed.client_secret);
+    let resp = token_call(
+        &app,
+        refresh(&refresh0),
+        Some(basic(&seed.app.client_id, &wrong)),
+    )
+    .await;
+    assert_eq!(
+        error_of(resp).await,
+        (Status::Unauthorized, "invalid_client".into())
+    );
+    let wrong = format!("{}=x", seed.client_secret);
+    let resp = token_call(
+        &app,
+        refresh(&refresh0),
+        Some(basic(&seed.app.client_id, &wrong)),
+    )
+    .await;
+    assert_eq!(
+        error_of(resp).await,
+        (Status::Unauthorized, "invalid_client".into())
+    );
+    // Percent-encoded parts decode.
+    let encoded_id: String = seed
+        .app
+        .client_id
+        .chars()
+        .map(|c| format!("%{:02X}", c as u32))
+        .collect();
+    let resp = token_call(
+        &app,
+        refresh(&refresh0),
+        Some(basic(&encoded_id, &seed.client_secret)),
+    )
+    .await;
+    assert_eq!(resp.status(), Status::Ok);
+    let refresh1 = json_of(resp).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // An empty secret is no secret, in Basic as in the body: enough for a
+    // refresh of an app that allows one without a secret...
+    let resp = token_call(
+        &app,
+        refresh(&refresh1),
+        Some(basic(&seed.app.client_id, "")),
+    )
+    .await;
+    assert_eq!(resp.status(), Status::Ok);
+    let refresh2 = json_of(resp).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut body = refresh(&refresh2);
+    body["client_id"] = seed.app.client_id.clone().into();
+    body["client_secret"] = "".into();
+    let resp = token_call(&app, body, None).await;
+    assert_eq!(resp.status(), Status::Ok);
+    // ... and "authentication is required" for a code exchange, both ways.
+    let code = get_code(&app, &seed).await;
+    let mut body = exchange_body(&seed, &code, None);
+    body["client_secret"] = "".into();
+    let resp = token_call(&app, body, None).await;
+    let via_body = json_of(resp).await;
+    let mut body = exchange_body(&seed, &code, None);
+    body.as_object_mut().unwrap().remove("client_secret");
+    body.as_object_mut().unwrap().remove("client_id");
+    let resp = token_call(&app, body, Some(basic(&seed.app.client_id, ""))).await;
+    let via_basic = json_of(resp).await;
+    assert_eq!(via_body["error"], "invalid_client");
+    assert_eq!(
+        via_body["error_description"],
+        "client authentication is required"
+    );
+    assert_eq!(
+        via_basic["error_description"],
+        via_body["error_description"]
+    );
+}
+
+#[rocket::async_test]
+async fn a_code_of_a_creator_disabled_since_starts_no_grant() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+    kitauth::db::models::EndUser::set_disabled(&mut app.conn(), seed.tenant.id, seed.user.id, true)
+        .unwrap();
+    let (status, error) = error_of(kit_exchange(&app, &seed, &code).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (Status::BadRequest, "invalid_grant")
+    );
+    assert_eq!(app.count("SELECT count(*) FROM grants"), 0);
+}
+
+#[rocket::async_test]
+async fn an_exchange_racing_a_disable_waits_for_it_and_starts_no_grant() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+    // A disable in progress (uncommitted) when the exchange arrives.
+    let mut admin = app.conn();
+    let run = |conn: &mut diesel::PgConnection, sql: &str| {
+        diesel::RunQueryDsl::execute(diesel::sql_query(sql), conn).unwrap();
+    };
+    run(&mut admin, "BEGIN");
+    run(&mut admin, "UPDATE end_users SET disabled = true");
+    let exchange = kit_exchange(&app, &seed, &code);
+    let commit = async {
+        rocket::tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        run(&mut admin, "COMMIT");
+    };
+    let (resp, ()) = rocket::tokio::join!(exchange, commit);
+    let (status, error) = error_of(resp).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (Status::BadRequest, "invalid_grant")
+    );
+    assert_eq!(app.count("SELECT count(*) FROM grants"), 0);
+}
+
+/// Makes every insert into `grants` fail with SQLSTATE `sqlstate`, the
+/// first `times` times (a sequence counts: it is not rolled back).
+fn fail_grant_inserts(app: &TestApp, sqlstate: &str, times: i64) {
+    let mut conn = app.conn();
+    for sql in [
+        "CREATE SEQUENCE fault_count".to_string(),
+        format!(
+            "CREATE FUNCTION fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF nextval('fault_count') <= {times} THEN \
+             RAISE EXCEPTION '{}' USING ERRCODE = '{sqlstate}'; END IF; RETURN NEW; END $$",
+            if sqlstate == "40P01" {
+                "deadlock detected"
+            } else {
+                "could not serialize access"
+            }
+        ),
+        "CREATE TRIGGER fault BEFORE INSERT ON grants FOR EACH ROW EXECUTE FUNCTION fault()".into(),
+    ] {
+        diesel::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn).unwrap();
+    }
+}
+
+#[rocket::async_test]
+async fn a_deadlock_is_retried_once_then_answers_503() {
+    for sqlstate in ["40P01", "40001"] {
+        // The fast statement and the transaction fail once each: the
+        // transaction's retry succeeds.
+        let app = TestApp::new().await;
+        let seed = seed_tenant(&app, "acme");
+        let code = get_code(&app, &seed).await;
+        fail_grant_inserts(&app, sqlstate, 2);
+        let resp = kit_exchange(&app, &seed, &code).await;
+        assert_eq!(resp.status(), Status::Ok, "{sqlstate}");
+        assert_eq!(app.count("SELECT count(*) FROM grants"), 1);
+
+        // Always failing: 503 temporarily_unavailable, never 500, nothing written.
+        let app = TestApp::new().await;
+        let seed = seed_tenant(&app, "acme");
+        let code = get_code(&app, &seed).await;
+        fail_grant_inserts(&app, sqlstate, 1000);
+        let resp = kit_exchange(&app, &seed, &code).await;
+        assert_eq!(
+            error_of(resp).await,
+            (Status::ServiceUnavailable, "temporarily_unavailable".into()),
+            "{sqlstate}"
+        );
+        assert_eq!(app.count("SELECT count(*) FROM grants"), 0);
+        assert_eq!(
+            app.count("SELECT nextval('fault_count') - 1"),
+            3,
+            "fast, try, retry"
+        );
+        assert_eq!(
+            app.count("SELECT count(*) FROM authorization_codes WHERE used_at IS NOT NULL"),
+            0
+        );
+    }
+}

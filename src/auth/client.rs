@@ -55,17 +55,34 @@ pub fn parse_basic(header: Option<&str>) -> BasicAuth {
     let Some((id, secret)) = text.split_once(':') else {
         return BasicAuth::Malformed;
     };
-    let decode = |s: &str| {
-        form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-    };
-    match (decode(id), decode(secret)) {
+    match (decode_basic_part(id), decode_basic_part(secret)) {
         (Some(client_id), Some(secret)) if !client_id.is_empty() => {
             BasicAuth::Present { client_id, secret }
         }
         _ => BasicAuth::Malformed,
     }
+}
+
+/// One part of Basic credentials, decoded as one whole
+/// `application/x-www-form-urlencoded` value (RFC 6749 §2.3.1): `+` is a
+/// space and `%XX` a byte; nothing else is special, so an unencoded `&` or
+/// `=` is part of the value (parsing the part as a form used to cut it
+/// there, and a secret with garbage after an `&` authenticated). `None`
+/// when the bytes are not UTF-8.
+fn decode_basic_part(part: &str) -> Option<String> {
+    let spaced = part.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+/// An empty `client_secret` is no secret, from Basic (`id:`) as from the
+/// body (`client_secret=`): one rule for both. It authenticates only where
+/// no secret is needed (a refresh of an app that allows it) and is
+/// otherwise "client authentication is required", never a wrong secret.
+fn non_empty(secret: &str) -> Option<String> {
+    (!secret.is_empty()).then(|| secret.to_string())
 }
 
 /// The client's claimed identity, from Basic auth or the body.
@@ -96,7 +113,7 @@ impl ClientCredentials {
                 }
                 Ok(ClientCredentials {
                     client_id: client_id.clone(),
-                    client_secret: Some(secret.clone()),
+                    client_secret: non_empty(secret),
                     via_basic: true,
                 })
             }
@@ -106,7 +123,7 @@ impl ClientCredentials {
                     .ok_or_else(|| OAuthError::invalid_client("client_id is required"))?;
                 Ok(ClientCredentials {
                     client_id: client_id.to_string(),
-                    client_secret: params.get("client_secret").map(str::to_string),
+                    client_secret: params.get("client_secret").and_then(non_empty),
                     via_basic: false,
                 })
             }

@@ -255,6 +255,67 @@ impl Db {
     }
 }
 
+/// What `transaction` needs to know of a closure's error: the database
+/// error inside it, if that is what it is.
+pub trait DatabaseFailure {
+    fn database_error(&self) -> Option<&diesel::result::Error>;
+}
+
+impl DatabaseFailure for diesel::result::Error {
+    fn database_error(&self) -> Option<&diesel::result::Error> {
+        Some(self)
+    }
+}
+
+/// A deadlock (SQLSTATE 40P01) or a serialization failure (40001): the
+/// transaction was rolled back through no fault of its own, and may run
+/// again. (diesel names 40001; 40P01 it reports by PostgreSQL's message,
+/// the server's `lc_messages` being English, as kitauth's role cannot
+/// change it.)
+pub fn is_retryable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as E};
+    match e {
+        E::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        E::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            info.message().starts_with("deadlock detected")
+        }
+        _ => false,
+    }
+}
+
+/// A statement cancelled by `statement_timeout` (SQLSTATE 57014).
+pub fn is_statement_timeout(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as E};
+    matches!(e, E::DatabaseError(DatabaseErrorKind::Unknown, info)
+        if info.message().starts_with("canceling statement due to statement timeout"))
+}
+
+/// A failure that says nothing about the request: the request may be
+/// answered `503 temporarily_unavailable`, or decided another way.
+pub fn is_transient(e: &diesel::result::Error) -> bool {
+    is_retryable(e) || is_statement_timeout(e)
+}
+
+/// Runs `f` in a transaction: the one place kitauth's request paths run
+/// one. A deadlock or serialization failure rolls it back and runs it once
+/// more; a second one is the caller's error (which `Error::from` turns into
+/// `Unavailable`, a 503).
+pub fn transaction<T, E, F>(conn: &mut PgConnection, mut f: F) -> Result<T, E>
+where
+    F: FnMut(&mut PgConnection) -> Result<T, E>,
+    E: From<diesel::result::Error> + DatabaseFailure,
+{
+    match conn.transaction(&mut f) {
+        Err(e) if e.database_error().is_some_and(is_retryable) => {
+            tracing::info!(
+                "transaction rolled back by a deadlock or serialization failure; retrying once"
+            );
+            conn.transaction(f)
+        }
+        other => other,
+    }
+}
+
 /// Host and port of a database URL, for error messages that must never show a password.
 pub fn describe_url(url: &str) -> String {
     match url::Url::parse(url) {

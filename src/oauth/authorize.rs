@@ -9,7 +9,6 @@ use rocket::response::Redirect;
 use rocket::{get, post, Responder, State};
 use rocket_dyn_templates::{context, Template};
 
-use super::flows::valid_pkce_verifier;
 use super::params::{parse_body, read_body, split_scopes, Params};
 use crate::auth::{csrf, ClientIp, CreatorSessionCookie, CsrfToken, CurrentTenant};
 use crate::config::AppConfig;
@@ -227,7 +226,7 @@ pub fn validate_request(
         params.get("code_challenge_method"),
     ) {
         (None, None) => {}
-        (Some(c), Some("S256")) if valid_pkce_verifier(c) => {
+        (Some(c), Some("S256")) if crypto::valid_pkce_challenge(c) => {
             req.code_challenge = Some(c.to_string())
         }
         (Some(_), Some("S256")) => {
@@ -420,8 +419,13 @@ pub async fn authorize_post(
     let ip = ip.0;
     let stored = db
         .run(move |conn| {
-            use diesel::Connection;
-            conn.transaction(|conn| {
+            crate::db::transaction(conn, |conn| {
+                // The creator is checked in the code's own transaction (a
+                // share lock): a disable either came first and is seen, or
+                // waits for this code, which its exchange then refuses.
+                if !super::flows::creator_enabled(conn, tenant_id, new.end_user_id)? {
+                    return Ok(false);
+                }
                 AuthorizationCode::create(conn, &new)?;
                 NewAuditEvent::new(
                     tenant_id,
@@ -429,14 +433,16 @@ pub async fn authorize_post(
                     "authorize.allowed",
                 )
                 .object("app", app_id)
-                .ip(ip)
-                .insert(conn)
+                .ip(ip.clone())
+                .insert(conn)?;
+                Ok::<_, diesel::result::Error>(true)
             })
             .map_err(Error::from)
         })
         .await;
     match stored {
-        Ok(_) => PageResponse::Redirect(req.redirect(&[("code", &code.value)])),
+        Ok(true) => PageResponse::Redirect(req.redirect(&[("code", &code.value)])),
+        Ok(false) => PageError::forbidden("This account is disabled.").into(),
         Err(e) => e.into(),
     }
 }

@@ -9,10 +9,11 @@ use serde::Serialize;
 use crate::auth::AuthenticatedClient;
 use crate::crypto::{self, TokenKind};
 use crate::db::models::token::{
-    exchange_code_fast, issue_for_code, issue_pair, refresh_fast, rotate_pair, IssuedPair,
+    exchange_code_fast, issue_for_code, issue_pair_with, refresh_fast, rotate_pair, IssuedPair,
 };
 use crate::db::models::{AccessToken, App, AuthorizationCode, Grant, NewAuditEvent, RefreshToken};
-use crate::db::schema::{grants, refresh_tokens};
+use crate::db::schema::{end_users, grants, refresh_tokens};
+use crate::db::{self, DatabaseFailure};
 use crate::error::{Error, OAuthError};
 
 /// The token endpoint's success body (Doorkeeper's shape, which Kit expects).
@@ -49,6 +50,26 @@ enum TxError {
 impl From<diesel::result::Error> for TxError {
     fn from(e: diesel::result::Error) -> Self {
         TxError::Db(e)
+    }
+}
+
+impl DatabaseFailure for TxError {
+    fn database_error(&self) -> Option<&diesel::result::Error> {
+        match self {
+            TxError::Db(e) => Some(e),
+            TxError::Refuse(_) => None,
+        }
+    }
+}
+
+/// A fast attempt's result: a transient failure (a deadlock, a
+/// serialization failure, a statement time-out) is not an answer either,
+/// so the rules decide that request too.
+fn fast<T>(r: diesel::QueryResult<Option<T>>) -> Result<Option<T>, OAuthError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) if db::is_transient(&e) => Ok(None),
+        Err(e) => Err(OAuthError::from(Error::from(e))),
     }
 }
 
@@ -111,14 +132,15 @@ fn exchange_common(
     digest: &[u8],
     code_verifier: Option<&str>,
 ) -> Result<Option<TokenResponse>, OAuthError> {
-    let pkce_s256 = code_verifier.filter(|v| valid_pkce_verifier(v)).map(|v| {
-        use base64::Engine;
-        use sha2::Digest;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(v.as_bytes()))
-    });
-    Ok(exchange_code_fast(conn, tenant_id, app, digest, pkce_s256)
-        .map_err(|e| OAuthError::from(Error::from(e)))?
-        .map(|(pair, scopes)| TokenResponse::new(pair, &scopes)))
+    // A malformed verifier is refused by the rules, never taken as absent.
+    if code_verifier.is_some_and(|v| !crypto::valid_pkce_verifier(v)) {
+        return Ok(None);
+    }
+    let pkce_s256 = code_verifier.map(crypto::pkce_s256);
+    Ok(
+        fast(exchange_code_fast(conn, tenant_id, app, digest, pkce_s256))?
+            .map(|(pair, scopes)| TokenResponse::new(pair, &scopes)),
+    )
 }
 
 /// The token endpoint with a client authenticated from its copy (`app`):
@@ -170,8 +192,7 @@ fn refresh_common(
     token: &str,
 ) -> Result<Option<TokenResponse>, OAuthError> {
     let digest = crypto::digest(token);
-    Ok(refresh_fast(conn, tenant_id, app, &digest)
-        .map_err(|e| OAuthError::from(Error::from(e)))?
+    Ok(fast(refresh_fast(conn, tenant_id, app, &digest))?
         .map(|(pair, scopes)| TokenResponse::new(pair, &scopes)))
 }
 
@@ -191,7 +212,7 @@ pub fn exchange_code(
         return Ok(response);
     }
     // Otherwise find out why, with the same rules, in a transaction of its own.
-    let result = conn.transaction(|conn| -> Result<Decision, TxError> {
+    let result = db::transaction(conn, |conn| -> Result<Decision, TxError> {
         let Some(row) = AuthorizationCode::consume(conn, tenant_id, app.id, &digest)? else {
             // Either unknown, or used before: a replay revokes what it produced.
             let used = AuthorizationCode::find_by_digest(conn, tenant_id, app.id, &digest)?;
@@ -212,15 +233,28 @@ pub fn exchange_code(
                 "the authorization code has expired",
             )));
         }
-        if let Some(challenge) = row.code_challenge.as_deref() {
-            let ok = code_verifier
-                .filter(|v| valid_pkce_verifier(v))
-                .is_some_and(|v| crypto::pkce_s256_matches(v, challenge));
-            if !ok {
-                return Err(TxError::Refuse(OAuthError::invalid_grant(
-                    "the code_verifier does not match the code_challenge",
-                )));
+        // RFC 9700 §2.1.1: a verifier for a code issued without a
+        // challenge is a downgrade attempt, and a malformed one is refused
+        // rather than taken as absent.
+        let pkce = match (row.code_challenge.as_deref(), code_verifier) {
+            (None, None) => Ok(()),
+            (_, Some(v)) if !crypto::valid_pkce_verifier(v) => {
+                Err("the code_verifier is malformed")
             }
+            (None, Some(_)) => {
+                Err("a code_verifier was sent for a code issued without a code_challenge")
+            }
+            (Some(_), None) => Err("the code_verifier is required"),
+            (Some(challenge), Some(v)) if crypto::pkce_s256_matches(v, challenge) => Ok(()),
+            (Some(_), Some(_)) => Err("the code_verifier does not match the code_challenge"),
+        };
+        pkce.map_err(|why| TxError::Refuse(OAuthError::invalid_grant(why)))?;
+        // The creator is not disabled, and cannot become so before this
+        // commits (see `creator_enabled`).
+        if !creator_enabled(conn, tenant_id, row.end_user_id)? {
+            return Err(TxError::Refuse(OAuthError::invalid_grant(
+                "the creator's account is disabled",
+            )));
         }
         // Grant, first pair and the code's link to the grant: one statement.
         let (pair, _grant_id) = issue_for_code(conn, app, &row)?;
@@ -229,11 +263,45 @@ pub fn exchange_code(
     decided(finish(result))
 }
 
-/// RFC 7636: 43 to 128 characters of `[A-Za-z0-9-._~]`.
-pub fn valid_pkce_verifier(v: &str) -> bool {
-    (43..=128).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+/// Whether the creator `end_user_id` exists and is not disabled, with a
+/// share lock on the row until the transaction ends: a disable in progress
+/// is waited for (and then seen), and a disable that comes later waits for
+/// this transaction, so its revocation sees what this one wrote.
+pub fn creator_enabled(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    end_user_id: i64,
+) -> QueryResult<bool> {
+    end_users::table
+        .filter(end_users::tenant_id.eq(tenant_id))
+        .filter(end_users::id.eq(end_user_id))
+        .filter(end_users::disabled.eq(false))
+        .select(end_users::id)
+        .for_share()
+        .first::<i64>(conn)
+        .optional()
+        .map(|found| found.is_some())
+}
+
+/// The scopes a refresh issues (RFC 6749 §6): the requested ones, or the
+/// grant's when none are requested, and never one the app no longer has.
+/// `None`: a requested scope exceeds what the grant (or the app) allows.
+fn refresh_scopes(grant: &Grant, app: &App, requested: Option<&str>) -> Option<Vec<String>> {
+    let allowed = |s: &String| grant.scopes.contains(s) && app.allowed_scopes.contains(s);
+    match requested {
+        None => Some(
+            grant
+                .scopes
+                .iter()
+                .filter(|s| allowed(s))
+                .cloned()
+                .collect(),
+        ),
+        Some(requested) => {
+            let requested = super::params::split_scopes(requested);
+            requested.iter().all(allowed).then_some(requested)
+        }
+    }
 }
 
 /// `grant_type=refresh_token`: rotate, with replay detection and a grace
@@ -260,7 +328,7 @@ pub fn refresh(
     let digest = crypto::digest(token);
     let app = &client.app;
     // Otherwise the rules, in a transaction that locks the grant.
-    let result = conn.transaction(|conn| -> Result<Decision, TxError> {
+    let result = db::transaction(conn, |conn| -> Result<Decision, TxError> {
         let invalid = || TxError::Refuse(OAuthError::invalid_grant("the refresh token is invalid"));
         // Lock the token's grant, and the token with it, in one statement:
         // every rotation of a family is serialised on the grant row (locked
@@ -286,14 +354,6 @@ pub fn refresh(
             )));
         }
         let now = Utc::now();
-        if let Some(requested) = scope {
-            let requested = super::params::split_scopes(requested);
-            if requested.iter().any(|s| !grant.scopes.contains(s)) {
-                return Err(TxError::Refuse(OAuthError::invalid_scope(
-                    "the requested scope exceeds the scope of the grant",
-                )));
-            }
-        }
         let reuse = |conn: &mut PgConnection| -> Result<Decision, TxError> {
             Grant::revoke(conn, tenant_id, grant.id, "refresh_token_reuse")?;
             NewAuditEvent::new(tenant_id, actor(client), "refresh.reuse_detected")
@@ -314,15 +374,12 @@ pub fn refresh(
                 "the refresh token has expired",
             )));
         }
-        let pair = match rt.used_at {
-            // The common case: one statement marks the token used, issues
-            // its successor and stamps the grant.
-            None => {
-                return Ok(Decision::Issued(TokenResponse::new(
-                    rotate_pair(conn, &grant, app, &rt)?,
-                    &grant.scopes,
-                )))
-            }
+        // Reuse is decided first (above, and for a used token below, before
+        // any other check), so that nothing else about the request, such
+        // as an invalid scope, lets a thief probe a stolen token without
+        // revoking its grant.
+        let retry_of = match rt.used_at {
+            None => None,
             Some(used_at) => {
                 // A retry of the immediate predecessor of the live token,
                 // within the grace window: the unseen successor dies and a
@@ -334,18 +391,36 @@ pub fn refresh(
                 if !retry {
                     return reuse(conn);
                 }
-                RefreshToken::revoke_with_access(conn, &live[0])?;
+                live.into_iter().next()
+            }
+        };
+        let scopes = refresh_scopes(&grant, app, scope).ok_or_else(|| {
+            TxError::Refuse(OAuthError::invalid_scope(
+                "the requested scope exceeds the scope of the grant",
+            ))
+        })?;
+        let pair = match retry_of {
+            // The common case: one statement marks the token used, issues
+            // its successor and stamps the grant.
+            None => {
+                return Ok(Decision::Issued(TokenResponse::new(
+                    rotate_pair(conn, &grant, app, &rt, &scopes)?,
+                    &scopes,
+                )))
+            }
+            Some(successor) => {
+                RefreshToken::revoke_with_access(conn, &successor)?;
                 NewAuditEvent::new(tenant_id, actor(client), "refresh.retried_within_grace")
                     .object("grant", grant.id)
                     .ip(ip.clone())
                     .insert(conn)?;
-                issue_pair(conn, &grant, app, Some(rt.id))?
+                issue_pair_with(conn, &grant, app, &scopes, Some(rt.id))?
             }
         };
         diesel::update(grants::table.find(grant.id))
             .set(grants::last_refreshed_at.eq(diesel::dsl::now))
             .execute(conn)?;
-        Ok(Decision::Issued(TokenResponse::new(pair, &grant.scopes)))
+        Ok(Decision::Issued(TokenResponse::new(pair, &scopes)))
     });
     decided(finish(result))
 }
@@ -374,7 +449,7 @@ pub fn revoke(
     let Some(grant_id) = grant_id else {
         return Ok(());
     };
-    let result = conn.transaction(|conn| -> Result<(), TxError> {
+    let result = db::transaction(conn, |conn| -> Result<(), TxError> {
         let Some(grant) = Grant::lock(conn, tenant_id, grant_id)? else {
             return Ok(());
         };

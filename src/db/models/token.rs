@@ -18,6 +18,8 @@ pub struct AccessToken {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// What this token allows: at most its grant's scopes (RFC 6749 §6).
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
@@ -35,6 +37,8 @@ pub struct RefreshToken {
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The scopes of the pair it was issued with.
+    pub scopes: Vec<String>,
 }
 
 /// A freshly issued access + refresh token pair; the values exist only here.
@@ -141,7 +145,7 @@ impl<const KIND: u8> diesel::query_builder::QueryFragment<diesel::pg::Pg> for Is
             Some(&self.target_id)
         };
         out.push_sql(
-            "a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at) SELECT ",
+            "a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at, scopes) SELECT ",
         );
         out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
         out.push_sql(", ");
@@ -157,12 +161,14 @@ impl<const KIND: u8> diesel::query_builder::QueryFragment<diesel::pg::Pg> for Is
         out.push_bind_param::<Timestamptz, _>(&self.now)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(&self.access_expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.scopes)?;
         if grant.is_none() {
             out.push_sql(" FROM g");
         }
         out.push_sql(
             " RETURNING id, grant_id) \
-             INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at) SELECT ",
+             INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at, scopes) SELECT ",
         );
         out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
         out.push_sql(", a.grant_id, ");
@@ -175,6 +181,8 @@ impl<const KIND: u8> diesel::query_builder::QueryFragment<diesel::pg::Pg> for Is
         out.push_bind_param::<Timestamptz, _>(&self.now)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(&self.refresh_expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.scopes)?;
         out.push_sql(" FROM a RETURNING id, grant_id");
         Ok(())
     }
@@ -222,11 +230,23 @@ fn issue<const KIND: u8>(
     ))
 }
 
-/// Inserts a new access token and refresh token for `grant`, in one statement.
+/// Inserts a new access token and refresh token for `grant`, with the
+/// grant's scopes, in one statement.
 pub fn issue_pair(
     conn: &mut PgConnection,
     grant: &Grant,
     app: &App,
+    parent_id: Option<i64>,
+) -> QueryResult<IssuedPair> {
+    issue_pair_with(conn, grant, app, &grant.scopes, parent_id)
+}
+
+/// `issue_pair` with `scopes` (at most the grant's).
+pub fn issue_pair_with(
+    conn: &mut PgConnection,
+    grant: &Grant,
+    app: &App,
+    scopes: &[String],
     parent_id: Option<i64>,
 ) -> QueryResult<IssuedPair> {
     issue::<ISSUE_PAIR>(
@@ -235,7 +255,7 @@ pub fn issue_pair(
         grant.id,
         app,
         grant.end_user_id,
-        &grant.scopes,
+        scopes,
         parent_id,
     )
     .map(|(pair, _)| pair)
@@ -243,12 +263,14 @@ pub fn issue_pair(
 
 /// A refresh rotation's writes in one statement: marks `parent` used, issues
 /// the new pair as its child and stamps the grant's `last_refreshed_at`.
-/// The caller holds the grant's lock.
+/// The new pair has `scopes` (at most the grant's). The caller holds the
+/// grant's lock.
 pub fn rotate_pair(
     conn: &mut PgConnection,
     grant: &Grant,
     app: &App,
     parent: &RefreshToken,
+    scopes: &[String],
 ) -> QueryResult<IssuedPair> {
     issue::<ISSUE_ROTATE>(
         conn,
@@ -256,7 +278,7 @@ pub fn rotate_pair(
         grant.id,
         app,
         grant.end_user_id,
-        &grant.scopes,
+        scopes,
         Some(parent.id),
     )
     .map(|(pair, _)| pair)
@@ -434,7 +456,7 @@ macro_rules! info_cols {
             apps::client_id,
             end_users::id,
             end_users::email,
-            grants::scopes,
+            $tokens::scopes,
             $tokens::created_at,
             $tokens::expires_at,
             $tokens::revoked_at,
@@ -565,7 +587,7 @@ macro_rules! token_cols {
             grants::id.nullable(),
             end_users::id.nullable(),
             end_users::email.nullable(),
-            grants::scopes.nullable(),
+            access_tokens::scopes.nullable(),
             access_tokens::created_at.nullable(),
             access_tokens::expires_at.nullable(),
             access_tokens::revoked_at.nullable(),
@@ -725,7 +747,10 @@ struct ExchangeStatement {
     /// The `auth_version` of the app as the caller read it (or its copy).
     app_version: i64,
     code_digest: Vec<u8>,
-    /// BASE64URL(SHA256(code_verifier)) of a well-formed verifier.
+    /// BASE64URL(SHA256(code_verifier)) of a well-formed verifier, `None`
+    /// when none was sent: it must equal the code's challenge, and no
+    /// challenge matches none (RFC 9700 §2.1.1: a verifier for a code
+    /// issued without a challenge is a downgrade, left to the rules).
     pkce_s256: Option<String>,
     access_digest: Vec<u8>,
     access_hint: String,
@@ -770,15 +795,24 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ExchangeStatement 
         out.push_bind_param::<BigInt, _>(&self.app_id)?;
         out.push_sql(" AND used_at IS NULL AND expires_at > ");
         out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(" AND (code_challenge IS NULL OR code_challenge = ");
+        out.push_sql(" AND code_challenge IS NOT DISTINCT FROM ");
         out.push_bind_param::<Nullable<Text>, _>(&self.pkce_s256)?;
-        out.push_sql(") AND ");
+        // The creator is not disabled, and cannot be until this commits:
+        // FOR SHARE waits for (and then re-reads after) a disable in
+        // progress, and makes a disable wait for this grant, which the
+        // disable's revocation then sees.
+        out.push_sql(
+            " AND end_user_id IN (SELECT end_users.id FROM end_users \
+             WHERE end_users.id = authorization_codes.end_user_id AND end_users.tenant_id = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
+        out.push_sql(" AND NOT end_users.disabled FOR SHARE) AND ");
         app_unchanged(&mut out, &self.app_id, &self.app_version)?;
         out.push_sql(
             " RETURNING grant_id, tenant_id, app_id, end_user_id, scopes), \
              g AS (INSERT INTO grants (id, tenant_id, app_id, end_user_id, scopes) \
              SELECT grant_id, tenant_id, app_id, end_user_id, scopes FROM c RETURNING id, scopes), \
-             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at) \
+             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at, scopes) \
              SELECT c.tenant_id, c.grant_id, ",
         );
         out.push_bind_param::<Bytea, _>(&self.access_digest)?;
@@ -789,8 +823,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ExchangeStatement 
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(&self.access_expires_at)?;
         out.push_sql(
-            " FROM c RETURNING id, grant_id, tenant_id), \
-             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at) \
+            ", c.scopes FROM c RETURNING id, grant_id, tenant_id, scopes), \
+             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at, scopes) \
              SELECT a.tenant_id, a.grant_id, ",
         );
         out.push_bind_param::<Bytea, _>(&self.refresh_digest)?;
@@ -801,7 +835,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ExchangeStatement 
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(&self.refresh_expires_at)?;
         out.push_sql(
-            " FROM a RETURNING id, grant_id) \
+            ", a.scopes FROM a RETURNING id, grant_id) \
              SELECT r.id, r.grant_id, g.scopes FROM r JOIN g ON g.id = r.grant_id",
         );
         Ok(())
@@ -863,6 +897,9 @@ struct RotateStatement {
     app_id: i64,
     /// The `auth_version` of the app as the caller read it (or its copy).
     app_version: i64,
+    /// The app's scopes as of `app_version`: a grant with a scope the app
+    /// no longer has is left to the rules, which issue the intersection.
+    allowed_scopes: Vec<String>,
     token_digest: Vec<u8>,
     access_digest: Vec<u8>,
     access_hint: String,
@@ -893,7 +930,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateStatement {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Bytea, Text, Timestamptz};
+        use diesel::sql_types::{Array, BigInt, Bytea, Text, Timestamptz};
         out.push_sql(
             "WITH g AS MATERIALIZED (SELECT grants.id, grants.scopes FROM grants \
              WHERE grants.tenant_id = ",
@@ -908,7 +945,9 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateStatement {
         out.push_bind_param::<Bytea, _>(&self.token_digest)?;
         out.push_sql(" AND tenant_id = ");
         out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
-        out.push_sql(") AND ");
+        out.push_sql(") AND grants.scopes <@ ");
+        out.push_bind_param::<Array<Text>, _>(&self.allowed_scopes)?;
+        out.push_sql(" AND ");
         app_unchanged(&mut out, &self.app_id, &self.app_version)?;
         out.push_sql(
             " FOR UPDATE), \
@@ -924,7 +963,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateStatement {
         out.push_sql(
             " RETURNING refresh_tokens.id, refresh_tokens.grant_id, refresh_tokens.tenant_id), \
              s AS (UPDATE grants SET last_refreshed_at = now() FROM u WHERE grants.id = u.grant_id), \
-             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at) \
+             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at, scopes) \
              SELECT u.tenant_id, u.grant_id, ",
         );
         out.push_bind_param::<Bytea, _>(&self.access_digest)?;
@@ -935,8 +974,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateStatement {
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(&self.access_expires_at)?;
         out.push_sql(
-            " FROM u RETURNING id, grant_id, tenant_id), \
-             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at) \
+            ", g.scopes FROM u JOIN g ON g.id = u.grant_id RETURNING id, grant_id, tenant_id, scopes), \
+             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at, scopes) \
              SELECT a.tenant_id, a.grant_id, ",
         );
         out.push_bind_param::<Bytea, _>(&self.refresh_digest)?;
@@ -947,7 +986,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateStatement {
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(&self.refresh_expires_at)?;
         out.push_sql(
-            " FROM a JOIN u ON u.grant_id = a.grant_id RETURNING id, grant_id) \
+            ", a.scopes FROM a JOIN u ON u.grant_id = a.grant_id RETURNING id, grant_id) \
              SELECT r.id, g.scopes FROM r JOIN g ON g.id = r.grant_id",
         );
         Ok(())
@@ -969,6 +1008,7 @@ pub fn refresh_fast(
         tenant_id,
         app_id: app.id,
         app_version: app.auth_version,
+        allowed_scopes: app.allowed_scopes.clone(),
         token_digest: token_digest.to_vec(),
         access_digest: access.digest,
         access_hint: access.hint,
