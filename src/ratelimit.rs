@@ -120,9 +120,10 @@ impl RateLimiter {
         }
         let now = Instant::now();
         for k in keys {
-            let log = self.failures.get_with(k.clone(), || {
-                Arc::new(Mutex::new(VecDeque::with_capacity(self.max_failures)))
-            });
+            // Grows with the key's failures (most keys fail once).
+            let log = self
+                .failures
+                .get_with(k.clone(), || Arc::new(Mutex::new(VecDeque::new())));
             if let Ok(mut q) = log.lock() {
                 self.prune(&mut q, now);
                 if q.len() < self.max_failures {
