@@ -240,6 +240,11 @@ impl ClientAuthLimits {
         true
     }
 
+    /// The window of the per-client budget, in seconds.
+    pub fn window_secs(&self) -> i64 {
+        self.pair.window.as_secs() as i64
+    }
+
     /// Keys held by the two limiters.
     pub fn len(&self) -> u64 {
         self.pair.len() + self.ip.len()

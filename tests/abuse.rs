@@ -952,3 +952,57 @@ async fn unknown_client_ids_and_wrong_secrets_do_not_count_in_the_app_stats() {
     assert_eq!(resp.status(), Status::BadRequest);
     assert_eq!(stats.pending(), 1);
 }
+
+#[rocket::async_test]
+async fn a_failing_client_over_budget_adds_one_aggregated_audit_event_with_the_count() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let before = app.count("SELECT count(*) FROM audit_events");
+    let mut statuses = Vec::new();
+    for i in 0..200 {
+        let path = ["token", "introspect", "revoke"][i % 3];
+        let resp = app
+            .client
+            .post(format!("/t/acme/oauth/{path}"))
+            .remote(addr("203.0.113.44"))
+            .header(ContentType::Form)
+            .body(form(&[
+                ("client_id", &seed.app.client_id),
+                ("client_secret", "kcs_wrong"),
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "krt_x"),
+                ("token", "kat_x"),
+            ]))
+            .dispatch()
+            .await;
+        statuses.push(resp.status());
+    }
+    // The default budget: 10 failures per (client_id, address).
+    assert!(statuses[..10].iter().all(|s| *s == Status::Unauthorized));
+    assert!(statuses[10..].iter().all(|s| *s == Status::TooManyRequests));
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events") - before,
+        11,
+        "ten failures, then one aggregated event"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'client.wrong_secret'"),
+        10
+    );
+    assert_eq!(
+        app.count("SELECT (details->>'count')::int8 FROM audit_events WHERE action = 'client.auth_throttled' AND ip = '203.0.113.44' AND object_type = 'app'"),
+        190
+    );
+    // The right secret still works, and writes no failure.
+    let resp = revoke_from(
+        &app,
+        &seed,
+        "203.0.113.44",
+        &seed.app.client_id,
+        &seed.client_secret,
+        "x",
+    )
+    .await;
+    assert_eq!(resp.status(), Status::Ok);
+    assert_eq!(app.count("SELECT count(*) FROM audit_events") - before, 11);
+}

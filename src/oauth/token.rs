@@ -94,8 +94,15 @@ impl<'a> ClientAuthBudget<'a> {
         basic: &BasicAuth,
         params: &Params,
     ) -> Result<ClientCredentials, OAuthError> {
-        let creds = ClientCredentials::from_parts(basic, params);
+        let mut creds = ClientCredentials::from_parts(basic, params);
         self.note(None, &creds);
+        if let Ok(c) = creds.as_mut() {
+            // Over budget already: a failure now is aggregated in the
+            // audit log (one event per caller and window), not a row each.
+            if self.check(Some(&c.client_id)).is_err() {
+                c.throttled = Some(self.limits.window_secs());
+            }
+        }
         creds
     }
 
