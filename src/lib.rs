@@ -85,6 +85,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(ClientCache::<App>::default())
         .manage(db::batch::Batcher::<oauth::introspect::AccessTokenLookups>::new(2))
         .manage(RateLimiter::default())
+        .manage(ratelimit::AttemptLimiter::default())
         .manage(client_auth_limits)
         .manage(Metrics::default())
         .manage(admin::stats::TokenStats::default())

@@ -6,30 +6,49 @@
 //! budget with sticky sessions); that bound is accepted in exchange for no
 //! database write per failed attempt.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LimitKey {
-    CreatorLogin(i64, String),
+    /// (tenant, email, IP): a stranger's failures never spend the budget of
+    /// the owner's own address.
+    CreatorLogin(i64, String, String),
     CreatorLoginIp(String),
     /// Every creator sign-up attempt that reaches bcrypt, per tenant and IP.
     CreatorSignupIp(i64, String),
-    AdminLogin(String),
+    /// (email, IP), as for creators.
+    AdminLogin(String, String),
     AdminLoginIp(String),
+    /// Every admin sign-in or sign-up attempt that reaches bcrypt, per IP,
+    /// successful ones included (see `AttemptLimiter`).
+    AdminAttemptIp(String),
     ClientAuth(i64, String),
     ClientAuthIp(String),
 }
 
+/// Hard cap on the keys one limiter holds. A full limiter evicts by
+/// TinyLFU (moka), so a flood of one-off keys cannot push out the keys that
+/// keep failing. Worst case per key: the key plus `max_failures` instants.
+pub const MAX_KEYS: u64 = 50_000;
+
+type Log = Arc<Mutex<VecDeque<Instant>>>;
+
 pub struct RateLimiter {
     max_failures: usize,
     window: Duration,
-    failures: Mutex<HashMap<LimitKey, VecDeque<Instant>>>,
+    /// A concurrent, sized cache: O(1) per request, no scan and no
+    /// process-wide lock on the request path (each key has its own small
+    /// lock), and entries idle for a window (all their failures aged out)
+    /// are dropped.
+    failures: Cache<LimitKey, Log>,
     /// When the latest failure was recorded, in ms after `epoch` (0: never).
     /// Once that is a whole window ago every budget is whole again, so
-    /// `blocked` answers without the lock: the steady state.
+    /// `blocked` answers without touching the cache: the steady state.
     last_failure_ms: AtomicU64,
     epoch: Instant,
 }
@@ -42,12 +61,29 @@ impl Default for RateLimiter {
 
 impl RateLimiter {
     pub fn new(max_failures: usize, window: Duration) -> Self {
+        Self::with_capacity(max_failures, window, MAX_KEYS)
+    }
+
+    pub fn with_capacity(max_failures: usize, window: Duration, max_keys: u64) -> Self {
         RateLimiter {
             max_failures,
             window,
-            failures: Mutex::new(HashMap::new()),
+            failures: Cache::builder()
+                .max_capacity(max_keys)
+                .time_to_idle(window.max(Duration::from_millis(1)))
+                .build(),
             last_failure_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+        }
+    }
+
+    /// Drops the failures of `q` that are a window old.
+    fn prune(&self, q: &mut VecDeque<Instant>, now: Instant) {
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            q.pop_front();
         }
     }
 
@@ -57,16 +93,14 @@ impl RateLimiter {
             return None;
         }
         let now = Instant::now();
-        let mut map = self.failures.lock().ok()?;
         keys.iter()
             .filter_map(|k| {
-                let q = map.get_mut(k)?;
-                while q
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= self.window)
-                {
-                    q.pop_front();
+                if self.max_failures == 0 {
+                    return Some(self.window);
                 }
+                let log = self.failures.get(k)?;
+                let mut q = log.lock().ok()?;
+                self.prune(&mut q, now);
                 (q.len() >= self.max_failures)
                     .then(|| {
                         q.front()
@@ -77,24 +111,30 @@ impl RateLimiter {
             .max()
     }
 
-    pub fn record_failure(&self, keys: &[LimitKey]) {
-        let now = Instant::now();
-        if let Ok(mut map) = self.failures.lock() {
-            if map.len() > 100_000 {
-                let window = self.window;
-                map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
-            }
-            for k in keys {
-                let q = map.entry(k.clone()).or_default();
-                q.push_back(now);
-                while q.len() > self.max_failures {
-                    q.pop_front();
-                }
-            }
-            // At least 1: 0 means never.
-            let ms = now.duration_since(self.epoch).as_millis().max(1) as u64;
-            self.last_failure_ms.store(ms, Ordering::Release);
+    /// Counts a failure against every key in `keys`, unless one of them is
+    /// over its budget already: a refused caller spends no memory and
+    /// does not extend its own block. Returns whether it was counted.
+    pub fn record_failure(&self, keys: &[LimitKey]) -> bool {
+        if self.blocked(keys).is_some() {
+            return false;
         }
+        let now = Instant::now();
+        for k in keys {
+            // Grows with the key's failures (most keys fail once).
+            let log = self
+                .failures
+                .get_with(k.clone(), || Arc::new(Mutex::new(VecDeque::new())));
+            if let Ok(mut q) = log.lock() {
+                self.prune(&mut q, now);
+                if q.len() < self.max_failures {
+                    q.push_back(now);
+                }
+            };
+        }
+        // At least 1: 0 means never.
+        let ms = now.duration_since(self.epoch).as_millis().max(1) as u64;
+        self.last_failure_ms.store(ms, Ordering::Release);
+        true
     }
 
     /// No failure within the window, for any key: no budget is spent. (A
@@ -110,11 +150,30 @@ impl RateLimiter {
     }
 
     pub fn reset(&self, keys: &[LimitKey]) {
-        if let Ok(mut map) = self.failures.lock() {
-            for k in keys {
-                map.remove(k);
-            }
+        for k in keys {
+            self.failures.invalidate(k);
         }
+    }
+
+    /// How many keys the limiter holds (after moka's pending maintenance).
+    pub fn len(&self) -> u64 {
+        self.failures.run_pending_tasks();
+        self.failures.entry_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Every attempt counts (successes too): budgets for work that is costly
+/// whatever its outcome, such as admin sign-in and sign-up (a bcrypt hash,
+/// and for sign-up a new tenant). `AdminAttemptIp` keys.
+pub struct AttemptLimiter(pub RateLimiter);
+
+impl Default for AttemptLimiter {
+    fn default() -> Self {
+        AttemptLimiter(RateLimiter::new(30, Duration::from_secs(15 * 60)))
     }
 }
 
@@ -166,12 +225,33 @@ impl ClientAuthLimits {
         a.max(b)
     }
 
-    pub fn record_failure(&self, tenant_id: i64, client_id: Option<&str>, ip: &str) {
+    /// Counts a failure, unless the caller is over budget already (then
+    /// nothing is stored: a flood of fresh client_ids from a refused
+    /// address adds no key). Returns whether it was counted.
+    pub fn record_failure(&self, tenant_id: i64, client_id: Option<&str>, ip: &str) -> bool {
+        if self.blocked(tenant_id, client_id, ip).is_some() {
+            return false;
+        }
         let (pair, ip_key) = Self::keys(tenant_id, client_id, ip);
         if let Some(k) = pair {
             self.pair.record_failure(&[k]);
         }
         self.ip.record_failure(&[ip_key]);
+        true
+    }
+
+    /// The window of the per-client budget, in seconds.
+    pub fn window_secs(&self) -> i64 {
+        self.pair.window.as_secs() as i64
+    }
+
+    /// Keys held by the two limiters.
+    pub fn len(&self) -> u64 {
+        self.pair.len() + self.ip.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -188,7 +268,7 @@ mod tests {
     #[test]
     fn blocks_after_budget_and_resets() {
         let l = RateLimiter::new(3, Duration::from_secs(60));
-        let k = [LimitKey::AdminLogin("a".into())];
+        let k = [LimitKey::AdminLogin("a".into(), "ip".into())];
         for _ in 0..2 {
             l.record_failure(&k);
         }
@@ -203,8 +283,8 @@ mod tests {
     fn the_lock_free_answer_holds_only_while_no_failure_is_in_the_window() {
         let l = RateLimiter::new(1, Duration::from_millis(300));
         let (a, b) = (
-            [LimitKey::AdminLogin("a".into())],
-            [LimitKey::AdminLogin("b".into())],
+            [LimitKey::AdminLogin("a".into(), "ip".into())],
+            [LimitKey::AdminLogin("b".into(), "ip".into())],
         );
         assert!(l.is_clear());
         l.record_failure(&a);
@@ -219,6 +299,21 @@ mod tests {
         std::thread::sleep(Duration::from_millis(350));
         assert!(l.is_clear());
         assert!(l.blocked(&b).is_none());
+    }
+
+    #[test]
+    fn a_caller_over_budget_adds_no_key_and_the_keys_are_capped() {
+        let l = ClientAuthLimits::new(3, 5, Duration::from_secs(60));
+        for i in 0..1000 {
+            l.record_failure(1, Some(&format!("kit_{i}")), "10.0.0.1");
+        }
+        // Five failures spend the IP's budget; the other 995 are not stored.
+        assert_eq!(l.len(), 5 + 1);
+        let capped = RateLimiter::with_capacity(3, Duration::from_secs(60), 1000);
+        for i in 0..20_000 {
+            capped.record_failure(&[LimitKey::ClientAuthIp(format!("ip{i}"))]);
+        }
+        assert!(capped.len() <= 1000, "{}", capped.len());
     }
 
     #[test]

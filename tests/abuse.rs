@@ -219,8 +219,9 @@ async fn creator_sign_in_is_throttled_per_account_and_per_ip_with_retry_after() 
     let app = TestApp::new().await;
     let seed = seed_tenant(&app, "acme");
     let email = seed.user.email.clone();
-    // Per account: failures from many addresses.
-    for i in 0..5 {
+    // Strangers at many addresses fail on the account: each spends the
+    // budget of its own (account, address) pair and no one else's.
+    for i in 0..8 {
         let resp = login_from(
             &app,
             "acme",
@@ -231,7 +232,12 @@ async fn creator_sign_in_is_throttled_per_account_and_per_ip_with_retry_after() 
         .await;
         assert_eq!(resp.status(), Status::Unauthorized);
     }
-    let resp = login_from(&app, "acme", "203.0.113.50", &email, &seed.password).await;
+    // One stranger keeps trying from one address: throttled there.
+    for _ in 0..4 {
+        let resp = login_from(&app, "acme", "203.0.113.0", &email, "wrong password").await;
+        assert_eq!(resp.status(), Status::Unauthorized);
+    }
+    let resp = login_from(&app, "acme", "203.0.113.0", &email, &seed.password).await;
     assert_eq!(resp.status(), Status::TooManyRequests);
     let wait: u64 = resp
         .headers()
@@ -246,6 +252,10 @@ async fn creator_sign_in_is_throttled_per_account_and_per_ip_with_retry_after() 
         .unwrap()
         .contains("Too many failed sign-in attempts"));
     assert_eq!(app.count("SELECT count(*) FROM end_user_sessions"), 0);
+    // The owner, at their own address, is not locked out.
+    let resp = login_from(&app, "acme", "192.0.2.10", &email, &seed.password).await;
+    assert_eq!(resp.status(), Status::SeeOther);
+    assert_eq!(app.count("SELECT count(*) FROM end_user_sessions"), 1);
 
     // Per IP: failures on many accounts from one address.
     for i in 0..5 {
@@ -669,4 +679,330 @@ async fn unknown_accounts_spend_a_full_bcrypt_verification() {
         "an unknown account took {u:?}, one bcrypt verify takes {one_verify:?}"
     );
     assert!(u * 3 >= k && k * 3 >= u, "known {k:?} vs unknown {u:?}");
+}
+
+// ------------------------------------------------- issue 13: abuse, round two
+
+/// GETs `page` from `ip` for its CSRF token, then POSTs `fields` to `path`.
+async fn page_post<'c>(
+    app: &'c TestApp,
+    ip: &str,
+    page: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> LocalResponse<'c> {
+    let html = app
+        .client
+        .get(page)
+        .remote(addr(ip))
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+    let csrf = csrf_from(&html);
+    let mut all = vec![("csrf_token", csrf.as_str())];
+    all.extend_from_slice(fields);
+    app.client
+        .post(path.to_string())
+        .remote(addr(ip))
+        .header(ContentType::Form)
+        .body(form(&all))
+        .dispatch()
+        .await
+}
+
+async fn admin_login_from<'c>(
+    app: &'c TestApp,
+    ip: &str,
+    email: &str,
+    password: &str,
+) -> LocalResponse<'c> {
+    page_post(
+        app,
+        ip,
+        "/admin/login",
+        "/admin/login",
+        &[("email", email), ("password", password)],
+    )
+    .await
+}
+
+#[rocket::async_test]
+async fn a_stranger_cannot_lock_an_admin_out_of_their_own_address() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let hash = kitauth::crypto::hash_password("admin password 1", 4).unwrap();
+    let mut conn = app.conn();
+    let admin = kitauth::db::models::Admin::create(&mut conn, "owner@acme.example", &hash).unwrap();
+    kitauth::db::models::Membership::add(
+        &mut conn,
+        seed.tenant.id,
+        admin.id,
+        kitauth::db::models::Role::Owner,
+    )
+    .unwrap();
+    // Wrong passwords from many addresses, and many from one.
+    for i in 0..6 {
+        let ip = format!("203.0.113.{i}");
+        let resp = admin_login_from(&app, &ip, "owner@acme.example", "wrong password!").await;
+        assert_eq!(resp.status(), Status::Unauthorized);
+    }
+    for _ in 0..4 {
+        admin_login_from(&app, "203.0.113.0", "owner@acme.example", "wrong password!").await;
+    }
+    let resp = admin_login_from(
+        &app,
+        "203.0.113.0",
+        "owner@acme.example",
+        "admin password 1",
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        Status::TooManyRequests,
+        "the stranger's address is throttled"
+    );
+    assert!(resp.headers().get_one("Retry-After").is_some());
+    // The owner at their own address signs in.
+    let resp = admin_login_from(&app, "192.0.2.10", "owner@acme.example", "admin password 1").await;
+    assert_eq!(resp.status(), Status::SeeOther);
+    assert_eq!(app.count("SELECT count(*) FROM admin_sessions"), 1);
+}
+
+#[rocket::async_test]
+async fn admin_sign_ups_and_successful_sign_ins_are_throttled_per_address() {
+    let app = TestApp::new().await;
+    let ip = "203.0.113.77";
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let (email, slug) = (format!("a{i}@x.example"), format!("ws{i}"));
+        let resp = page_post(
+            &app,
+            ip,
+            "/admin/signup",
+            "/admin/signup",
+            &[
+                ("email", &email),
+                ("password", "a long password"),
+                ("tenant_name", "W"),
+                ("tenant_slug", &slug),
+            ],
+        )
+        .await;
+        statuses.push(resp.status());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == Status::SeeOther),
+        "{statuses:?}"
+    );
+    // Successful sign-ins count too: they cost a bcrypt verification each.
+    for _ in 0..10 {
+        let resp = admin_login_from(&app, ip, "a0@x.example", "a long password").await;
+        assert_eq!(resp.status(), Status::SeeOther);
+    }
+    let resp = admin_login_from(&app, ip, "a0@x.example", "a long password").await;
+    assert_eq!(resp.status(), Status::TooManyRequests);
+    assert!(resp.headers().get_one("Retry-After").is_some());
+    let before = app.count("SELECT count(*) FROM tenants");
+    let resp = page_post(
+        &app,
+        ip,
+        "/admin/signup",
+        "/admin/signup",
+        &[
+            ("email", "late@x.example"),
+            ("password", "a long password"),
+            ("tenant_name", "W"),
+            ("tenant_slug", "late"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), Status::TooManyRequests);
+    assert!(resp.headers().get_one("Retry-After").is_some());
+    assert_eq!(app.count("SELECT count(*) FROM tenants"), before);
+    // Another address is not affected.
+    let resp = admin_login_from(&app, "192.0.2.1", "a0@x.example", "a long password").await;
+    assert_eq!(resp.status(), Status::SeeOther);
+}
+
+fn percentile(mut v: Vec<Duration>, p: usize) -> Duration {
+    v.sort();
+    v[(v.len() * p / 100).min(v.len() - 1)]
+}
+
+async fn introspect_timed(app: &TestApp, seed: &Seed, token: &str, n: usize) -> Duration {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let body = introspect(app, seed, token).await;
+        times.push(t.elapsed());
+        assert_eq!(body["active"], true);
+    }
+    percentile(times, 90)
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[rocket::async_test]
+async fn a_distinct_client_id_flood_stays_bounded_and_valid_requests_keep_their_latency() {
+    use kitauth::admin::stats::TokenStats;
+    use kitauth::ratelimit::{ClientAuthLimits, MAX_KEYS};
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+    let tokens = json_of(kit_exchange(&app, &seed, &code).await).await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let baseline = introspect_timed(&app, &seed, &access, 40).await;
+    let rss_before = rss_kb();
+    let limits = app.client.rocket().state::<ClientAuthLimits>().unwrap();
+    let stats = app.client.rocket().state::<TokenStats>().unwrap();
+
+    // The bulk, in process: 200,000 distinct client_ids from as many
+    // addresses, each a first failure (the worst case for the structure).
+    for i in 0..200_000u32 {
+        let ip = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+        limits.record_failure(seed.tenant.id, Some(&format!("kit_{i:08x}")), &ip);
+    }
+    assert!(limits.len() <= 2 * MAX_KEYS, "{} keys", limits.len());
+
+    // Over HTTP: fresh client_ids on the token and introspect endpoints, from
+    // a few addresses (mostly over budget) and from fresh ones, while valid
+    // introspection runs alongside.
+    let flood = async {
+        for i in 0..1500u32 {
+            let ip = if i % 2 == 0 {
+                format!("198.18.{}.{}", (i >> 8) & 255, i & 255)
+            } else {
+                format!("198.19.0.{}", i % 4)
+            };
+            let path = if i % 3 == 0 { "token" } else { "introspect" };
+            let resp = app
+                .client
+                .post(format!("/t/acme/oauth/{path}"))
+                .remote(addr(&ip))
+                .header(ContentType::Form)
+                .body(form(&[
+                    ("client_id", &format!("kit_flood{i:08x}")),
+                    ("client_secret", "kcs_wrong"),
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", "krt_x"),
+                    ("token", "kat_x"),
+                ]))
+                .dispatch()
+                .await;
+            assert!(
+                matches!(
+                    resp.status(),
+                    Status::Unauthorized | Status::TooManyRequests
+                ),
+                "{}",
+                resp.status()
+            );
+        }
+    };
+    let (_, during) = futures::join!(flood, introspect_timed(&app, &seed, &access, 40));
+    let after = introspect_timed(&app, &seed, &access, 40).await;
+    eprintln!("p90 valid introspection: baseline {baseline:?}, during the flood {during:?}, after {after:?}; limiter keys {}", limits.len());
+    let limit = baseline * 4 + Duration::from_millis(20);
+    assert!(
+        during <= limit && after <= limit,
+        "p90 valid introspection: baseline {baseline:?}, during {during:?}, after {after:?}"
+    );
+    assert!(limits.len() <= 2 * MAX_KEYS, "{} keys", limits.len());
+    // Unknown client_ids never reach the per-app stats.
+    assert_eq!(stats.pending(), 0);
+    let grown_mb = rss_kb().saturating_sub(rss_before) / 1024;
+    eprintln!("RSS grew by {grown_mb} MB");
+    assert!(grown_mb < 64, "RSS grew by {grown_mb} MB");
+}
+
+#[rocket::async_test]
+async fn unknown_client_ids_and_wrong_secrets_do_not_count_in_the_app_stats() {
+    use kitauth::admin::stats::TokenStats;
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let stats = app.client.rocket().state::<TokenStats>().unwrap();
+    for id in ["kit_nobody", seed.app.client_id.as_str()] {
+        let resp = app
+            .client
+            .post("/t/acme/oauth/token")
+            .remote(addr("203.0.113.3"))
+            .header(ContentType::Form)
+            .body(form(&[
+                ("client_id", id),
+                ("client_secret", "kcs_wrong"),
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "krt_x"),
+            ]))
+            .dispatch()
+            .await;
+        assert_eq!(resp.status(), Status::Unauthorized);
+    }
+    assert_eq!(stats.pending(), 0);
+    // A refused grant of an authenticated client still counts as failed.
+    let resp = kit_refresh(&app, &seed, "krt_not-a-token").await;
+    assert_eq!(resp.status(), Status::BadRequest);
+    assert_eq!(stats.pending(), 1);
+}
+
+#[rocket::async_test]
+async fn a_failing_client_over_budget_adds_one_aggregated_audit_event_with_the_count() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let before = app.count("SELECT count(*) FROM audit_events");
+    let mut statuses = Vec::new();
+    for i in 0..200 {
+        let path = ["token", "introspect", "revoke"][i % 3];
+        let resp = app
+            .client
+            .post(format!("/t/acme/oauth/{path}"))
+            .remote(addr("203.0.113.44"))
+            .header(ContentType::Form)
+            .body(form(&[
+                ("client_id", &seed.app.client_id),
+                ("client_secret", "kcs_wrong"),
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "krt_x"),
+                ("token", "kat_x"),
+            ]))
+            .dispatch()
+            .await;
+        statuses.push(resp.status());
+    }
+    // The default budget: 10 failures per (client_id, address).
+    assert!(statuses[..10].iter().all(|s| *s == Status::Unauthorized));
+    assert!(statuses[10..].iter().all(|s| *s == Status::TooManyRequests));
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events") - before,
+        11,
+        "ten failures, then one aggregated event"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'client.wrong_secret'"),
+        10
+    );
+    assert_eq!(
+        app.count("SELECT (details->>'count')::int8 FROM audit_events WHERE action = 'client.auth_throttled' AND ip = '203.0.113.44' AND object_type = 'app'"),
+        190
+    );
+    // The right secret still works, and writes no failure.
+    let resp = revoke_from(
+        &app,
+        &seed,
+        "203.0.113.44",
+        &seed.app.client_id,
+        &seed.client_secret,
+        "x",
+    )
+    .await;
+    assert_eq!(resp.status(), Status::Ok);
+    assert_eq!(app.count("SELECT count(*) FROM audit_events") - before, 11);
 }

@@ -25,7 +25,7 @@ use crate::db::models::{
 };
 use crate::db::Db;
 use crate::error::{Error, PageError};
-use crate::ratelimit::{LimitKey, RateLimiter};
+use crate::ratelimit::{AttemptLimiter, LimitKey, RateLimiter};
 
 /// A sign-in refused by throttling: 429 with `Retry-After`.
 #[derive(Responder)]
@@ -157,6 +157,7 @@ pub async fn login_post(
     db: &State<Db>,
     config: &State<AppConfig>,
     limiter: &State<RateLimiter>,
+    attempts: &State<AttemptLimiter>,
     cookies: &CookieJar<'_>,
     csrf: CsrfToken,
     ip: ClientIp,
@@ -166,11 +167,18 @@ pub async fn login_post(
     let next = safe_next(params.get("next"));
     let email = params.get("email").unwrap_or("").trim().to_string();
     let password = params.get("password").unwrap_or("").to_string();
+    let addr = ip.0.clone().unwrap_or_default();
     let keys = [
-        LimitKey::AdminLogin(normalize_email(&email)),
-        LimitKey::AdminLoginIp(ip.0.clone().unwrap_or_default()),
+        LimitKey::AdminLogin(normalize_email(&email), addr.clone()),
+        LimitKey::AdminLoginIp(addr.clone()),
     ];
-    if let Some(wait) = limiter.blocked(&keys) {
+    // Every attempt that reaches bcrypt counts against the address's
+    // attempt budget, successful ones too.
+    let attempt = [LimitKey::AdminAttemptIp(addr)];
+    if let Some(wait) = limiter
+        .blocked(&keys)
+        .or_else(|| attempts.0.blocked(&attempt))
+    {
         return Ok(too_many(
             csrf.value(),
             config,
@@ -179,6 +187,7 @@ pub async fn login_post(
             wait.as_secs(),
         ));
     }
+    attempts.0.record_failure(&attempt);
     let lookup = email.clone();
     let admin = if valid_email(&email) && password.len() <= 72 {
         db.run(move |conn| Admin::find_by_email(conn, &lookup).map_err(Error::from))
@@ -247,14 +256,43 @@ pub fn signup_get(csrf: CsrfToken, config: &State<AppConfig>) -> PageResult {
 pub async fn signup_post(
     db: &State<Db>,
     config: &State<AppConfig>,
+    attempts: &State<AttemptLimiter>,
+    cookies: &CookieJar<'_>,
+    csrf: CsrfToken,
+    ip: ClientIp,
+    data: Data<'_>,
+) -> Result<LoginResp, PageError> {
+    if !config.admin_signup {
+        return Err(signup_closed());
+    }
+    // Sign-ups and sign-ins share one attempt budget per address.
+    let attempt = [LimitKey::AdminAttemptIp(ip.0.clone().unwrap_or_default())];
+    if let Some(wait) = attempts.0.blocked(&attempt) {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let msg = format!(
+            "Too many attempts from your network. Try again in {minutes} minute{}.",
+            if minutes == 1 { "" } else { "s" }
+        );
+        return Ok(LoginResp::TooMany(TooManyAttempts(
+            signup_page(csrf.value(), json!({}), Some(&msg)),
+            Header::new("Retry-After", wait.as_secs().max(1).to_string()),
+        )));
+    }
+    signup_create(db, config, attempts, cookies, csrf, ip, data)
+        .await
+        .map(LoginResp::from)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn signup_create(
+    db: &State<Db>,
+    config: &State<AppConfig>,
+    attempts: &State<AttemptLimiter>,
     cookies: &CookieJar<'_>,
     csrf: CsrfToken,
     ip: ClientIp,
     data: Data<'_>,
 ) -> PageResult {
-    if !config.admin_signup {
-        return Err(signup_closed());
-    }
     let params = read_form(data, cookies).await?;
     let email = params.get("email").unwrap_or("").trim().to_string();
     let password = params.get("password").unwrap_or("").to_string();
@@ -283,6 +321,10 @@ pub async fn signup_post(
     if !valid_slug(&slug) {
         return refuse("The workspace URL name must have 2 to 40 characters: lowercase letters, digits and dashes.");
     }
+    // Each sign-up costs a bcrypt hash and may make a tenant: it counts
+    // against the address's attempt budget (checked in `signup_post`).
+    let attempt = [LimitKey::AdminAttemptIp(ip.0.clone().unwrap_or_default())];
+    attempts.0.record_failure(&attempt);
     let cost = config.bcrypt_cost;
     let hash = rocket::tokio::task::spawn_blocking(move || crypto::hash_password(&password, cost))
         .await
@@ -478,7 +520,7 @@ pub async fn invite_post(
         None => {
             let email = invite.email.clone();
             let keys = [
-                LimitKey::AdminLogin(email.clone()),
+                LimitKey::AdminLogin(email.clone(), ip.0.clone().unwrap_or_default()),
                 LimitKey::AdminLoginIp(ip.0.clone().unwrap_or_default()),
             ];
             if let Some(wait) = limiter.blocked(&keys) {

@@ -3,6 +3,8 @@
 //! meet on a lock, and no database write on the hot path); a background
 //! task adds the counts to `token_stats` every few seconds with one upsert
 //! per app and hour. The dashboard home flushes first, so it is current.
+//! Only clients that authenticated are counted (see `oauth::token::token`),
+//! so the map holds at most one entry per real app and hour.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -64,6 +66,14 @@ impl TokenStats {
                 entry.1 += 1;
             }
         }
+    }
+
+    /// How many (app, hour) counts wait for the next flush.
+    pub fn pending(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok().map(|m| m.len()))
+            .sum()
     }
 
     fn drain(&self) -> Counts {

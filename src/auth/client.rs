@@ -91,6 +91,10 @@ pub struct ClientCredentials {
     pub client_id: String,
     pub client_secret: Option<String>,
     pub via_basic: bool,
+    /// Set when the caller is over its failure budget (by
+    /// `ClientAuthBudget`): a failure then adds to one aggregated audit
+    /// event per caller and window of this many seconds, not a row each.
+    pub throttled: Option<i64>,
 }
 
 impl ClientCredentials {
@@ -115,6 +119,7 @@ impl ClientCredentials {
                     client_id: client_id.clone(),
                     client_secret: non_empty(secret),
                     via_basic: true,
+                    throttled: None,
                 })
             }
             BasicAuth::Absent => {
@@ -125,6 +130,7 @@ impl ClientCredentials {
                     client_id: client_id.to_string(),
                     client_secret: params.get("client_secret").and_then(non_empty),
                     via_basic: false,
+                    throttled: None,
                 })
             }
         }
@@ -293,6 +299,10 @@ pub fn authenticate_and_load(
 pub enum ClientAuthWrite {
     Touch(i64),
     Audit(NewAuditEvent),
+    /// A failure of a caller over budget: adds one to the count of the
+    /// caller's `client.auth_throttled` event of the current window (the
+    /// seconds given), or starts one.
+    Throttled(NewAuditEvent, i64),
 }
 
 impl ClientAuthWrite {
@@ -300,7 +310,7 @@ impl ClientAuthWrite {
     pub fn kind(&self) -> &'static str {
         match self {
             ClientAuthWrite::Touch(_) => "client_secret.last_used_at",
-            ClientAuthWrite::Audit(_) => "audit_event",
+            ClientAuthWrite::Audit(_) | ClientAuthWrite::Throttled(..) => "audit_event",
         }
     }
 
@@ -308,6 +318,7 @@ impl ClientAuthWrite {
         match self {
             ClientAuthWrite::Touch(id) => ClientSecret::touch(conn, *id).map(drop),
             ClientAuthWrite::Audit(event) => event.insert(conn).map(drop),
+            ClientAuthWrite::Throttled(event, window) => event.add_to_window(conn, *window),
         }
         .map_err(Error::from)
     }
@@ -350,9 +361,18 @@ pub fn check_client<A: ClientApp>(
     };
     let now = Utc::now();
     let audit = |action: &str, object: (&str, i64)| {
-        NewAuditEvent::new(tenant_id, format!("client:{}", app.client_id()), action)
-            .object(object.0, object.1)
-            .ip(ip.clone())
+        let event = NewAuditEvent::new(tenant_id, format!("client:{}", app.client_id()), action)
+            .ip(ip.clone());
+        match creds.throttled {
+            // Over budget: one event per caller and window, with the count.
+            Some(window) => ClientAuthWrite::Throttled(
+                event
+                    .object("app", app.id())
+                    .details(serde_json::json!({"count": 1, "last": action})),
+                window,
+            ),
+            None => ClientAuthWrite::Audit(event.object(object.0, object.1)),
+        }
     };
     match SecretKey::check(secrets, secret, now) {
         SecretCheck::Valid(id) => {
@@ -374,15 +394,12 @@ pub fn check_client<A: ClientApp>(
             let event = audit("client_secret.used_after_grace", ("client_secret", id));
             (
                 Err(creds.fail("the client secret has expired")),
-                Some(ClientAuthWrite::Audit(event)),
+                Some(event),
             )
         }
         SecretCheck::Invalid => {
             let event = audit("client.wrong_secret", ("app", app.id()));
-            (
-                Err(creds.fail("client authentication failed")),
-                Some(ClientAuthWrite::Audit(event)),
-            )
+            (Err(creds.fail("client authentication failed")), Some(event))
         }
     }
 }

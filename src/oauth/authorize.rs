@@ -515,7 +515,11 @@ pub async fn login_post(
     let email = params.get("email").unwrap_or("").trim().to_string();
     let password = params.get("password").unwrap_or("").to_string();
     let keys = [
-        LimitKey::CreatorLogin(tenant.id, email.to_lowercase()),
+        LimitKey::CreatorLogin(
+            tenant.id,
+            email.to_lowercase(),
+            ip.0.clone().unwrap_or_default(),
+        ),
         LimitKey::CreatorLoginIp(ip.0.clone().unwrap_or_default()),
     ];
     if let Some(wait) = limiter.blocked(&keys) {

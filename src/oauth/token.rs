@@ -94,8 +94,15 @@ impl<'a> ClientAuthBudget<'a> {
         basic: &BasicAuth,
         params: &Params,
     ) -> Result<ClientCredentials, OAuthError> {
-        let creds = ClientCredentials::from_parts(basic, params);
+        let mut creds = ClientCredentials::from_parts(basic, params);
         self.note(None, &creds);
+        if let Ok(c) = creds.as_mut() {
+            // Over budget already: a failure now is aggregated in the
+            // audit log (one event per caller and window), not a row each.
+            if self.check(Some(&c.client_id)).is_err() {
+                c.throttled = Some(self.limits.window_secs());
+            }
+        }
         creds
     }
 
@@ -140,7 +147,15 @@ pub async fn token(
         Err(e) if e.status == Status::TooManyRequests => TokenOutcome::Failed("rate_limited"),
         Err(e) => TokenOutcome::Failed(e.error),
     });
-    if let Some(client_id) = client_id {
+    // Per-app stats count only clients that authenticated: an issued token,
+    // or a grant refused (400) after the client's credentials verified. An
+    // unknown client_id or a wrong secret (401, 429) is no app's traffic,
+    // and must not grow the stats (the limiter and metrics count those).
+    let authenticated = match &result {
+        Ok(_) => true,
+        Err(e) => e.status == Status::BadRequest,
+    };
+    if let (Some(client_id), true) = (client_id, authenticated) {
         stats.record(tenant_id, &client_id, result.is_ok());
     }
     result

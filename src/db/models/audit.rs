@@ -56,6 +56,44 @@ impl NewAuditEvent {
         self.details = details;
         self
     }
+    /// Adds this event to the `client.auth_throttled` event of the same
+    /// tenant, actor and IP within the last `window_secs`, counting it in
+    /// `details.count`; starts one (count 1) when there is none. One
+    /// statement each way; the (tenant_id, action, created_at) index finds
+    /// the row.
+    pub fn add_to_window(&self, conn: &mut PgConnection, window_secs: i64) -> QueryResult<()> {
+        use diesel::dsl::sql;
+        use diesel::sql_types::Jsonb;
+        const ACTION: &str = "client.auth_throttled";
+        let since = Utc::now() - chrono::Duration::seconds(window_secs.max(1));
+        let latest: Option<i64> = audit_events::table
+            .filter(audit_events::tenant_id.eq(self.tenant_id))
+            .filter(audit_events::action.eq(ACTION))
+            .filter(audit_events::created_at.gt(since))
+            .filter(audit_events::actor.eq(&self.actor))
+            .filter(audit_events::ip.is_not_distinct_from(&self.ip))
+            .order(audit_events::created_at.desc())
+            .select(audit_events::id)
+            .first(conn)
+            .optional()?;
+        match latest {
+            Some(id) => {
+                diesel::update(audit_events::table.find(id))
+                    .filter(audit_events::tenant_id.eq(self.tenant_id))
+                    .set(audit_events::details.eq(sql::<Jsonb>(
+                        "jsonb_set(details, '{count}', to_jsonb(coalesce((details->>'count')::int8, 0) + 1))",
+                    )))
+                    .execute(conn)?;
+            }
+            None => {
+                let mut event = self.clone();
+                event.action = ACTION.to_string();
+                event.insert(conn)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn insert(&self, conn: &mut PgConnection) -> QueryResult<usize> {
         diesel::insert_into(audit_events::table)
             .values(self)
