@@ -133,6 +133,7 @@ fn read_password(password_stdin: bool) -> anyhow::Result<String> {
         .read_line(&mut line)
         .context("could not read the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']).to_string();
+    crate::input::check("password", &password).map_err(|e| anyhow!(e.description()))?;
     validate_password(&password).map_err(|e| anyhow!(e))?;
     Ok(password)
 }
@@ -221,7 +222,41 @@ pub fn create_app(
 }
 
 /// Runs one non-serve command and returns what to print.
+/// Every text argument of a command through the input layer, before any
+/// database work (one line on refusal, as every other CLI error).
+fn check_args(command: &Command) -> anyhow::Result<()> {
+    let mut args: Vec<(&str, &str)> = Vec::new();
+    match command {
+        Command::Tenant(TenantCmd::Create { slug, name }) => {
+            args.extend([("tenant_slug", slug.as_str()), ("name", name.as_str())]);
+        }
+        Command::App(AppCmd::Create(a)) => {
+            args.extend([("tenant", a.tenant.as_str()), ("name", a.name.as_str())]);
+            args.extend(a.redirect_uris.iter().map(|u| ("redirect_uri", u.as_str())));
+            args.extend(a.scopes.iter().map(|s| ("scope", s.as_str())));
+        }
+        Command::User(UserCmd::Create { tenant, email, .. }) => {
+            args.extend([("tenant", tenant.as_str()), ("email", email.as_str())]);
+        }
+        Command::Admin(AdminCmd::Create {
+            email,
+            tenant,
+            role,
+            ..
+        }) => {
+            args.extend([("email", email.as_str()), ("role", role.as_str())]);
+            args.extend(tenant.iter().map(|t| ("tenant", t.as_str())));
+        }
+        _ => {}
+    }
+    for (field, value) in args {
+        crate::input::check(field, value).map_err(|e| anyhow!(e.description()))?;
+    }
+    Ok(())
+}
+
 pub fn run(command: Command, config: &AppConfig) -> anyhow::Result<Output> {
+    check_args(&command)?;
     match command {
         Command::Serve => unreachable_serve(),
         Command::Migrate => {

@@ -136,11 +136,19 @@ pub fn check_release(figment: &Figment) -> Result<(), String> {
             .into_iter()
             .filter(|key| figment.find_value(key).is_err()),
     );
+    // Without a token, /metrics answers every loopback-looking caller, and
+    // behind a same-host reverse proxy that is every caller.
+    let metrics_token_set = figment
+        .extract_inner::<String>("metrics_token")
+        .is_ok_and(|t| !t.trim().is_empty());
+    if !metrics_token_set {
+        missing.push("metrics_token");
+    }
     if missing.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "the release profile needs explicit settings for: {} (set them in Rocket.toml [release] or as ROCKET_SECRET_KEY, DATABASE_URL, ROCKET_PUBLIC_URL)",
+            "the release profile needs explicit settings for: {} (set them in Rocket.toml [release] or as ROCKET_SECRET_KEY, DATABASE_URL, ROCKET_PUBLIC_URL, ROCKET_METRICS_TOKEN)",
             missing.join(", ")
         ))
     }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod input;
 pub mod janitor;
 pub mod logwriter;
 pub mod metrics;
@@ -92,6 +93,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .attach(admin::stats::StatsFlusher)
         .attach(Template::fairing())
         .attach(RequestLog)
+        .attach(input::BadInputGuard)
         .attach(SecurityHeaders)
         .attach(rocket::fairing::AdHoc::on_liftoff("announce", |rocket| {
             Box::pin(async move {
@@ -107,6 +109,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .attach(janitor)
         .mount("/", oauth::routes())
         .mount("/", ops::routes())
+        .mount("/", input::routes())
         .mount("/", admin::routes())
         .mount("/static", FileServer::from(static_dir).rank(20))
         .register("/", catchers![default_catcher]))

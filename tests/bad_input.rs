@@ -191,3 +191,300 @@ async fn bad_authorize_requests_get_html_error_pages() {
     assert_eq!(resp.status(), Status::BadRequest);
     assert_eq!(app.snapshot(), before);
 }
+
+/// The HTML forms of the hosted pages and the dashboard, each with the
+/// fields it posts, and the query strings of every page with one.
+fn forms(seed: &Seed, ids: &Ids) -> Vec<(String, Vec<&'static str>)> {
+    let t = "/admin/t/acme";
+    let app = seed.app.id;
+    let user = seed.user.id;
+    vec![
+        ("/t/acme/login".into(), vec!["email", "password", "next"]),
+        ("/t/acme/signup".into(), vec!["email", "password", "next"]),
+        (
+            "/t/acme/oauth/authorize".into(),
+            vec![
+                "client_id",
+                "redirect_uri",
+                "state",
+                "scope",
+                "decision",
+                "response_type",
+                "code_challenge",
+            ],
+        ),
+        ("/admin/login".into(), vec!["email", "password", "next"]),
+        (
+            "/admin/signup".into(),
+            vec!["email", "password", "name", "tenant_name", "tenant_slug"],
+        ),
+        (
+            format!("/admin/invite/{}", ids.invite_token),
+            vec!["password", "name"],
+        ),
+        (
+            format!("{t}/apps/new"),
+            vec!["name", "redirect_uris", "scopes", "access_token_ttl_secs"],
+        ),
+        (
+            format!("{t}/apps/{app}/edit"),
+            vec![
+                "name",
+                "redirect_uris",
+                "scopes",
+                "refresh_grace_secs",
+                "disabled",
+            ],
+        ),
+        (format!("{t}/apps/{app}/delete"), vec!["confirm"]),
+        (
+            format!("{t}/apps/{app}/secrets/rotate"),
+            vec!["grace", "confirm"],
+        ),
+        (
+            format!("{t}/apps/{app}/secrets/{}/revoke", ids.secret),
+            vec!["confirm"],
+        ),
+        (format!("{t}/creators"), vec!["email", "password"]),
+        (format!("{t}/creators/{user}/disable"), vec!["confirm"]),
+        (format!("{t}/creators/{user}/password"), vec!["password"]),
+        (
+            format!("{t}/installs/{}/revoke", ids.grant),
+            vec!["confirm"],
+        ),
+        (format!("{t}/apps/{app}/installs/revoke"), vec!["confirm"]),
+        (
+            format!("{t}/creators/{user}/installs/revoke"),
+            vec!["confirm"],
+        ),
+        (format!("{t}/members/invite"), vec!["email", "role"]),
+        (format!("{t}/members/{}/role", ids.member), vec!["role"]),
+        (
+            format!("{t}/members/{}/remove", ids.member),
+            vec!["confirm"],
+        ),
+        (
+            format!("{t}/settings"),
+            vec![
+                "brand_display_name",
+                "brand_logo_url",
+                "brand_accent_color",
+                "signup_allowed",
+            ],
+        ),
+    ]
+}
+
+struct Ids {
+    invite_token: String,
+    secret: i64,
+    grant: i64,
+    member: i64,
+}
+
+fn queries(seed: &Seed) -> Vec<(String, Vec<&'static str>)> {
+    let t = "/admin/t/acme";
+    vec![
+        (
+            "/t/acme/oauth/authorize".into(),
+            vec![
+                "client_id",
+                "redirect_uri",
+                "state",
+                "scope",
+                "response_type",
+            ],
+        ),
+        ("/t/acme/login".into(), vec!["next"]),
+        ("/t/acme/signup".into(), vec!["next"]),
+        ("/admin/login".into(), vec!["next"]),
+        (format!("{t}/creators"), vec!["q", "page"]),
+        (format!("{t}/creators/{}", seed.user.id), vec!["page"]),
+        (format!("{t}/installs"), vec!["q", "page"]),
+        (format!("{t}/apps/{}/installs", seed.app.id), vec!["q"]),
+        (format!("{t}/audit"), vec!["kind", "from", "to", "page"]),
+        ("/t/acme/oauth/userinfo".into(), vec!["access_token"]),
+        (
+            "/t/acme/.well-known/oauth-authorization-server".into(),
+            vec!["x"],
+        ),
+    ]
+}
+
+/// A signed-in owner of the seeded tenant, a pending invite, a second member,
+/// and a live install: every form of the dashboard has something to act on.
+fn dashboard_fixture(app: &TestApp, seed: &Seed) -> (String, Ids) {
+    use kitauth::db::models::{Admin, AdminSession, Membership, Role};
+    let mut conn = app.conn();
+    let hash = kitauth::crypto::hash_password("admin password 1", 4).unwrap();
+    let owner = Admin::create(&mut conn, "owner@acme.example", &hash).unwrap();
+    Membership::add(&mut conn, seed.tenant.id, owner.id, Role::Owner).unwrap();
+    let member = Admin::create(&mut conn, "member@acme.example", &hash).unwrap();
+    Membership::add(&mut conn, seed.tenant.id, member.id, Role::Viewer).unwrap();
+    let session = AdminSession::create(
+        &mut conn,
+        owner.id,
+        kitauth::db::models::admin::SessionPolicy {
+            idle: chrono::Duration::hours(12),
+            lifetime: chrono::Duration::days(7),
+        },
+        None,
+    )
+    .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    use diesel::RunQueryDsl;
+    let secret = diesel::sql_query(format!(
+        "SELECT id FROM client_secrets WHERE app_id = {}",
+        seed.app.id
+    ))
+    .get_result::<Id>(&mut conn)
+    .unwrap()
+    .id;
+    let grant = diesel::sql_query("SELECT id FROM grants ORDER BY id LIMIT 1")
+        .get_result::<Id>(&mut conn)
+        .unwrap()
+        .id;
+    (
+        session,
+        Ids {
+            invite_token: format!("kin_{}", "A".repeat(43)),
+            secret,
+            grant,
+            member: member.id,
+        },
+    )
+}
+
+/// A NUL (raw, or percent-encoded in a query), or another control
+/// character, in any field of any form or query string: a 400 in the
+/// surface's format, before any database work, and no row changes.
+#[rocket::async_test]
+async fn nul_and_control_characters_are_refused_in_every_form_query_and_credential() {
+    use rocket::http::{Cookie, Header};
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+    assert_eq!(kit_exchange(&app, &seed, &code).await.status(), Status::Ok);
+    let (session, ids) = dashboard_fixture(&app, &seed);
+    // One CSRF token for every form: the tracked client keeps its cookie
+    // (path `/`), so each form is refused for its bad field, not for CSRF.
+    let hosted_csrf = csrf_from(
+        &app.client
+            .get("/t/acme/login")
+            .dispatch()
+            .await
+            .into_string()
+            .await
+            .unwrap(),
+    );
+    // One authenticated request first, so the session's own stamp is fresh.
+    app.client
+        .get("/admin/t/acme")
+        .cookie(Cookie::new("kitauth_admin", session.clone()))
+        .dispatch()
+        .await;
+    let audit = |app: &TestApp| app.count("SELECT count(*) AS n FROM audit_events");
+    let before = (app.snapshot(), audit(&app));
+    let mut checked = 0;
+    for bad in ["a\0b", "\0", "a\u{1b}[31mb", "x\u{7f}"] {
+        for (path, fields) in forms(&seed, &ids) {
+            for target in &fields {
+                let mut pairs: Vec<(&str, &str)> = vec![("csrf_token", hosted_csrf.as_str())];
+                for f in &fields {
+                    pairs.push((f, if f == target { bad } else { "yes" }));
+                }
+                let resp = app
+                    .client
+                    .post(path.clone())
+                    .header(ContentType::Form)
+                    .cookie(Cookie::new("kitauth_admin", session.clone()))
+                    .body(form(&pairs))
+                    .dispatch()
+                    .await;
+                let what = format!("POST {path} {target}={bad:?}");
+                assert_eq!(resp.status(), Status::BadRequest, "{what}");
+                assert_eq!(resp.content_type(), Some(ContentType::HTML), "{what}");
+                assert!(resp.into_string().await.unwrap().contains("<h1>"), "{what}");
+                checked += 1;
+            }
+        }
+        let encoded: String = form_urlencoded::byte_serialize(bad.as_bytes()).collect();
+        for (path, fields) in queries(&seed) {
+            for target in &fields {
+                let query: Vec<String> = fields
+                    .iter()
+                    .map(|f| format!("{f}={}", if f == target { encoded.as_str() } else { "1" }))
+                    .collect();
+                let uri = format!("{path}?{}", query.join("&"));
+                let resp = app
+                    .client
+                    .get(uri.clone())
+                    .cookie(Cookie::new("kitauth_admin", session.clone()))
+                    .dispatch()
+                    .await;
+                assert_eq!(resp.status(), Status::BadRequest, "GET {uri}");
+                let api = path.contains("/oauth/userinfo") || path.contains("/.well-known/");
+                if api {
+                    assert_eq!(resp.content_type(), Some(ContentType::JSON), "GET {uri}");
+                    assert_eq!(json_of(resp).await["error"], "invalid_request", "GET {uri}");
+                } else {
+                    assert_eq!(resp.content_type(), Some(ContentType::HTML), "GET {uri}");
+                }
+                checked += 1;
+            }
+        }
+        // The OAuth bodies, as form, JSON and Basic-auth parts.
+        for endpoint in ["token", "refresh", "revoke", "introspect"] {
+            let path = format!("/t/acme/oauth/{endpoint}");
+            let bodies = vec![
+                form(&[("client_id", &seed.app.client_id), ("client_secret", bad), ("grant_type", "refresh_token"), ("refresh_token", bad), ("token", bad)]),
+                serde_json::json!({"client_id": bad, "client_secret": seed.client_secret, "grant_type": "authorization_code", "code": "kac_x", "token": "t"}).to_string(),
+                serde_json::json!({"client_id": seed.app.client_id, "client_secret": seed.client_secret, "grant_type": "authorization_code", "code": bad, "redirect_uri": KIT_APPS, "token": bad}).to_string(),
+            ];
+            let mut requests: Vec<(Option<String>, String)> =
+                bodies.into_iter().map(|b| (None, b)).collect();
+            for (id, secret) in [
+                (bad, seed.client_secret.as_str()),
+                (seed.app.client_id.as_str(), bad),
+            ] {
+                use base64::Engine;
+                let enc =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    enc(id),
+                    enc(secret)
+                ));
+                requests.push((
+                    Some(format!("Basic {basic}")),
+                    form(&[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", "krt_x"),
+                        ("token", "t"),
+                    ]),
+                ));
+            }
+            for (auth, body) in requests {
+                let mut req = app
+                    .client
+                    .post(path.clone())
+                    .header(ContentType::Form)
+                    .body(body.clone());
+                if let Some(a) = auth.clone() {
+                    req = req.header(Header::new("Authorization", a));
+                }
+                let resp = req.dispatch().await;
+                let what = format!("POST {path} {auth:?} {body:?}");
+                assert_eq!(resp.status(), Status::BadRequest, "{what}");
+                assert_eq!(json_of(resp).await["error"], "invalid_request", "{what}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 300, "{checked} cases");
+    assert_eq!((app.snapshot(), audit(&app)), before, "nothing was written");
+}

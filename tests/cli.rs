@@ -327,6 +327,34 @@ fn release_profile_refuses_to_start_without_explicit_settings() {
 }
 
 #[test]
+fn release_profile_refuses_to_start_without_a_metrics_token() {
+    let settings = [
+        ("ROCKET_PROFILE", "release"),
+        (
+            "ROCKET_SECRET_KEY",
+            "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=",
+        ),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/kitauth"),
+        ("ROCKET_PUBLIC_URL", "https://auth.example"),
+    ];
+    let out = kitauth(None, &["serve"], "", &settings);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("metrics_token"), "{err}");
+    assert!(
+        !err.contains("secret_key") && !err.contains("public_url"),
+        "{err}"
+    );
+    // With a token, the release checks pass (and start-up goes on to the
+    // database, which is unreachable here).
+    let mut with_token = settings.to_vec();
+    with_token.push(("ROCKET_METRICS_TOKEN", "a-long-random-metrics-token"));
+    let err = stderr(&kitauth(None, &["serve"], "", &with_token));
+    assert!(!err.contains("metrics_token"), "{err}");
+}
+
+#[test]
 fn debug_profile_creates_the_database_and_migrate_applies_migrations() {
     let db = TestDb::new();
     // A database name that does not exist yet: the debug profile creates it.

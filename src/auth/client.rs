@@ -105,6 +105,10 @@ impl ClientCredentials {
             )
             .with_basic_challenge()),
             BasicAuth::Present { client_id, secret } => {
+                for (field, value) in [("client_id", client_id), ("client_secret", secret)] {
+                    crate::input::check(field, value)
+                        .map_err(|e| OAuthError::invalid_request(e.description()))?;
+                }
                 if params.get("client_id").is_some_and(|id| id != client_id) {
                     return Err(OAuthError::invalid_request(
                         "client_id in the body differs from the Authorization header",
@@ -264,7 +268,7 @@ pub fn authenticate_and_load(
     requirement: SecretRequirement,
     ip: Option<String>,
 ) -> Result<(Result<AuthenticatedClient, OAuthError>, LoadedClient), OAuthError> {
-    if creds.client_id.len() > 200 {
+    if !crate::db::models::app::looks_like_client_id(&creds.client_id) {
         return Ok((Err(creds.fail("unknown client")), None));
     }
     let mut loaded = load_client(conn, tenant_id, &creds.client_id).map_err(Error::from)?;

@@ -114,7 +114,7 @@ pub async fn introspect(
     let issuer = config.tenant_url(&tenant.slug);
     // token_type_hint is not needed: the prefix says which kind of token it is.
     let result = if crypto::looks_like(TokenKind::AccessToken, &token)
-        && creds.client_id.len() <= 200
+        && crate::db::models::app::looks_like_client_id(&creds.client_id)
     {
         // The hot path: client and token in one read, on the worker; with
         // a current copy of the client, the token and the copy's version.

@@ -21,6 +21,8 @@ pub enum BodyError {
     WrongType(String),
     Duplicate(String),
     ValueTooLong(String),
+    /// Refused by the input layer (`crate::input`): NUL, control character, length.
+    Input(crate::input::InputError),
 }
 
 impl BodyError {
@@ -35,6 +37,7 @@ impl BodyError {
             BodyError::WrongType(f) => format!("the field {f:?} must be a string"),
             BodyError::Duplicate(f) => format!("the field {f:?} appears more than once"),
             BodyError::ValueTooLong(f) => format!("the field {f:?} is too long"),
+            BodyError::Input(e) => e.description(),
         }
     }
 }
@@ -52,8 +55,13 @@ impl Params {
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
+    /// Adds one parameter; the input layer decides whether its name and
+    /// value are acceptable text, so every body reader refuses NULs and
+    /// control characters before any database work.
     pub fn insert(&mut self, key: String, value: String) -> Result<(), BodyError> {
-        if value.len() > MAX_VALUE {
+        crate::input::check_name(&key).map_err(BodyError::Input)?;
+        crate::input::check(&key, &value).map_err(BodyError::Input)?;
+        if value.len() > MAX_VALUE && !crate::input::rule(&key).multiline {
             return Err(BodyError::ValueTooLong(truncate(&key)));
         }
         if self.map.contains_key(&key) {

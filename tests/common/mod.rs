@@ -160,6 +160,11 @@ pub fn test_figment(db: &TestDb) -> Figment {
         .merge(("log_level", "off"))
         .merge(("secret_key", "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk="))
         .merge(("public_url", "http://kitauth.test"))
+        // The release profile refuses to start without a metrics token.
+        .merge(
+            rocket::figment::providers::Serialized::from("test-metrics-token", "release")
+                .key("metrics_token"),
+        )
 }
 
 pub struct TestApp {

@@ -74,6 +74,16 @@ pub fn generate_client_id() -> String {
     format!("kit_{}", crate::crypto::random_b64(18))
 }
 
+/// True when `id` has the shape `generate_client_id` gives; anything else
+/// is an unknown client without a database look-up.
+pub fn looks_like_client_id(id: &str) -> bool {
+    id.len() == 28
+        && id.starts_with("kit_")
+        && id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A redirect URI an app may register: absolute, https (or http on
 /// loopback, for development), no fragment, no user info.
 pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {

@@ -1,0 +1,271 @@
+//! The one input layer: what a valid text value is, for every surface.
+//!
+//! PostgreSQL cannot store a NUL in `text`, and no field of kitauth has a
+//! use for other control characters, except the free-text ones where a
+//! newline makes sense (the list of redirect URIs). Every value is checked
+//! here before any database work:
+//! - form and JSON bodies (OAuth endpoints, hosted pages, dashboard) in
+//!   [`crate::oauth::params::Params::insert`], which every body reader uses;
+//! - query strings and path segments of every request, in the
+//!   [`BadInputGuard`] fairing, before routing;
+//! - Basic-auth parts, in `ClientCredentials::from_parts`;
+//! - the command line's arguments, in `cli`.
+//!
+//! A refusal is `400 invalid_request` on the OAuth endpoints, a 400 page
+//! elsewhere, and one line on the command line. Nothing is written.
+
+use rocket::fairing::{Fairing, Info, Kind};
+use rocket::http::uri::Origin;
+use rocket::http::Method;
+use rocket::{get, Data, Request};
+
+use crate::error::{OAuthError, PageError};
+
+/// Largest value of a field without its own limit.
+pub const DEFAULT_MAX: usize = 2048;
+
+/// What a field may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// Longest value, in bytes.
+    pub max: usize,
+    /// Newlines (and tabs) allowed: a free-text field.
+    pub multiline: bool,
+}
+
+/// The rule of the field named `field`; unknown fields get the default.
+pub fn rule(field: &str) -> Rule {
+    let line = |max| Rule {
+        max,
+        multiline: false,
+    };
+    match field {
+        // One URI per line in the app form.
+        "redirect_uris" => Rule {
+            max: 8 * 1024,
+            multiline: true,
+        },
+        "email" => line(320),
+        "password" | "new_password" => line(1024),
+        "name" | "tenant_name" | "brand_display_name" | "q" | "tenant_slug" => line(200),
+        "page" | "kind" | "from" | "to" | "role" | "grace" | "decision" | "confirm" => line(100),
+        _ => line(DEFAULT_MAX),
+    }
+}
+
+/// Why a value was refused. Never carries the value itself (it may be a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputError {
+    Nul(String),
+    Control(String),
+    TooLong(String, usize),
+}
+
+impl InputError {
+    pub fn description(&self) -> String {
+        match self {
+            InputError::Nul(f) => format!("the field {f:?} contains a NUL character"),
+            InputError::Control(f) => format!("the field {f:?} contains a control character"),
+            InputError::TooLong(f, max) => {
+                format!("the field {f:?} is longer than {max} bytes")
+            }
+        }
+    }
+}
+
+fn field_name(field: &str) -> String {
+    field
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Checks `value` against the rule of `field`.
+pub fn check(field: &str, value: &str) -> Result<(), InputError> {
+    check_with(field, value, rule(field))
+}
+
+pub fn check_with(field: &str, value: &str, rule: Rule) -> Result<(), InputError> {
+    if value.len() > rule.max {
+        return Err(InputError::TooLong(field_name(field), rule.max));
+    }
+    if value.contains('\0') {
+        return Err(InputError::Nul(field_name(field)));
+    }
+    let allowed = |c: char| rule.multiline && matches!(c, '\n' | '\r' | '\t');
+    if value.chars().any(|c| c.is_control() && !allowed(c)) {
+        return Err(InputError::Control(field_name(field)));
+    }
+    Ok(())
+}
+
+/// A field name: not empty, no control character, bounded.
+pub fn check_name(name: &str) -> Result<(), InputError> {
+    if name.chars().any(char::is_control) {
+        return Err(InputError::Control(field_name(name)));
+    }
+    if name.len() > 100 {
+        return Err(InputError::TooLong(field_name(name), 100));
+    }
+    Ok(())
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component; `None` for a
+/// bad escape or invalid UTF-8 (left to the route to answer).
+fn decode_component(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Checks every parameter of a raw query string and every segment of a
+/// path. Malformed escapes are not this layer's concern.
+pub fn check_uri(path: &str, query: Option<&str>) -> Result<(), InputError> {
+    for segment in path.split('/') {
+        if let Some(seg) = decode_component(&segment.replace('+', "%2B")) {
+            check_with("path", &seg, rule("path"))?;
+        }
+    }
+    for pair in query.unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = decode_component(k).unwrap_or_default();
+        check_name(&key)?;
+        if let Some(value) = decode_component(v) {
+            check(&key, &value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a refused request is routed, and why it was refused.
+const BAD_INPUT_PATH: &str = "/_kitauth/bad-input";
+
+struct Refused {
+    description: String,
+    api: bool,
+}
+
+/// Refuses, before routing, any request whose query string or path holds a
+/// value the input layer does not accept: the request is rerouted to one
+/// handler that answers 400 in the surface's format, so no route, guard or
+/// database call sees it.
+pub struct BadInputGuard;
+
+#[rocket::async_trait]
+impl Fairing for BadInputGuard {
+    fn info(&self) -> Info {
+        Info {
+            name: "input layer (query strings and paths)",
+            kind: Kind::Request,
+        }
+    }
+
+    async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
+        let path = req.uri().path().as_str().to_string();
+        let query = req.uri().query().map(|q| q.as_str().to_string());
+        let Err(e) = check_uri(&path, query.as_deref()) else {
+            return;
+        };
+        let api = crate::oauth::is_api_path(&path);
+        req.local_cache(|| {
+            Some(Refused {
+                description: e.description(),
+                api,
+            })
+        });
+        req.set_method(Method::Get);
+        if let Ok(origin) = Origin::parse(BAD_INPUT_PATH) {
+            req.set_uri(origin);
+        }
+    }
+}
+
+#[derive(rocket::Responder)]
+pub enum Refusal {
+    OAuth(OAuthError),
+    Page(PageError),
+}
+
+#[get("/_kitauth/bad-input")]
+pub fn bad_input(req_refused: RefusedGuard) -> Refusal {
+    match req_refused.0 {
+        Some((description, true)) => Refusal::OAuth(OAuthError::invalid_request(description)),
+        Some((description, false)) => Refusal::Page(PageError::bad_request(format!(
+            "The request was refused: {description}."
+        ))),
+        None => Refusal::Page(PageError::not_found()),
+    }
+}
+
+/// What the fairing recorded, if anything (a direct request finds nothing).
+pub struct RefusedGuard(Option<(String, bool)>);
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for RefusedGuard {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
+        let found: &Option<Refused> = req.local_cache(|| None);
+        rocket::request::Outcome::Success(RefusedGuard(
+            found.as_ref().map(|r| (r.description.clone(), r.api)),
+        ))
+    }
+}
+
+pub fn routes() -> Vec<rocket::Route> {
+    rocket::routes![bad_input]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_and_control_characters_are_refused_newlines_only_in_free_text() {
+        assert!(check("email", "a@b.example").is_ok());
+        assert_eq!(
+            check("email", "a\0@b"),
+            Err(InputError::Nul("email".into()))
+        );
+        assert_eq!(
+            check("name", "a\nb"),
+            Err(InputError::Control("name".into()))
+        );
+        assert_eq!(
+            check("name", "a\u{1b}b"),
+            Err(InputError::Control("name".into()))
+        );
+        assert!(check("redirect_uris", "https://a.example\r\nhttps://b.example").is_ok());
+        assert!(check("redirect_uris", "https://a.example\0").is_err());
+        assert!(check("email", &"a".repeat(321)).is_err());
+        assert!(check("state", &"a".repeat(2048)).is_ok());
+        assert!(check("state", &"a".repeat(2049)).is_err());
+    }
+
+    #[test]
+    fn uris_are_checked_after_decoding() {
+        assert!(check_uri("/t/acme/oauth/authorize", Some("state=a%20b&x=1")).is_ok());
+        assert!(check_uri("/t/acme/oauth/authorize", Some("state=a%00b")).is_err());
+        assert!(check_uri("/t/acme/oauth/authorize", Some("st%00ate=1")).is_err());
+        assert!(check_uri("/admin/t/a%00b/apps", None).is_err());
+        assert!(check_uri("/admin/t/acme/apps", Some("q=%ff")).is_ok());
+        assert!(check_uri("/admin/login", Some("next=%2Fadmin%0A")).is_err());
+    }
+}
