@@ -90,6 +90,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(client_auth_limits)
         .manage(Metrics::default())
         .manage(admin::stats::TokenStats::default())
+        .manage(admin::reveal::Reveals::default())
         .attach(admin::stats::StatsFlusher)
         .attach(Template::fairing())
         .attach(RequestLog)

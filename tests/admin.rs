@@ -980,6 +980,9 @@ async fn creating_an_app_shows_its_kit_settings_and_the_secret_once() {
             ],
         )
         .await;
+    // Post/redirect/get: the POST answers with a redirect to the one-time reveal.
+    assert_eq!(resp.status, Status::SeeOther);
+    let resp = w.admin.get(&w.app, &resp.location.clone().unwrap()).await;
     assert_eq!(resp.status, Status::Ok);
     let secret = extract(&resp.body, "new-secret");
     assert!(secret.starts_with("kcs_"));
@@ -1175,6 +1178,8 @@ async fn rotating_with_a_grace_keeps_both_secrets_working() {
     let (_, access, _) = install(&w.app, &w.seed);
     let path = format!("/admin/t/acme/apps/{}/secrets/rotate", w.seed.app.id);
     let resp = w.admin.post(&w.app, &path, &[("grace", "3600")]).await;
+    assert_eq!(resp.status, Status::SeeOther);
+    let resp = w.admin.get(&w.app, &resp.location.clone().unwrap()).await;
     assert_eq!(resp.status, Status::Ok);
     let new_secret = extract(&resp.body, "new-secret");
     assert!(resp.body.contains("keep working for 1 hour"));
@@ -1223,7 +1228,8 @@ async fn rotating_immediately_needs_confirmation_and_ends_older_secrets() {
         .admin
         .post(&w.app, &path, &[("grace", "0"), ("confirm", "yes")])
         .await;
-    assert_eq!(resp.status, Status::Ok);
+    assert_eq!(resp.status, Status::SeeOther);
+    let resp = w.admin.get(&w.app, &resp.location.clone().unwrap()).await;
     let new_secret = extract(&resp.body, "new-secret");
     let (status, _) = introspect_with(&w.app, &w.seed, &w.seed.client_secret, &access).await;
     assert_eq!(
@@ -2072,4 +2078,279 @@ async fn the_session_cookie_is_secure_when_secure_cookies_is_on() {
         .expect("session cookie");
     assert!(cookie.contains("Secure"), "{cookie}");
     assert!(cookie.contains("HttpOnly") && cookie.contains("Path=/admin"));
+}
+
+// ------------------------------------------------------------ issue 13: dashboard
+
+#[rocket::async_test]
+async fn creating_and_rotating_redirect_to_a_one_time_reveal_bound_to_the_session() {
+    let w = world().await;
+    let apps_before = w.app.count("SELECT count(*) FROM apps");
+    let resp = w
+        .admin
+        .post(
+            &w.app,
+            "/admin/t/acme/apps/new",
+            &[
+                ("name", "Once"),
+                ("redirect_uris", KIT_INSTALL),
+                ("scopes", "public"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        resp.status,
+        Status::SeeOther,
+        "every POST ends in a redirect"
+    );
+    let reveal = resp.location.clone().unwrap();
+    assert!(reveal.ends_with("/secret"), "{reveal}");
+    assert!(!reveal.contains("kcs_"), "no secret in the URL");
+    // Another session (even of the same tenant) gets nothing.
+    let other = w.owner.get(&w.app, &reveal).await;
+    assert_eq!(other.status, Status::Ok);
+    assert!(other.body.contains("already shown") && !other.body.contains("id=\"new-secret\""));
+    let first = w.admin.get(&w.app, &reveal).await;
+    let secret = extract(&first.body, "new-secret");
+    assert!(secret.starts_with("kcs_"));
+    assert!(first.body.contains("App created."));
+    // A reload: "already shown", no secret, and no second app.
+    let reload = w.admin.get(&w.app, &reveal).await;
+    assert_eq!(reload.status, Status::Ok);
+    assert!(reload.body.contains("already shown"));
+    assert!(!reload.body.contains(&secret));
+    assert_eq!(w.app.count("SELECT count(*) FROM apps"), apps_before + 1);
+
+    // Rotation: the same, and a reload rotates nothing.
+    let path = format!("/admin/t/acme/apps/{}/secrets/rotate", w.seed.app.id);
+    let secrets_before = w.app.count("SELECT count(*) FROM client_secrets");
+    let resp = w.admin.post(&w.app, &path, &[("grace", "3600")]).await;
+    assert_eq!(resp.status, Status::SeeOther);
+    let reveal = resp.location.clone().unwrap();
+    let first = w.admin.get(&w.app, &reveal).await;
+    let rotated = extract(&first.body, "new-secret");
+    assert!(first.body.contains("keep working for 1 hour"));
+    let reload = w.admin.get(&w.app, &reveal).await;
+    assert!(reload.body.contains("already shown") && !reload.body.contains(&rotated));
+    assert_eq!(
+        w.app.count("SELECT count(*) FROM client_secrets"),
+        secrets_before + 1
+    );
+    assert_eq!(
+        w.app.count(&format!(
+            "SELECT count(*) FROM client_secrets WHERE app_id = {} AND expires_at IS NULL AND revoked_at IS NULL",
+            w.seed.app.id
+        )),
+        1,
+        "the new secret is the one without an expiry"
+    );
+}
+
+#[rocket::async_test]
+async fn the_only_live_secret_warns_before_revoking_and_revoked_secrets_show_no_expiry() {
+    let w = world().await;
+    let page_path = format!("/admin/t/acme/apps/{}", w.seed.app.id);
+    let page = w.admin.get(&w.app, &page_path).await;
+    assert!(
+        page.body.contains("only working secret") && page.body.contains("Kit makes fail"),
+        "a plain warning beside the only live secret"
+    );
+    assert!(
+        !page.body.contains(">Revoke now<"),
+        "no one-click Revoke now"
+    );
+    // After a rotation with grace there are two live secrets: no warning.
+    let resp = w
+        .admin
+        .post(
+            &w.app,
+            &format!("/admin/t/acme/apps/{}/secrets/rotate", w.seed.app.id),
+            &[("grace", "3600")],
+        )
+        .await;
+    assert_eq!(resp.status, Status::SeeOther);
+    let page = w.admin.get(&w.app, &page_path).await;
+    assert!(!page.body.contains("only working secret"));
+    assert!(page.body.contains(">Revoke now<"));
+    let expiry = list(
+        &w.app,
+        &format!("SELECT to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS s FROM client_secrets WHERE id = {}", w.secret_id),
+    );
+    assert!(
+        page.body.contains(&expiry),
+        "the grace expiry is shown while it counts"
+    );
+    // Revoke the old one: its grace expiry is gone from the page.
+    let resp = w
+        .admin
+        .post(
+            &w.app,
+            &format!(
+                "/admin/t/acme/apps/{}/secrets/{}/revoke",
+                w.seed.app.id, w.secret_id
+            ),
+            &[("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(resp.status, Status::SeeOther);
+    let page = w.admin.get(&w.app, &page_path).await;
+    assert!(
+        !page.body.contains(&expiry),
+        "a revoked secret shows no old expiry"
+    );
+    assert!(page.body.contains("revoked"));
+}
+
+#[rocket::async_test]
+async fn the_no_time_confirmation_is_marked_to_show_only_for_no_time() {
+    let w = world().await;
+    let page = w
+        .admin
+        .get(&w.app, &format!("/admin/t/acme/apps/{}", w.seed.app.id))
+        .await;
+    assert!(page.body.contains("class=\"check small confirm-now\""));
+    let css = w.app.client.get("/static/app.css").dispatch().await;
+    let css = css.into_string().await.unwrap();
+    assert!(css.contains(".rotate .confirm-now { display: none; }"));
+    assert!(css.contains(".rotate:has(#grace option[value=\"0\"]:checked) .confirm-now"));
+}
+
+#[rocket::async_test]
+async fn the_audit_log_names_objects_with_links_and_reads_as_text() {
+    let w = world().await;
+    w.admin
+        .post(
+            &w.app,
+            &format!("/admin/t/acme/apps/{}/edit", w.seed.app.id),
+            &[
+                ("name", "Acme Named"),
+                ("redirect_uris", KIT_INSTALL),
+                ("scopes", "public write"),
+            ],
+        )
+        .await;
+    w.admin
+        .post(
+            &w.app,
+            &format!("/admin/t/acme/creators/{}/disable", w.seed.user.id),
+            &[("confirm", "yes")],
+        )
+        .await;
+    let page = w.viewer.get(&w.app, "/admin/t/acme/audit").await;
+    assert_eq!(page.status, Status::Ok);
+    assert!(
+        page.body.contains(&format!(
+            "<a href=\"/admin/t/acme/apps/{}\">app Acme Named</a>",
+            w.seed.app.id
+        )),
+        "the app by name, linked"
+    );
+    let email = w.seed.user.email.clone();
+    assert!(
+        page.body.contains(&format!(
+            "<a href=\"/admin/t/acme/creators/{}\">creator {email}</a>",
+            w.seed.user.id
+        )),
+        "the creator by email, linked"
+    );
+    assert!(!page.body.contains(&format!("app {}<", w.seed.app.id)));
+    assert!(!page.body.contains(&format!("end_user {}", w.seed.user.id)));
+    assert!(
+        page.body.contains("scopes: public, write"),
+        "details read as text"
+    );
+    assert!(!page.body.contains("{\"name\""), "no raw JSON");
+    for prefix in [
+        "client_secret",
+        "client",
+        "app",
+        "grant",
+        "creator",
+        "member",
+    ] {
+        assert!(
+            page.body
+                .contains(&format!("<option value=\"{prefix}\" >{prefix}.*</option>")),
+            "the kind filter offers {prefix}"
+        );
+    }
+    let filtered = w
+        .viewer
+        .get(&w.app, "/admin/t/acme/audit?kind=creator")
+        .await;
+    assert!(
+        filtered.body.contains("creator.disabled")
+            && !filtered.body.contains("<code>app.updated</code>")
+    );
+    // The home page's recent activity names objects the same way.
+    let home = w.viewer.get(&w.app, "/admin/t/acme").await;
+    assert!(home.body.contains("app Acme Named"));
+}
+
+#[rocket::async_test]
+async fn home_without_data_says_so() {
+    let w = world().await;
+    let home = w.viewer.get(&w.app, "/admin/t/acme").await;
+    assert_eq!(home.status, Status::Ok);
+    assert!(
+        !home.body.contains("busiest day: 1"),
+        "no made-up busiest day"
+    );
+    assert!(!home.body.contains("busiest day had 1"));
+    assert!(home
+        .body
+        .contains("No token requests in the last 30 days yet"));
+}
+
+#[rocket::async_test]
+async fn invites_default_to_viewer_and_app_settings_have_their_own_heading() {
+    let w = world().await;
+    let members = w.owner.get(&w.app, "/admin/t/acme/members").await;
+    let at = members.body.find("id=\"invite-role\"").unwrap();
+    let select = &members.body[at..at + members.body[at..].find("</select>").unwrap()];
+    assert!(select.contains("<option value=\"viewer\" selected>"));
+    assert!(!select.contains("<option value=\"admin\" selected>"));
+    let app = w
+        .viewer
+        .get(&w.app, &format!("/admin/t/acme/apps/{}", w.seed.app.id))
+        .await;
+    let installs = app.body.find("<h2>Installs</h2>").unwrap();
+    let settings = app
+        .body
+        .find("<h2>Settings</h2>")
+        .expect("a Settings heading");
+    let redirect = app.body.find("Redirect URIs").unwrap();
+    assert!(
+        settings > installs && redirect > settings,
+        "settings sit under their own heading"
+    );
+}
+
+#[rocket::async_test]
+async fn the_signup_slug_pattern_is_valid_under_the_v_flag() {
+    let app = new_app().await;
+    let page = Browser::anonymous().get(&app, "/admin/signup").await;
+    let at = page.body.find("id=\"tenant_slug\"").unwrap();
+    let tag = &page.body[at..at + page.body[at..].find('>').unwrap()];
+    let pattern = tag
+        .split("pattern=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    // Under the `v` flag a `-` in a class must be escaped (or first/last is still an error).
+    let class = pattern
+        .split('[')
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap();
+    // Ranges (`a-z`) are fine; a literal `-` at either end of the class is not.
+    let unescaped_end = class.ends_with('-') && !class.ends_with("\\-");
+    assert!(
+        !unescaped_end && !class.starts_with('-'),
+        "unescaped - in {pattern}"
+    );
 }

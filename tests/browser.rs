@@ -94,6 +94,87 @@ async fn body_text(browser: &Client) -> String {
     text_of(browser, "body").await
 }
 
+/// The browser's console since the last call (chromedriver's log endpoint):
+/// every SEVERE entry, which is what Chromium logs for a console error, an
+/// invalid `pattern`, a CSP violation or a failed resource.
+async fn console_errors(http: &reqwest::Client, log_url: &str) -> Vec<String> {
+    let resp: Value = http
+        .post(log_url)
+        .json(&json!({"type": "browser"}))
+        .send()
+        .await
+        .expect("chromedriver's log endpoint")
+        .json()
+        .await
+        .expect("the browser log as JSON");
+    resp["value"]
+        .as_array()
+        .expect("log entries")
+        .iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .map(|e| e["message"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+async fn assert_clean_console(http: &reqwest::Client, log_url: &str, step: &str) {
+    let errors = console_errors(http, log_url).await;
+    assert!(errors.is_empty(), "console errors at {step}: {errors:?}");
+}
+
+fn count(db: &TestDb, sql: &str) -> i64 {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!("SELECT ({sql})::bigint AS n"))
+        .get_result::<N>(&mut db.conn())
+        .expect("count")
+        .n
+}
+
+/// At a phone's width: nothing scrolls sideways, every `css` element is
+/// shown inside the viewport, and the header shows the admin's email.
+async fn assert_fits_phone(browser: &Client, css: &str, email: &str) {
+    let v = browser
+        .execute(
+            "const [css, email] = arguments; const d = document.documentElement; \
+             const out = []; document.querySelectorAll(css).forEach(el => { const r = el.getBoundingClientRect(); \
+               out.push({w: r.width, left: r.left, right: r.right}); }); \
+             const wraps = [...document.querySelectorAll('.table-wrap')].map(w => [w.scrollWidth, w.clientWidth]); \
+             const who = document.querySelector('.topbar .who'); const wr = who.getBoundingClientRect(); \
+             return {scroll: d.scrollWidth, client: d.clientWidth, els: out, wraps, \
+               who: who.innerText, whoVisible: wr.width > 0 && wr.right <= d.clientWidth + 1};",
+            vec![json!(css), json!(email)],
+        )
+        .await
+        .expect("measure the page");
+    let client = v["client"].as_f64().unwrap();
+    assert!(
+        v["scroll"].as_f64().unwrap() <= client,
+        "the page scrolls sideways: {v}"
+    );
+    for w in v["wraps"].as_array().unwrap() {
+        assert!(
+            w[0].as_f64() <= w[1].as_f64(),
+            "a table scrolls sideways: {v}"
+        );
+    }
+    let els = v["els"].as_array().unwrap();
+    assert!(!els.is_empty(), "{css} on the page");
+    for e in els {
+        assert!(
+            e["w"].as_f64().unwrap() > 0.0 && e["right"].as_f64().unwrap() <= client + 1.0,
+            "{css} visible without scrolling: {v}"
+        );
+    }
+    assert!(
+        v["who"].as_str().unwrap().contains(email) && v["whoVisible"] == true,
+        "the header keeps the admin's identity: {v}"
+    );
+}
+
 async fn introspect(
     http: &reqwest::Client,
     url: &str,
@@ -182,6 +263,7 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
             ],
         }),
     );
+    caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
     let browser = ClientBuilder::native()
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{driver_port}"))
@@ -192,8 +274,16 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
         .await
         .expect("window size");
 
+    let session_id = browser
+        .session_id()
+        .await
+        .unwrap()
+        .expect("a WebDriver session id");
+    let log_url = format!("http://127.0.0.1:{driver_port}/session/{session_id}/se/log");
+
     // 1. Sign up in the dashboard.
     browser.goto(&format!("{base}/admin/signup")).await.unwrap();
+    assert_clean_console(&http, &log_url, "admin sign-up").await;
     fill(&browser, "#email", "dev@acme.example").await;
     fill(&browser, "#password", "a long enough password").await;
     fill(&browser, "#tenant_name", "Acme Plugins").await;
@@ -227,8 +317,12 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
     .await;
     fill(&browser, "#scopes", "public write").await;
     shot(&browser, "02-new-app").await;
+    assert_clean_console(&http, &log_url, "new app").await;
     click(&browser, "form button.primary").await;
     let secret = text_of(&browser, "#new-secret").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM apps"), 1);
+    let reveal_url = browser.current_url().await.unwrap();
+    assert!(reveal_url.path().ends_with("/secret"), "PRG: {reveal_url}");
     assert!(
         secret.starts_with("kcs_"),
         "the new secret is shown: {secret}"
@@ -244,6 +338,17 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
     assert_eq!(revoke_url, format!("{base}/t/acme/oauth/revoke"));
     assert!(client_id.starts_with("kit_"));
     shot(&browser, "03-app-kit-settings").await;
+    assert_clean_console(&http, &log_url, "app created").await;
+    // A reload makes no second app and shows the secret no more.
+    browser.refresh().await.unwrap();
+    let reloaded = body_text(&browser).await;
+    assert!(reloaded.contains("already shown"), "{reloaded}");
+    assert!(!reloaded.contains(&secret));
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM apps"),
+        1,
+        "a reload made no second app"
+    );
     let edit = browser
         .find(Locator::Css("a[href$='/edit']"))
         .await
@@ -291,6 +396,13 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // The loopback callback is not a page of kitauth: its 404 is the only
+    // console entry allowed here.
+    let errors = console_errors(&http, &log_url).await;
+    assert!(
+        errors.iter().all(|e| e.contains("/kit-callback?")),
+        "console errors in Kit's authorize flow: {errors:?}"
+    );
     let q: std::collections::HashMap<String, String> = landed.query_pairs().into_owned().collect();
     assert_eq!(q.get("state").map(String::as_str), Some("kit-state"));
     let code = q.get("code").expect("the redirect carries a code").clone();
@@ -337,8 +449,25 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
     assert_eq!(text_of(&browser, "#active-installs").await, "1");
     shot(&browser, "07-home").await;
 
-    // 6. Rotate the secret with a 1 hour grace: both secrets work.
+    // 6. Rotate the secret with a 1 hour grace: both secrets work. The
+    // "no time" confirmation shows only when "no time" is chosen.
     browser.goto(&app_page).await.unwrap();
+    let confirm_now = browser.find(Locator::Css("#confirm-now")).await.unwrap();
+    assert!(
+        !confirm_now.is_displayed().await.unwrap(),
+        "hidden for 1 hour"
+    );
+    browser
+        .find(Locator::Css("#grace option[value='0']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        confirm_now.is_displayed().await.unwrap(),
+        "shown for no time"
+    );
     let grace = browser
         .find(Locator::Css("#grace option[value='3600']"))
         .await
@@ -351,6 +480,23 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
         .await
         .contains("keep working for 1 hour"));
     shot(&browser, "08-secret-rotated").await;
+    assert_clean_console(&http, &log_url, "secret rotated").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM client_secrets"), 2);
+    browser.refresh().await.unwrap();
+    assert!(body_text(&browser).await.contains("already shown"));
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM client_secrets"),
+        2,
+        "a reload rotated nothing"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM client_secrets WHERE expires_at IS NULL"
+        ),
+        1,
+        "the secret pasted into Kit keeps no expiry"
+    );
     for s in [&secret, &secret2] {
         let (status, info) = introspect(&http, &introspect_url, &client_id, s, &access).await;
         assert_eq!(status, 200, "secret {}… works", &s[..8]);
@@ -414,6 +560,7 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
         let text = body_text(&browser).await;
         assert!(text.contains(expect), "{path} shows {expect:?}");
         shot(&browser, name).await;
+        assert_clean_console(&http, &log_url, path).await;
     }
     browser
         .set_window_size(390, 844)
@@ -421,6 +568,24 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
         .expect("phone-sized window");
     browser.goto(&app_page).await.unwrap();
     shot(&browser, "15-phone-app").await;
+    assert_fits_phone(
+        &browser,
+        "table.secrets .status, table.secrets button",
+        "dev@acme.example",
+    )
+    .await;
+    browser
+        .goto(&format!("{base}/admin/t/acme/installs"))
+        .await
+        .unwrap();
+    shot(&browser, "16-phone-installs").await;
+    assert_fits_phone(
+        &browser,
+        "table.installs .status, table.installs a",
+        "dev@acme.example",
+    )
+    .await;
+    assert_clean_console(&http, &log_url, "phone pages").await;
 
     browser.close().await.expect("close the browser");
     server.abort();

@@ -6,10 +6,14 @@ use diesel::Connection;
 use rocket::data::Data;
 use rocket::http::{CookieJar, Status};
 use rocket::request::FlashMessage;
+use rocket::response::Redirect;
 use rocket::{get, post, State};
 use serde_json::{json, Value};
 
-use super::{confirmed, parse_id, read_form, when, when_opt, PageResult, Resp, TenantCtx};
+use super::reveal::{RevealKey, RevealKind, Reveals, Taken};
+use super::{
+    confirmed, parse_id, read_form, when, when_opt, AdminUser, PageResult, Resp, TenantCtx,
+};
 use crate::auth::CsrfToken;
 use crate::cli;
 use crate::config::AppConfig;
@@ -78,6 +82,9 @@ pub fn kit_fields(config: &AppConfig, slug: &str, app: &App) -> Value {
 
 pub fn secrets_json(secrets: &[ClientSecret]) -> Vec<Value> {
     let now = Utc::now();
+    let is_live =
+        |s: &ClientSecret| s.revoked_at.is_none() && s.expires_at.map_or(true, |e| e > now);
+    let live_count = secrets.iter().filter(|s| is_live(s)).count();
     secrets
         .iter()
         .map(|s| {
@@ -86,9 +93,14 @@ pub fn secrets_json(secrets: &[ClientSecret]) -> Vec<Value> {
                 "hint": s.hint,
                 "created_at": when(&s.created_at),
                 "last_used_at": when_opt(&s.last_used_at),
-                "expires_at": when_opt(&s.expires_at),
+                // A revoked secret ended when it was revoked; its old grace
+                // expiry no longer means anything.
+                "expires_at": if s.revoked_at.is_some() { None } else { when_opt(&s.expires_at) },
+                "revoked_at": when_opt(&s.revoked_at),
                 "status": s.status(now),
-                "live": s.revoked_at.is_none() && s.expires_at.map_or(true, |e| e > now),
+                "live": is_live(s),
+                // Revoking it leaves the app without a working secret.
+                "only_live": is_live(s) && live_count == 1,
             })
         })
         .collect()
@@ -256,8 +268,9 @@ pub fn new_get(ctx: TenantCtx, csrf: CsrfToken) -> PageResult {
 #[post("/admin/t/<_>/apps/new", data = "<data>")]
 pub async fn new_post(
     ctx: TenantCtx,
+    user: AdminUser,
     db: &State<Db>,
-    config: &State<AppConfig>,
+    reveals: &State<Reveals>,
     cookies: &CookieJar<'_>,
     csrf: CsrfToken,
     data: Data<'_>,
@@ -302,17 +315,71 @@ pub async fn new_post(
             })
         })
         .await?;
-    show_page(
+    Ok(reveal_redirect(
         &ctx,
-        db,
-        config,
-        &csrf,
-        None,
-        app,
-        Some(secret),
+        &user,
+        reveals,
+        app.id,
+        secret,
         "App created.",
-    )
-    .await
+    ))
+}
+
+/// Puts a new secret in a one-time reveal for this admin session and
+/// redirects to the page that shows it (post/redirect/get): a reload of
+/// that page cannot repeat the action.
+pub fn reveal_redirect(
+    ctx: &TenantCtx,
+    user: &AdminUser,
+    reveals: &Reveals,
+    app_id: i64,
+    secret: String,
+    notice: &str,
+) -> Resp {
+    reveals.put(secret_key(ctx, user, app_id), secret, notice);
+    Resp::Redirect(Redirect::to(format!("{}/apps/{app_id}/secret", ctx.base())))
+}
+
+fn secret_key(ctx: &TenantCtx, user: &AdminUser, app_id: i64) -> RevealKey {
+    RevealKey {
+        session_id: user.session_id,
+        tenant_id: ctx.tenant.id,
+        kind: RevealKind::ClientSecret,
+        object_id: app_id,
+    }
+}
+
+/// The one-time page of a new secret. The first visit shows it; a reload,
+/// another session, or a visit after a few minutes says it was shown.
+#[get("/admin/t/<_>/apps/<id>/secret")]
+pub async fn reveal(
+    ctx: TenantCtx,
+    user: AdminUser,
+    id: &str,
+    db: &State<Db>,
+    config: &State<AppConfig>,
+    reveals: &State<Reveals>,
+    csrf: CsrfToken,
+) -> PageResult {
+    let app = load_app(db, &ctx, id).await?;
+    match reveals.take(&secret_key(&ctx, &user, app.id)) {
+        Taken::Now(r) => {
+            show_page(&ctx, db, config, &csrf, None, app, Some(r.value), &r.notice).await
+        }
+        Taken::AlreadyShown | Taken::Nothing => {
+            show_page(
+                &ctx,
+                db,
+                config,
+                &csrf,
+                None,
+                app,
+                None,
+                "This secret was already shown, and kitauth keeps only its digest: it cannot be shown again. If you did not copy it, rotate the secret.",
+            )
+            .await
+        }
+    }
 }
 
 /// The app page; `new_secret` is a secret value shown this once.
@@ -339,6 +406,8 @@ async fn show_page(
         .await?;
     let flash_value = if new_secret.is_some() {
         json!({"kind": "success", "message": notice})
+    } else if !notice.is_empty() {
+        json!({"kind": "warning", "message": notice})
     } else {
         super::flash_json(flash)
     };
@@ -356,18 +425,6 @@ async fn show_page(
             "flash": flash_value,
         }),
     )))
-}
-
-pub async fn show_with_secret(
-    ctx: &TenantCtx,
-    db: &Db,
-    config: &AppConfig,
-    csrf: &CsrfToken,
-    app: App,
-    secret: String,
-    notice: &str,
-) -> PageResult {
-    show_page(ctx, db, config, csrf, None, app, Some(secret), notice).await
 }
 
 #[get("/admin/t/<_>/apps/<id>", rank = 2)]

@@ -20,12 +20,14 @@ const CHART_H: f64 = 120.0;
 /// the busiest day. Coordinates are computed here so the template (and the
 /// CSP, which forbids inline styles) only sees numbers and classes.
 pub fn chart(days: &[Day]) -> Value {
-    let max = days
+    let busiest = days
         .iter()
         .map(|d| d.issued.max(d.failed))
         .max()
-        .unwrap_or(0)
-        .max(1) as f64;
+        .unwrap_or(0);
+    // The scale needs a non-zero divisor; the page says "busiest day" only
+    // when there is one.
+    let max = busiest.max(1) as f64;
     let slot = CHART_W / days.len().max(1) as f64;
     let bar = (slot * 0.38).max(1.0);
     let bars: Vec<Value> = days
@@ -53,7 +55,8 @@ pub fn chart(days: &[Day]) -> Value {
         "height": CHART_H,
         "bar": format!("{:.1}", bar),
         "bars": bars,
-        "max": max as i64,
+        "max": busiest,
+        "empty": busiest == 0,
         "first": days.first().map(|d| d.day.format("%b %-d").to_string()),
         "last": days.last().map(|d| d.day.format("%b %-d").to_string()),
     })
@@ -70,24 +73,35 @@ pub async fn home(
     // Show this process's latest counts; a failure only makes them older.
     let _ = stats.flush(db).await;
     let tenant_id = ctx.tenant.id;
-    let (active, day, month, days, events, apps) = db
+    let (active, day, month, days, (events, names), apps) = db
         .run(move |conn| -> Result<_, Error> {
             Ok((
                 dashboard::active_installs(conn, tenant_id)?,
                 token_stats::totals(conn, tenant_id, 24)?,
                 token_stats::totals(conn, tenant_id, 24 * 30)?,
                 token_stats::daily(conn, tenant_id, 30)?,
-                AuditEvent::recent(conn, tenant_id, 10)?,
+                {
+                    let events = AuditEvent::recent(conn, tenant_id, 10)?;
+                    let objects = super::audit::objects_of(
+                        events
+                            .iter()
+                            .map(|e| (e.object_type.as_deref(), e.object_id.as_deref())),
+                    );
+                    let names = dashboard::audit_object_names(conn, tenant_id, &objects)?;
+                    (events, names)
+                },
                 App::list(conn, tenant_id)?,
             ))
         })
         .await?;
+    let base = ctx.base();
     let events: Vec<Value> = events
         .iter()
         .map(|e| {
             json!({
-                "actor": e.actor, "action": e.action, "object_type": e.object_type,
-                "object_id": e.object_id, "ip": e.ip, "at": when(&e.created_at),
+                "actor": e.actor, "action": e.action,
+                "object": super::audit::object_view(&base, e.object_type.as_deref(), e.object_id.as_deref(), &e.details, &names),
+                "ip": e.ip, "at": when(&e.created_at),
             })
         })
         .collect();

@@ -10,6 +10,7 @@ pub mod creators;
 pub mod home;
 pub mod installs;
 pub mod members;
+pub mod reveal;
 pub mod secrets;
 pub mod session;
 pub mod settings;
@@ -47,6 +48,7 @@ pub fn routes() -> Vec<rocket::Route> {
         apps::new_get,
         apps::new_post,
         apps::show,
+        apps::reveal,
         apps::edit_get,
         apps::edit_post,
         apps::delete_get,

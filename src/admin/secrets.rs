@@ -8,10 +8,9 @@ use rocket::http::CookieJar;
 use rocket::{post, State};
 use serde_json::json;
 
-use super::apps::{load_app, show_with_secret};
-use super::{confirmed, parse_id, read_form, PageResult, TenantCtx};
-use crate::auth::CsrfToken;
-use crate::config::AppConfig;
+use super::apps::{load_app, reveal_redirect};
+use super::reveal::Reveals;
+use super::{confirmed, parse_id, read_form, AdminUser, PageResult, TenantCtx};
 use crate::db::models::{ClientSecret, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
@@ -27,11 +26,11 @@ pub const GRACE_CHOICES: [(i64, &str); 4] = [
 #[post("/admin/t/<_>/apps/<id>/secrets/rotate", data = "<data>")]
 pub async fn rotate(
     ctx: TenantCtx,
+    user: AdminUser,
     id: &str,
     db: &State<Db>,
-    config: &State<AppConfig>,
+    reveals: &State<Reveals>,
     cookies: &CookieJar<'_>,
-    csrf: CsrfToken,
     data: Data<'_>,
 ) -> PageResult {
     let app = load_app(db, &ctx, id).await?;
@@ -74,7 +73,9 @@ pub async fn rotate(
             grace.1
         )
     };
-    show_with_secret(&ctx, db, config, &csrf, app, secret, &notice).await
+    Ok(reveal_redirect(
+        &ctx, &user, reveals, app_id, secret, &notice,
+    ))
 }
 
 #[post("/admin/t/<_>/apps/<id>/secrets/<sid>/revoke", data = "<data>")]

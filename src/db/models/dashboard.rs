@@ -251,3 +251,56 @@ pub fn audit_actions(conn: &mut PgConnection, tenant_id: i64) -> QueryResult<Vec
     .load(conn)?;
     Ok(rows.into_iter().map(|r| r.action).collect())
 }
+
+#[derive(QueryableByName)]
+struct ObjectName {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    label: String,
+}
+
+/// Readable names of audit objects of one tenant, keyed by (type, id):
+/// an app's name, a creator's email, an install as "email · app", a client
+/// secret as "app · hint…", a member's email, an invitation's email.
+/// Objects that are gone are simply absent.
+pub fn audit_object_names(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    objects: &[(String, i64)],
+) -> QueryResult<std::collections::HashMap<(String, i64), String>> {
+    let ids = |kind: &str| -> Vec<i64> {
+        objects
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, id)| *id)
+            .collect()
+    };
+    let rows: Vec<ObjectName> = diesel::sql_query(
+        "SELECT 'app' AS kind, id, name AS label FROM apps WHERE tenant_id = $1 AND id = ANY($2) \
+         UNION ALL SELECT 'end_user', id, email FROM end_users WHERE tenant_id = $1 AND id = ANY($3) \
+         UNION ALL SELECT 'client_secret', s.id, a.name || ' · ' || s.hint || '…' FROM client_secrets s \
+           JOIN apps a ON a.id = s.app_id AND a.tenant_id = $1 WHERE s.tenant_id = $1 AND s.id = ANY($4) \
+         UNION ALL SELECT 'grant', g.id, u.email || ' · ' || a.name FROM grants g \
+           JOIN apps a ON a.id = g.app_id AND a.tenant_id = $1 \
+           JOIN end_users u ON u.id = g.end_user_id AND u.tenant_id = $1 \
+           WHERE g.tenant_id = $1 AND g.id = ANY($5) \
+         UNION ALL SELECT 'admin', ad.id, ad.email FROM admins ad \
+           JOIN memberships m ON m.admin_id = ad.id AND m.tenant_id = $1 WHERE ad.id = ANY($6) \
+         UNION ALL SELECT 'invite', i.id, i.email FROM admin_invites i WHERE i.tenant_id = $1 AND i.id = ANY($7)",
+    )
+    .bind::<BigInt, _>(tenant_id)
+    .bind::<diesel::sql_types::Array<BigInt>, _>(ids("app"))
+    .bind::<diesel::sql_types::Array<BigInt>, _>(ids("end_user"))
+    .bind::<diesel::sql_types::Array<BigInt>, _>(ids("client_secret"))
+    .bind::<diesel::sql_types::Array<BigInt>, _>(ids("grant"))
+    .bind::<diesel::sql_types::Array<BigInt>, _>(ids("admin"))
+    .bind::<diesel::sql_types::Array<BigInt>, _>(ids("invite"))
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.kind, r.id), r.label))
+        .collect())
+}
