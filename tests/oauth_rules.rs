@@ -1479,3 +1479,37 @@ async fn a_deadlock_is_retried_once_then_answers_503() {
         );
     }
 }
+
+#[rocket::async_test]
+async fn a_statement_past_the_statement_timeout_answers_503() {
+    let app = TestApp::with(|f| f.merge(("db_timeout_ms", 1000))).await;
+    let seed = seed_tenant(&app, "acme");
+    let code = get_code(&app, &seed).await;
+    // Something holds the grants table: every statement that needs it waits.
+    let mut holder = app.conn();
+    let run = |conn: &mut diesel::PgConnection, sql: &str| {
+        diesel::RunQueryDsl::execute(diesel::sql_query(sql), conn).unwrap();
+    };
+    run(&mut holder, "BEGIN");
+    run(&mut holder, "LOCK TABLE grants IN ACCESS EXCLUSIVE MODE");
+    let started = std::time::Instant::now();
+    let exchange = async {
+        let resp = kit_exchange(&app, &seed, &code).await;
+        let elapsed = started.elapsed();
+        (error_of(resp).await, elapsed)
+    };
+    let release = async {
+        rocket::tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+        run(&mut holder, "COMMIT");
+    };
+    let ((answer, elapsed), ()) = rocket::tokio::join!(exchange, release);
+    assert_eq!(
+        answer,
+        (Status::ServiceUnavailable, "temporarily_unavailable".into())
+    );
+    // 1.5 s per statement (fast attempt, then the rules), not the 8 s lock.
+    assert!(elapsed < std::time::Duration::from_secs(6), "{elapsed:?}");
+    assert_eq!(app.count("SELECT count(*) FROM grants"), 0);
+    // The connections are fine afterwards: the same code now works.
+    assert_eq!(kit_exchange(&app, &seed, &code).await.status(), Status::Ok);
+}

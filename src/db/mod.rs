@@ -442,10 +442,33 @@ pub fn run_migrations(url: &str) -> Result<usize, String> {
     Err(last_err)
 }
 
+/// The `statement_timeout` of every pooled connection, for a pool whose
+/// callers wait `timeout` for a connection (`db_timeout_ms`): half as long
+/// again, so that a slow statement cannot hold a connection (and the
+/// callers queued behind it) much past the time-out those callers have.
+/// A cancelled statement (57014) answers 503 (`Error::Unavailable`).
+pub fn statement_timeout(timeout: Duration) -> Duration {
+    (timeout + timeout / 2).max(Duration::from_millis(100))
+}
+
+/// Sets `statement_timeout` on each connection the pool opens.
+#[derive(Debug)]
+struct StatementTimeout(Duration);
+
+impl diesel::r2d2::CustomizeConnection<PgConnection, diesel::r2d2::Error> for StatementTimeout {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        diesel::sql_query(format!("SET statement_timeout = {}", self.0.as_millis()))
+            .execute(conn)
+            .map(drop)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
 /// Builds the pool. Connections are made lazily, so a database that goes
 /// away later only turns requests into 503s until it is back.
 pub fn build_pool(url: &str, max_size: u32, timeout: Duration) -> Result<PgPool, String> {
     Pool::builder()
+        .connection_customizer(Box::new(StatementTimeout(statement_timeout(timeout))))
         .max_size(max_size)
         .min_idle(Some(max_size.min(2)))
         .connection_timeout(timeout)
