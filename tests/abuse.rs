@@ -89,8 +89,13 @@ async fn wrong_secrets_from_one_ip_are_throttled_while_the_right_secret_keeps_wo
     assert!(resp.headers().get_one("Retry-After").is_some());
     assert_eq!(
         app.count("SELECT count(*) FROM audit_events WHERE action = 'client.wrong_secret'"),
-        5,
-        "every failed check is audited, throttled or not"
+        3,
+        "failures under budget are audited one by one"
+    );
+    // Over budget, they add to one aggregated event with the count.
+    assert_eq!(
+        app.count("SELECT (details->>'count')::int8 FROM audit_events WHERE action = 'client.auth_throttled'"),
+        2
     );
 
     // Kit, at its own address, installs, refreshes and uninstalls as usual.
