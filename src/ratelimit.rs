@@ -29,6 +29,10 @@ pub enum LimitKey {
     AdminAttemptIp(String),
     ClientAuth(i64, String),
     ClientAuthIp(String),
+    /// Requests made with one tenant API key (its id): a request budget.
+    ApiKey(i64),
+    /// Failed API key authentications, per tenant and IP.
+    ApiAuthIp(i64, String),
 }
 
 /// Hard cap on the keys one limiter holds. A full limiter evicts by
