@@ -111,45 +111,49 @@ pub fn check_name(name: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-/// Decodes one `application/x-www-form-urlencoded` component; `None` for a
-/// bad escape or invalid UTF-8 (left to the route to answer).
-fn decode_component(s: &str) -> Option<String> {
+/// Decodes one `application/x-www-form-urlencoded` component as leniently
+/// as any parser downstream might: a bad escape stays literal, invalid
+/// UTF-8 becomes U+FFFD. So a NUL cannot hide behind a malformed neighbour.
+fn decode_component(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())?;
-                out.push(hex);
-                i += 2;
-            }
+            b'%' => match bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(hex) => {
+                    out.push(hex);
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
     }
-    String::from_utf8(out).ok()
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Checks every parameter of a raw query string and every segment of a
-/// path. Malformed escapes are not this layer's concern.
+/// path. Malformed escapes are left to the route to refuse.
 pub fn check_uri(path: &str, query: Option<&str>) -> Result<(), InputError> {
     for segment in path.split('/') {
-        if let Some(seg) = decode_component(&segment.replace('+', "%2B")) {
-            check_with("path", &seg, rule("path"))?;
-        }
+        check_with(
+            "path",
+            &decode_component(&segment.replace('+', "%2B")),
+            rule("path"),
+        )?;
     }
     for pair in query.unwrap_or("").split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = decode_component(k).unwrap_or_default();
+        let key = decode_component(k);
         check_name(&key)?;
-        if let Some(value) = decode_component(v) {
-            check(&key, &value)?;
-        }
+        check(&key, &decode_component(v))?;
     }
     Ok(())
 }
@@ -266,6 +270,8 @@ mod tests {
         assert!(check_uri("/t/acme/oauth/authorize", Some("st%00ate=1")).is_err());
         assert!(check_uri("/admin/t/a%00b/apps", None).is_err());
         assert!(check_uri("/admin/t/acme/apps", Some("q=%ff")).is_ok());
+        assert!(check_uri("/admin/t/acme/apps", Some("q=%C8%12%00%C2")).is_err());
+        assert!(check_uri("/admin/t/acme/apps", Some("q=%zz%00")).is_err());
         assert!(check_uri("/admin/login", Some("next=%2Fadmin%0A")).is_err());
     }
 }

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod ops;
 pub mod ratelimit;
+pub mod redact;
 
 use std::path::Path;
 use std::time::Duration;

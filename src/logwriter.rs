@@ -140,26 +140,31 @@ fn dropped_notice(dropped: u64, json: bool) -> String {
 }
 
 impl Write for BatchWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+    fn write(&mut self, raw: &[u8]) -> std::io::Result<usize> {
+        // Every line, whoever logged it and at whatever level, is redacted
+        // here, so no filter setting can let a credential through.
+        let len = raw.len();
+        let redacted = crate::redact::redact(raw);
+        let data: &[u8] = &redacted;
         if self.shared.direct.load(Ordering::Acquire) {
             if let Ok(mut out) = self.shared.out.lock() {
                 let _ = out.write_all(data);
             }
-            return Ok(data.len());
+            return Ok(len);
         }
         let Ok(mut buf) = self.shared.buf.lock() else {
-            return Ok(data.len());
+            return Ok(len);
         };
         let before = buf.len();
         if before + data.len() > MAX_BUFFER {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(data.len());
+            return Ok(len);
         }
         buf.extend_from_slice(data);
         if before < HIGH_WATER && buf.len() >= HIGH_WATER {
             self.shared.wake.notify_one();
         }
-        Ok(data.len())
+        Ok(len)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -258,3 +258,129 @@ async fn no_secret_reaches_the_logs_and_every_request_is_logged() {
             && r["fields"]["status"] == 200));
     assert!(requests.iter().any(|r| r["fields"]["status"] == 401));
 }
+
+/// The real binary, at every log filter an operator may set: invite links,
+/// Bearer and Basic headers, session and CSRF cookies, codes in query
+/// strings never reach stderr, while the lines that carried them do.
+#[test]
+fn the_binary_redacts_credentials_at_every_log_setting() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let piece = |p: &str| {
+        format!(
+            "{p}{}",
+            "Qx7v".repeat(11).chars().take(43).collect::<String>()
+        )
+    };
+    let invite = piece("kin_");
+    let bearer = piece("kat_");
+    let session = piece("kas_");
+    let code = piece("kac_");
+    let csrf_cookie = "csrfCookieValue9Zk2mQ";
+    let basic = "YmFzaWN1c2VyOmJhc2ljc2VjcmV0dmFsdWU=";
+    let secrets = [
+        invite.as_str(),
+        bearer.as_str(),
+        session.as_str(),
+        code.as_str(),
+        csrf_cookie,
+        basic,
+    ];
+    let settings: Vec<Vec<(&str, &str)>> = vec![
+        vec![("KITAUTH_LOG", "error")],
+        vec![("KITAUTH_LOG", "warn")],
+        vec![("KITAUTH_LOG", "info")],
+        vec![("KITAUTH_LOG", "debug")],
+        vec![("KITAUTH_LOG", "trace")],
+        vec![("KITAUTH_LOG", "trace"), ("KITAUTH_LOG_FORMAT", "json")],
+        vec![("RUST_LOG", "trace")],
+        vec![
+            ("RUST_LOG", "trace"),
+            ("KITAUTH_LOG", "trace"),
+            ("ROCKET_LOG_LEVEL", "debug"),
+        ],
+        vec![("ROCKET_LOG_LEVEL", "debug")],
+        vec![("ROCKET_LOG_LEVEL", "normal"), ("KITAUTH_LOG", "debug")],
+    ];
+    let db = TestDb::new();
+    for env in settings {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kitauth"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("KITAUTH_LOG")
+            .env_remove("RUST_LOG")
+            .env_remove("ROCKET_LOG_LEVEL")
+            .env("DATABASE_URL", &db.url)
+            .env("ROCKET_PORT", port.to_string())
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .env("ROCKET_JANITOR_INTERVAL_SECS", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let send = |raw: String| -> Option<String> {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            s.write_all(raw.as_bytes()).ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).ok()?;
+            Some(out)
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !send("GET /healthz HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n".into())
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+        {
+            assert!(Instant::now() < deadline, "the server came up ({env:?})");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let cookies = format!("Cookie: kitauth_admin={session}; kitauth_csrf={csrf_cookie}\r\n");
+        for raw in [
+            format!("GET /admin/invite/{invite} HTTP/1.1\r\nHost: l\r\n{cookies}Connection: close\r\n\r\n"),
+            format!("GET /t/acme/oauth/userinfo HTTP/1.1\r\nHost: l\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"),
+            format!("POST /t/acme/oauth/introspect HTTP/1.1\r\nHost: l\r\nAuthorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntoken=x"),
+            format!("GET /t/acme/oauth/authorize?client_id=kit_x&code={code} HTTP/1.1\r\nHost: l\r\n{cookies}Connection: close\r\n\r\n"),
+        ] {
+            assert!(send(raw).is_some(), "answered ({env:?})");
+        }
+        // SIGTERM: a graceful exit flushes the log writer.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let _ = child.wait();
+        for secret in secrets {
+            let chars: Vec<char> = secret.chars().collect();
+            for w in chars.windows(12) {
+                let p: String = w.iter().collect();
+                assert!(
+                    !err.contains(&p),
+                    "{p:?} of a credential in the log at {env:?}:\n{err}"
+                );
+            }
+        }
+        // Where Rocket logs request lines, they are there, redacted.
+        if env.contains(&("KITAUTH_LOG", "trace")) {
+            assert!(
+                err.contains("/admin/invite/kin_[redacted]"),
+                "{env:?}:\n{err}"
+            );
+        }
+    }
+}
