@@ -11,13 +11,11 @@ use serde_json::json;
 use crate::config::{self, AppConfig};
 use crate::crypto;
 use crate::db;
-use crate::db::models::app::{
-    generate_client_id, validate_redirect_uri, validate_scope, KIT_REDIRECT_URIS,
-};
 use crate::db::models::end_user::{valid_email, validate_password, CreateCreatorError};
 use crate::db::models::tenant::valid_slug;
 use crate::db::models::{
-    Admin, App, ClientSecret, EndUser, Membership, NewApp, NewAuditEvent, NewTenant, Role, Tenant,
+    Admin, ApiKey, ApiScope, App, AppSettings, EndUser, Membership, NewApiKey, NewAuditEvent,
+    NewTenant, Role, Tenant,
 };
 
 #[derive(Debug, Parser)]
@@ -52,6 +50,11 @@ pub enum Command {
     /// Manage dashboard admins.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Manage a tenant's API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCmd),
+    /// Print the tenant API's OpenAPI 3.1 document.
+    Openapi,
     /// Purge expired codes, old tokens, expired sessions and old audit
     /// events once, then exit (the server also does this periodically).
     Janitor,
@@ -86,6 +89,22 @@ pub struct AppCreate {
     /// An allowed scope (repeatable). Default: `public`.
     #[arg(long = "scope")]
     pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCmd {
+    /// Create an API key; prints it once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// read, write or login (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,29 +175,11 @@ fn find_tenant(conn: &mut PgConnection, slug: &str) -> anyhow::Result<Tenant> {
 
 /// The URLs a tenant pastes into Kit, keyed as `app create --json` prints them.
 pub fn kit_urls(config: &AppConfig, slug: &str) -> Vec<(&'static str, &'static str, String)> {
-    let base = config.tenant_url(slug);
-    vec![
-        (
-            "authorization_url",
-            "Authorization URL",
-            format!("{base}/oauth/authorize"),
-        ),
-        ("token_url", "Token URL", format!("{base}/oauth/token")),
-        (
-            "refresh_token_url",
-            "Refresh token URL",
-            format!("{base}/oauth/refresh"),
-        ),
-        ("revoke_url", "Revoke URL", format!("{base}/oauth/revoke")),
-        (
-            "introspection_url",
-            "Introspection URL",
-            format!("{base}/oauth/introspect"),
-        ),
-    ]
+    config.kit_urls(slug)
 }
 
-/// Creates an app with its first client secret, in one transaction.
+/// Creates an app with its first client secret, in one transaction (the
+/// model's `App::create_with_first_secret`, with its checks).
 pub fn create_app(
     conn: &mut PgConnection,
     tenant_id: i64,
@@ -186,38 +187,17 @@ pub fn create_app(
     redirect_uris: Vec<String>,
     scopes: Vec<String>,
 ) -> anyhow::Result<(App, String)> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 200 {
-        bail!("the app name must have 1 to 200 characters");
+    let mut settings = AppSettings::defaults(name.trim());
+    if !redirect_uris.is_empty() {
+        settings.redirect_uris = redirect_uris;
     }
-    let redirect_uris = if redirect_uris.is_empty() {
-        KIT_REDIRECT_URIS.iter().map(|s| s.to_string()).collect()
-    } else {
-        redirect_uris
-    };
-    for uri in &redirect_uris {
-        validate_redirect_uri(uri).map_err(|e| anyhow!("bad redirect URI: {e}"))?;
+    if !scopes.is_empty() {
+        settings.allowed_scopes = scopes;
     }
-    let scopes = if scopes.is_empty() {
-        vec!["public".to_string()]
-    } else {
-        scopes
-    };
-    for s in &scopes {
-        validate_scope(s).map_err(|e| anyhow!("bad scope: {e}"))?;
-    }
-    let new = NewApp {
-        tenant_id,
-        name: name.to_string(),
-        client_id: generate_client_id(),
-        redirect_uris,
-        allowed_scopes: scopes,
-    };
-    Ok(conn.transaction(|conn| {
-        let app = App::create(conn, &new)?;
-        let (_, secret) = ClientSecret::create(conn, tenant_id, app.id)?;
-        Ok::<_, diesel::result::Error>((app, secret))
-    })?)
+    settings
+        .validate()
+        .map_err(|(field, e)| anyhow!("bad {field}: {e}"))?;
+    Ok(App::create_with_first_secret(conn, tenant_id, &settings)?)
 }
 
 /// Runs one non-serve command and returns what to print.
@@ -253,6 +233,60 @@ pub fn run(command: Command, config: &AppConfig) -> anyhow::Result<Output> {
                     report.audit_events
                 ),
                 json: json!(report),
+            })
+        }
+        Command::Openapi => {
+            let doc = crate::api::openapi();
+            let json = serde_json::to_value(&doc)?;
+            Ok(Output {
+                text: serde_json::to_string_pretty(&json)?,
+                json,
+            })
+        }
+        Command::ApiKey(ApiKeyCmd::Create {
+            tenant,
+            name,
+            scopes,
+            expires_in_days,
+        }) => {
+            let scopes = scopes
+                .iter()
+                .map(|s| {
+                    ApiScope::parse(s)
+                        .ok_or_else(|| anyhow!("unknown scope {s:?}: use read, write or login"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let new = NewApiKey {
+                name,
+                scopes,
+                expires_in_days,
+                created_by: "cli".into(),
+            };
+            new.validate().map_err(|e| anyhow!(e))?;
+            let mut conn = connect(config)?;
+            let tenant = find_tenant(&mut conn, &tenant)?;
+            let (key, value) = conn.transaction(|conn| {
+                let (key, value) = ApiKey::create(conn, tenant.id, &new)?;
+                crate::db::models::NewAuditEvent::new(tenant.id, "cli", "api_key.created")
+                    .object("api_key", key.id)
+                    .details(json!({"name": key.name, "scopes": key.scopes}))
+                    .insert(conn)?;
+                Ok::<_, diesel::result::Error>((key, value))
+            })?;
+            Ok(Output {
+                text: format!(
+                    "created API key {:?} ({}) in tenant {}\n\n  {value}\n\nThe key is shown this once: store it now.",
+                    key.name,
+                    key.scopes.join(", "),
+                    tenant.slug
+                ),
+                json: json!({
+                    "id": key.id.to_string(),
+                    "name": key.name,
+                    "scopes": key.scopes,
+                    "expires_at": key.expires_at,
+                    "key": value,
+                }),
             })
         }
         Command::Tenant(TenantCmd::Create { slug, name }) => {

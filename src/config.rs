@@ -54,6 +54,22 @@ pub struct AppConfig {
     /// Audit events are kept this long, then purged.
     #[serde(default = "default_audit_retention_days")]
     pub audit_retention_days: u32,
+    /// Tenant API: requests allowed per key per minute, then 429.
+    #[serde(default = "default_api_requests_per_minute")]
+    pub api_requests_per_minute: usize,
+    /// Tenant API: failed key authentications allowed per IP and tenant in
+    /// `api_auth_window_secs`, then 429.
+    #[serde(default = "default_api_auth_max_failures")]
+    pub api_auth_max_failures: usize,
+    #[serde(default = "default_client_auth_window_secs")]
+    pub api_auth_window_secs: u64,
+}
+
+fn default_api_requests_per_minute() -> usize {
+    600
+}
+fn default_api_auth_max_failures() -> usize {
+    20
 }
 
 fn default_client_auth_max_failures() -> usize {
@@ -103,6 +119,80 @@ impl AppConfig {
     pub fn tenant_url(&self, slug: &str) -> String {
         format!("{}/t/{}", self.public_url(), slug)
     }
+
+    /// The URLs a tenant pastes into Kit, as (key, label, URL); the
+    /// dashboard's Kit settings panel, `app create` and the API show these.
+    pub fn kit_urls(&self, slug: &str) -> Vec<(&'static str, &'static str, String)> {
+        let base = self.tenant_url(slug);
+        vec![
+            (
+                "authorization_url",
+                "Authorization URL",
+                format!("{base}/oauth/authorize"),
+            ),
+            ("token_url", "Token URL", format!("{base}/oauth/token")),
+            (
+                "refresh_token_url",
+                "Refresh token URL",
+                format!("{base}/oauth/refresh"),
+            ),
+            ("revoke_url", "Revoke URL", format!("{base}/oauth/revoke")),
+            (
+                "introspection_url",
+                "Introspection URL",
+                format!("{base}/oauth/introspect"),
+            ),
+        ]
+    }
+
+    /// The Kit settings panel of an app: the fields pasted into Kit, in
+    /// order (the four URLs, then the client ID), and the introspection URL
+    /// for the tenant's backend.
+    pub fn kit_panel(&self, slug: &str, client_id: &str) -> KitPanel {
+        let urls = self.kit_urls(slug);
+        let mut fields: Vec<KitField> = urls
+            .iter()
+            .filter(|(key, _, _)| *key != "introspection_url")
+            .map(|(key, label, value)| KitField {
+                key: key.to_string(),
+                label: label.to_string(),
+                value: value.clone(),
+            })
+            .collect();
+        fields.push(KitField {
+            key: "client_id".into(),
+            label: "Client ID".into(),
+            value: client_id.to_string(),
+        });
+        let introspection_url = urls
+            .into_iter()
+            .find(|(key, _, _)| *key == "introspection_url")
+            .map(|(_, _, v)| v)
+            .unwrap_or_default();
+        KitPanel {
+            fields,
+            introspection_url,
+        }
+    }
+}
+
+/// One field of the Kit settings panel.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct KitField {
+    #[schema(example = "token_url")]
+    pub key: String,
+    #[schema(example = "Token URL")]
+    pub label: String,
+    #[schema(example = "https://auth.example.com/t/acme/oauth/token")]
+    pub value: String,
+}
+
+/// What the dashboard's Kit settings panel shows for an app.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct KitPanel {
+    pub fields: Vec<KitField>,
+    #[schema(example = "https://auth.example.com/t/acme/oauth/introspect")]
+    pub introspection_url: String,
 }
 
 /// Rocket's figment (Rocket.toml + `ROCKET_*`), with `DATABASE_URL` taking

@@ -22,6 +22,8 @@ pub enum TokenKind {
     CreatorSession,
     Csrf,
     Invite,
+    /// A tenant API key (`kak_`).
+    ApiKey,
 }
 
 impl TokenKind {
@@ -35,6 +37,7 @@ impl TokenKind {
             TokenKind::CreatorSession => "kus_",
             TokenKind::Csrf => "kcf_",
             TokenKind::Invite => "kin_",
+            TokenKind::ApiKey => "kak_",
         }
     }
 }

@@ -11,6 +11,7 @@
 )]
 
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -77,6 +78,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         Duration::from_secs(config.client_auth_window_secs),
     );
     let janitor = janitor::Janitor::from_config(&config);
+    let api_limits = api::ApiLimits::from_config(&config);
     Ok(rocket::custom(figment)
         .manage(Db::new(pool))
         .manage(config)
@@ -86,6 +88,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(db::batch::Batcher::<oauth::introspect::AccessTokenLookups>::new(2))
         .manage(RateLimiter::default())
         .manage(client_auth_limits)
+        .manage(api_limits)
         .manage(Metrics::default())
         .manage(admin::stats::TokenStats::default())
         .attach(admin::stats::StatsFlusher)
@@ -107,6 +110,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .mount("/", oauth::routes())
         .mount("/", ops::routes())
         .mount("/", admin::routes())
+        .mount("/", api::routes())
         .mount("/static", FileServer::from(static_dir).rank(20))
         .register("/", catchers![default_catcher]))
 }
@@ -115,6 +119,9 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
 /// large) answered in the surface's own format.
 #[catch(default)]
 fn default_catcher(status: Status, req: &Request<'_>) -> CatcherResponse {
+    if api::is_api_path(req.uri().path().as_str()) {
+        return CatcherResponse::Problem(api::problem::caught(status, req));
+    }
     if oauth::is_api_path(req.uri().path().as_str()) {
         let e = match status.code {
             404 => OAuthError::new(
@@ -156,6 +163,7 @@ fn default_catcher(status: Status, req: &Request<'_>) -> CatcherResponse {
 enum CatcherResponse {
     OAuth(OAuthError),
     Page(PageError),
+    Problem(api::Problem),
 }
 
 /// Security headers on every response; the HTML ones only on pages.

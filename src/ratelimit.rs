@@ -21,6 +21,10 @@ pub enum LimitKey {
     AdminLoginIp(String),
     ClientAuth(i64, String),
     ClientAuthIp(String),
+    /// Requests made with one tenant API key (its id): a request budget.
+    ApiKey(i64),
+    /// Failed API key authentications, per tenant and IP.
+    ApiAuthIp(i64, String),
 }
 
 pub struct RateLimiter {

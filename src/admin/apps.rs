@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 
 use super::{confirmed, parse_id, read_form, when, when_opt, PageResult, Resp, TenantCtx};
 use crate::auth::CsrfToken;
-use crate::cli;
 use crate::config::AppConfig;
 use crate::db::models::app::{validate_redirect_uri, validate_scope, KIT_REDIRECT_URIS};
 use crate::db::models::{App, AppSettings, ClientSecret, Grant, Role};
@@ -19,10 +18,8 @@ use crate::db::Db;
 use crate::error::{Error, PageError};
 use crate::oauth::params::{split_scopes, Params};
 
-/// Bounds for the lifetimes an admin can set, in seconds.
-pub const ACCESS_TTL: (i32, i32) = (60, 7 * 24 * 3600);
-pub const REFRESH_TTL: (i32, i32) = (3600, 2 * 365 * 24 * 3600);
-pub const GRACE: (i32, i32) = (0, 3600);
+/// Bounds for the lifetimes an admin can set, in seconds (the model's).
+pub use crate::db::models::app::{ACCESS_TTL, GRACE, REFRESH_TTL};
 
 pub async fn load_app(db: &Db, ctx: &TenantCtx, id: &str) -> Result<App, PageError> {
     let id = parse_id(id)?;
@@ -62,18 +59,7 @@ pub fn human_secs(s: i64) -> String {
 
 /// The Kit settings panel: the four URLs and the client ID.
 pub fn kit_fields(config: &AppConfig, slug: &str, app: &App) -> Value {
-    let urls = cli::kit_urls(config, slug);
-    let mut fields: Vec<Value> = urls
-        .iter()
-        .filter(|(key, _, _)| *key != "introspection_url")
-        .map(|(key, label, value)| json!({"key": key, "label": label, "value": value}))
-        .collect();
-    fields.push(json!({"key": "client_id", "label": "Client ID", "value": app.client_id}));
-    let introspection = urls
-        .iter()
-        .find(|(key, _, _)| *key == "introspection_url")
-        .map(|(_, _, v)| v.clone());
-    json!({"fields": fields, "introspection_url": introspection})
+    json!(config.kit_panel(slug, &app.client_id))
 }
 
 pub fn secrets_json(secrets: &[ClientSecret]) -> Vec<Value> {
@@ -131,7 +117,7 @@ fn parse_settings(params: &Params, current: Option<&App>) -> Result<AppSettings,
             .filter(|n| (lo..=hi).contains(n))
             .ok_or_else(|| format!("{label} must be a whole number of seconds from {lo} to {hi}.")),
     };
-    Ok(AppSettings {
+    let settings = AppSettings {
         name,
         redirect_uris,
         allowed_scopes: scopes,
@@ -155,7 +141,10 @@ fn parse_settings(params: &Params, current: Option<&App>) -> Result<AppSettings,
         )?,
         refresh_without_secret: params.get("refresh_without_secret") == Some("on"),
         disabled: params.get("disabled") == Some("on"),
-    })
+    };
+    // The model's rule is the last word (the messages above are the form's).
+    settings.validate().map_err(|(_, e)| format!("{e}."))?;
+    Ok(settings)
 }
 
 fn form_json(params: &Params) -> Value {
@@ -284,20 +273,11 @@ pub async fn new_post(
     let (app, secret) = db
         .run(move |conn| {
             conn.transaction(|conn| -> Result<_, Error> {
-                let (app, secret) = cli::create_app(
-                    conn,
-                    tenant_id,
-                    &settings.name,
-                    settings.redirect_uris.clone(),
-                    settings.allowed_scopes.clone(),
-                )
-                .map_err(|e| Error::Internal(e.to_string()))?;
-                App::update(conn, tenant_id, app.id, &settings)?;
+                let (app, secret) = App::create_with_first_secret(conn, tenant_id, &settings)?;
                 audit
                     .object("app", app.id)
                     .details(json!({"name": app.name, "client_id": app.client_id}))
                     .insert(conn)?;
-                let app = App::find(conn, tenant_id, app.id)?.ok_or(Error::NotFound)?;
                 Ok((app, secret))
             })
         })

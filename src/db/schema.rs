@@ -198,6 +198,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_keys (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        name -> Text,
+        key_digest -> Bytea,
+        hint -> Text,
+        scopes -> Array<Text>,
+        expires_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        created_by -> Text,
+    }
+}
+
+diesel::table! {
+    api_idempotency (tenant_id, idem_key) {
+        tenant_id -> Int8,
+        idem_key -> Text,
+        request_digest -> Bytea,
+        status -> Nullable<Int4>,
+        response -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> tenants (tenant_id));
 diesel::joinable!(memberships -> admins (admin_id));
 diesel::joinable!(admin_sessions -> admins (admin_id));

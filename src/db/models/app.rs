@@ -69,6 +69,71 @@ pub struct AppSettings {
     pub disabled: bool,
 }
 
+/// Bounds for the lifetimes an app can have, in seconds.
+pub const ACCESS_TTL: (i32, i32) = (60, 7 * 24 * 3600);
+pub const REFRESH_TTL: (i32, i32) = (3600, 2 * 365 * 24 * 3600);
+pub const GRACE: (i32, i32) = (0, 3600);
+
+impl AppSettings {
+    /// The settings of a new app before anything is chosen: Kit's redirect
+    /// URIs, scope `public`, the dashboard's default lifetimes.
+    pub fn defaults(name: &str) -> AppSettings {
+        AppSettings {
+            name: name.to_string(),
+            redirect_uris: KIT_REDIRECT_URIS.iter().map(|s| s.to_string()).collect(),
+            allowed_scopes: vec!["public".to_string()],
+            access_token_ttl_secs: 7200,
+            refresh_token_ttl_secs: 90 * 86400,
+            refresh_grace_secs: 60,
+            refresh_without_secret: true,
+            disabled: false,
+        }
+    }
+
+    /// The one check of an app's settings (dashboard, API, command line):
+    /// on failure, the field and a message.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let n = self.name.trim().chars().count();
+        if n == 0 || n > 200 || self.name.chars().any(char::is_control) {
+            return Err((
+                "name",
+                "the name must have 1 to 200 characters and no control characters".into(),
+            ));
+        }
+        if self.redirect_uris.is_empty() || self.redirect_uris.len() > 20 {
+            return Err(("redirect_uris", "register 1 to 20 redirect URIs".into()));
+        }
+        for uri in &self.redirect_uris {
+            validate_redirect_uri(uri).map_err(|e| ("redirect_uris", e))?;
+        }
+        if self.allowed_scopes.is_empty() || self.allowed_scopes.len() > 50 {
+            return Err(("allowed_scopes", "allow 1 to 50 scopes".into()));
+        }
+        for s in &self.allowed_scopes {
+            validate_scope(s).map_err(|e| ("allowed_scopes", e))?;
+        }
+        let within = |field: &'static str, v: i32, (lo, hi): (i32, i32)| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err((field, format!("must be from {lo} to {hi} seconds")))
+            }
+        };
+        within(
+            "access_token_ttl_secs",
+            self.access_token_ttl_secs,
+            ACCESS_TTL,
+        )?;
+        within(
+            "refresh_token_ttl_secs",
+            self.refresh_token_ttl_secs,
+            REFRESH_TTL,
+        )?;
+        within("refresh_grace_secs", self.refresh_grace_secs, GRACE)?;
+        Ok(())
+    }
+}
+
 /// A public client id: `kit_` and 24 random base64url characters.
 pub fn generate_client_id() -> String {
     format!("kit_{}", crate::crypto::random_b64(18))
@@ -113,6 +178,53 @@ pub fn validate_scope(scope: &str) -> Result<(), String> {
 }
 
 impl App {
+    /// Creates an app with `settings` (checked by `AppSettings::validate`
+    /// first) and its first client secret, in one transaction; returns the
+    /// app and the secret's value, shown once. The dashboard, the API and
+    /// the command line all create apps here.
+    pub fn create_with_first_secret(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        settings: &AppSettings,
+    ) -> QueryResult<(App, String)> {
+        conn.transaction(|conn| {
+            let new = NewApp {
+                tenant_id,
+                name: settings.name.trim().to_string(),
+                client_id: generate_client_id(),
+                redirect_uris: settings.redirect_uris.clone(),
+                allowed_scopes: settings.allowed_scopes.clone(),
+            };
+            let app = App::create(conn, &new)?;
+            let mut settings = settings.clone();
+            settings.name = new.name.clone();
+            App::update(conn, tenant_id, app.id, &settings)?;
+            let (_, secret) = crate::db::models::ClientSecret::create(conn, tenant_id, app.id)?;
+            let app = App::find(conn, tenant_id, app.id)?.ok_or(diesel::result::Error::NotFound)?;
+            Ok((app, secret))
+        })
+    }
+
+    /// The app's entity tag for `If-Match`: changes with every update.
+    pub fn etag(&self) -> String {
+        format!("\"{:x}-{:x}\"", self.id, self.updated_at.timestamp_micros())
+    }
+
+    /// Reads the app and locks its row until the transaction ends.
+    pub fn find_for_update(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        id: i64,
+    ) -> QueryResult<Option<App>> {
+        apps::table
+            .filter(apps::tenant_id.eq(tenant_id))
+            .filter(apps::id.eq(id))
+            .select(App::as_select())
+            .for_no_key_update()
+            .first(conn)
+            .optional()
+    }
+
     pub fn create(conn: &mut PgConnection, new: &NewApp) -> QueryResult<App> {
         diesel::insert_into(apps::table)
             .values(new)

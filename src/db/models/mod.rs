@@ -3,6 +3,7 @@
 //! reads tenant data takes the tenant id.
 
 pub mod admin;
+pub mod api_key;
 pub mod app;
 pub mod audit;
 pub mod client_secret;
@@ -17,6 +18,7 @@ pub mod token;
 pub mod token_stats;
 
 pub use admin::{Admin, AdminSession, Membership, Role};
+pub use api_key::{ApiKey, ApiScope, NewApiKey};
 pub use app::{App, AppKey, AppSettings, NewApp};
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use client_secret::{ClientSecret, SecretKey};
