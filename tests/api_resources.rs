@@ -529,3 +529,367 @@ async fn audit_pages_filter_by_kind_prefix_object_and_time() {
         5
     );
 }
+
+// ---- The HTTP API over these flows ----
+
+use kitauth::db::models::{ApiKey, ApiScope, NewApiKey};
+use rocket::http::{ContentType, Header, Status};
+use serde_json::Value;
+
+fn make_key(app: &TestApp, tenant_id: i64, name: &str, scopes: &[ApiScope]) -> String {
+    let new = NewApiKey {
+        name: name.into(),
+        scopes: scopes.to_vec(),
+        expires_in_days: None,
+        created_by: "test".into(),
+    };
+    ApiKey::create(&mut app.conn(), tenant_id, &new).unwrap().1
+}
+
+async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<&str>,
+) -> (Status, Value) {
+    let c = &app.client;
+    let mut req = match method {
+        "GET" => c.get(path.to_string()),
+        _ => c.post(path.to_string()),
+    }
+    .remote("203.0.113.9:4000".parse().unwrap())
+    .header(Header::new("Authorization", format!("Bearer {key}")));
+    if let Some(b) = body {
+        req = req.header(ContentType::JSON).body(b.to_string());
+    }
+    let resp = req.dispatch().await;
+    let status = resp.status();
+    let text = resp.into_string().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+struct World {
+    app: TestApp,
+    seed: Seed,
+    other: Seed,
+    read: String,
+    write: String,
+    login: String,
+    grant: i64,
+    foreign_grant: i64,
+}
+
+async fn world() -> World {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let other = seed_tenant(&app, "other");
+    let mut conn = app.conn();
+    let g = new_grant(&mut conn, &seed, seed.user.id);
+    give_tokens(&mut conn, &seed, g.id, 3600);
+    let fg = new_grant(&mut conn, &other, other.user.id);
+    let read = make_key(&app, seed.tenant.id, "reader", &[ApiScope::Read]);
+    let write = make_key(&app, seed.tenant.id, "ci", &[ApiScope::Write]);
+    let login = make_key(&app, seed.tenant.id, "login", &[ApiScope::Login]);
+    World {
+        app,
+        seed,
+        other,
+        read,
+        write,
+        login,
+        grant: g.id,
+        foreign_grant: fg.id,
+    }
+}
+
+/// Every operation of these resources: (method, path, body, needs write).
+fn operations(
+    w: &World,
+    grant: i64,
+    app_id: i64,
+    creator: i64,
+) -> Vec<(&'static str, String, Option<String>, bool)> {
+    let t = &w.seed.tenant.slug;
+    vec![
+        ("GET", format!("/t/{t}/api/v1/installs"), None, false),
+        (
+            "GET",
+            format!("/t/{t}/api/v1/installs/{grant}"),
+            None,
+            false,
+        ),
+        (
+            "POST",
+            format!("/t/{t}/api/v1/installs/{grant}/revoke"),
+            None,
+            true,
+        ),
+        (
+            "POST",
+            format!("/t/{t}/api/v1/apps/{app_id}/installs/revoke"),
+            None,
+            true,
+        ),
+        (
+            "POST",
+            format!("/t/{t}/api/v1/creators/{creator}/installs/revoke"),
+            None,
+            true,
+        ),
+        ("GET", format!("/t/{t}/api/v1/creators"), None, false),
+        (
+            "GET",
+            format!("/t/{t}/api/v1/creators/{creator}"),
+            None,
+            false,
+        ),
+        (
+            "POST",
+            format!("/t/{t}/api/v1/creators"),
+            Some(r#"{"email":"new@acme.example","password":"correct horse battery"}"#.to_string()),
+            true,
+        ),
+        (
+            "POST",
+            format!("/t/{t}/api/v1/creators/{creator}/disable"),
+            None,
+            true,
+        ),
+        (
+            "POST",
+            format!("/t/{t}/api/v1/creators/{creator}/enable"),
+            None,
+            true,
+        ),
+        ("GET", format!("/t/{t}/api/v1/audit-events"), None, false),
+    ]
+}
+
+#[rocket::async_test]
+async fn every_operation_refuses_a_key_without_its_scope_and_changes_nothing() {
+    let w = world().await;
+    let ops = operations(&w, w.grant, w.seed.app.id, w.seed.user.id);
+    let snap = w.app.snapshot();
+    let audits = w.app.count("SELECT count(*) FROM audit_events");
+    for (method, path, body, needs_write) in &ops {
+        let wrong: Vec<&str> = if *needs_write {
+            vec![&w.read, &w.login]
+        } else {
+            vec![&w.write, &w.login]
+        };
+        for key in wrong {
+            let (status, v) = call(&w.app, method, path, key, body.as_deref()).await;
+            assert_eq!(status, Status::Forbidden, "{method} {path}: {v}");
+            assert_eq!(v["status"], 403);
+        }
+    }
+    assert_eq!(w.app.snapshot(), snap);
+    assert_eq!(w.app.count("SELECT count(*) FROM audit_events"), audits);
+    // And with the right key each one answers 2xx.
+    for (method, path, body, needs_write) in &ops {
+        let key = if *needs_write { &w.write } else { &w.read };
+        let (status, v) = call(&w.app, method, path, key, body.as_deref()).await;
+        assert!(status.code < 300, "{method} {path}: {status} {v}");
+    }
+}
+
+#[rocket::async_test]
+async fn another_tenants_objects_answer_404_and_stay_untouched() {
+    let w = world().await;
+    let ops = operations(&w, w.foreign_grant, w.other.app.id, w.other.user.id);
+    let snap = w.app.snapshot();
+    for (method, path, body, needs_write) in &ops {
+        if body.is_some()
+            || !path.contains(&format!("/{}", w.foreign_grant))
+                && !path.contains(&format!("/{}/", w.other.app.id))
+                && !path.contains(&format!("/{}", w.other.user.id))
+        {
+            continue;
+        }
+        let key = if *needs_write { &w.write } else { &w.read };
+        let (status, v) = call(&w.app, method, path, key, None).await;
+        assert_eq!(status, Status::NotFound, "{method} {path}: {v}");
+        assert_eq!(v["status"], 404);
+    }
+    assert_eq!(w.app.snapshot(), snap);
+    // The other tenant's key cannot read this tenant at all.
+    let other_key = make_key(&w.app, w.other.tenant.id, "theirs", &[ApiScope::Read]);
+    let (status, _) = call(&w.app, "GET", "/t/acme/api/v1/installs", &other_key, None).await;
+    assert_eq!(status, Status::Unauthorized);
+    // Lists never show another tenant's rows.
+    let (_, v) = call(&w.app, "GET", "/t/acme/api/v1/installs", &w.read, None).await;
+    let ids: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![w.grant.to_string().as_str()]);
+}
+
+#[rocket::async_test]
+async fn api_changes_are_audited_with_the_key_and_ip() {
+    let w = world().await;
+    let (s, v) = call(
+        &w.app,
+        "POST",
+        &format!("/t/acme/api/v1/installs/{}/revoke", w.grant),
+        &w.write,
+        None,
+    )
+    .await;
+    assert_eq!((s, v["revoked"].as_i64()), (Status::Ok, Some(1)));
+    let (s, v) = call(
+        &w.app,
+        "GET",
+        &format!("/t/acme/api/v1/installs/{}", w.grant),
+        &w.read,
+        None,
+    )
+    .await;
+    assert_eq!(s, Status::Ok);
+    assert_eq!(v["install"]["status"], "revoked");
+    let tokens = v["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2);
+    assert!(tokens
+        .iter()
+        .all(|t| t["hint"].as_str().unwrap().len() <= 8 && t.get("token_digest").is_none()));
+    let (s, v) = call(
+        &w.app,
+        "POST",
+        "/t/acme/api/v1/creators",
+        &w.write,
+        Some(r#"{"email":"n@acme.example","password":"correct horse battery"}"#),
+    )
+    .await;
+    assert_eq!(s, Status::Created, "{v}");
+    let cid = v["id"].as_str().unwrap().to_string();
+    let (s, _) = call(
+        &w.app,
+        "POST",
+        &format!("/t/acme/api/v1/creators/{cid}/disable"),
+        &w.write,
+        None,
+    )
+    .await;
+    assert_eq!(s, Status::Ok);
+    let (s, v) = call(
+        &w.app,
+        "POST",
+        &format!("/t/acme/api/v1/creators/{cid}/enable"),
+        &w.write,
+        None,
+    )
+    .await;
+    assert_eq!((s, v["disabled"].as_bool()), (Status::Ok, Some(false)));
+    for (action, object) in [
+        ("grant.revoked", w.grant.to_string()),
+        ("creator.created", cid.clone()),
+        ("creator.disabled", cid.clone()),
+        ("creator.enabled", cid.clone()),
+    ] {
+        assert_eq!(
+            w.app.count(&format!(
+                "SELECT count(*) FROM audit_events WHERE action = '{action}' AND object_id = '{object}' \
+                 AND actor = 'api_key:ci' AND ip = '203.0.113.9' AND details ? 'api_key_id'"
+            )),
+            1,
+            "{action}"
+        );
+    }
+    // The audit list shows them, filtered by prefix and paged.
+    let (s, v) = call(
+        &w.app,
+        "GET",
+        "/t/acme/api/v1/audit-events?kind_prefix=creator&limit=2",
+        &w.read,
+        None,
+    )
+    .await;
+    assert_eq!(s, Status::Ok);
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    let next = v["next_cursor"].as_str().unwrap().to_string();
+    let (_, v) = call(
+        &w.app,
+        "GET",
+        &format!("/t/acme/api/v1/audit-events?kind_prefix=creator&limit=2&cursor={next}"),
+        &w.read,
+        None,
+    )
+    .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    assert!(v["next_cursor"].is_null());
+    assert_eq!(v["items"][0]["kind"], "creator.created");
+}
+
+#[rocket::async_test]
+async fn bad_list_parameters_answer_422_naming_the_field_never_500() {
+    let w = world().await;
+    let snap = w.app.snapshot();
+    for (path, field) in [
+        ("/t/acme/api/v1/installs?limit=0", "limit"),
+        ("/t/acme/api/v1/installs?limit=201", "limit"),
+        ("/t/acme/api/v1/installs?limit=abc", "limit"),
+        ("/t/acme/api/v1/installs?cursor=not-a-cursor", "cursor"),
+        ("/t/acme/api/v1/installs?status=dead", "status"),
+        ("/t/acme/api/v1/installs?app=x1", "app"),
+        (
+            "/t/acme/api/v1/installs?created_after=yesterday",
+            "created_after",
+        ),
+        ("/t/acme/api/v1/creators?limit=-5", "limit"),
+        ("/t/acme/api/v1/audit-events?before=2026-13-01", "before"),
+        ("/t/acme/api/v1/audit-events?kind=a%00b", "kind"),
+    ] {
+        let (status, v) = call(&w.app, "GET", path, &w.read, None).await;
+        assert_eq!(status, Status::UnprocessableEntity, "{path}: {v}");
+        assert_eq!(v["errors"][0]["field"], field, "{path}: {v}");
+    }
+    for (body, status) in [
+        (
+            r#"{"email":"bad","password":"correct horse battery"}"#,
+            Status::UnprocessableEntity,
+        ),
+        (
+            r#"{"email":"a@b.example","password":"short"}"#,
+            Status::UnprocessableEntity,
+        ),
+        (
+            r#"{"email":"a@b.example","password":"correct horse battery","admin":true}"#,
+            Status::UnprocessableEntity,
+        ),
+        (
+            r#"{"email":"creator@acme.example","password":"correct horse battery"}"#,
+            Status::UnprocessableEntity,
+        ),
+        (
+            r#"{"email":"a\u0000@b.example","password":"correct horse battery"}"#,
+            Status::UnprocessableEntity,
+        ),
+        (r#"{"email":"#, Status::BadRequest),
+    ] {
+        let (s, v) = call(
+            &w.app,
+            "POST",
+            "/t/acme/api/v1/creators",
+            &w.write,
+            Some(body),
+        )
+        .await;
+        assert!(
+            s == status || (s.code == 400 || s.code == 422),
+            "{body}: {s} {v}"
+        );
+        assert!(s.code < 500);
+    }
+    for path in [
+        "/t/acme/api/v1/installs/abc",
+        "/t/acme/api/v1/installs/99999999999999999999",
+        "/t/acme/api/v1/creators/-1",
+    ] {
+        let (status, _) = call(&w.app, "GET", path, &w.read, None).await;
+        assert_eq!(status, Status::NotFound, "{path}");
+    }
+    assert_eq!(w.app.snapshot(), snap);
+}
