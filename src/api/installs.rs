@@ -239,7 +239,7 @@ pub async fn get(t: &str, id: &str, key: ReadKey, db: &State<Db>) -> ApiResult {
                         revoked_at: t.revoked_at,
                     }),
             );
-            tokens.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            tokens.sort_by_key(|t| std::cmp::Reverse(t.created_at));
             Ok(InstallDetail {
                 install: InstallView::of(&row),
                 tokens,
