@@ -561,7 +561,7 @@ async fn call(
     .remote("203.0.113.9:4000".parse().unwrap())
     .header(Header::new("Authorization", format!("Bearer {key}")));
     if let Some(b) = body {
-        req = req.header(ContentType::JSON).body(b.to_string());
+        req = req.header(ContentType::JSON).body(b);
     }
     let resp = req.dispatch().await;
     let status = resp.status();
