@@ -60,6 +60,7 @@ pub struct ApiKeyList {
 
 /// Lists the tenant's API keys.
 #[utoipa::path(
+    operation_id = "api_key_list",
     tag = "api-keys",
     security(("api_key" = ["read"])),
     params(("t" = String, Path, description = "tenant slug")),
@@ -84,6 +85,7 @@ pub async fn list(t: &str, key: ReadKey, db: &State<Db>) -> ApiResult {
 
 /// Revokes an API key at once (the calling key too, if it is that one).
 #[utoipa::path(
+    operation_id = "api_key_revoke",
     tag = "api-keys",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "key id")),

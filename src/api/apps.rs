@@ -181,6 +181,7 @@ fn settings_json(s: &AppSettings) -> serde_json::Value {
 
 /// Lists the tenant's apps.
 #[utoipa::path(
+    operation_id = "app_list",
     tag = "apps",
     security(("api_key" = ["read"])),
     params(("t" = String, Path, description = "tenant slug")),
@@ -215,6 +216,7 @@ async fn load(db: &Db, tenant_id: i64, id: &str) -> Result<App, Problem> {
 
 /// One app, with its `ETag`.
 #[utoipa::path(
+    operation_id = "app_get",
     tag = "apps",
     security(("api_key" = ["read"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id")),
@@ -240,6 +242,7 @@ pub async fn get(
 
 /// Registers an app; the answer holds its first client secret, once.
 #[utoipa::path(
+    operation_id = "app_create",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(
@@ -317,6 +320,7 @@ pub async fn create(
 
 /// Changes an app's settings; with `If-Match`, only if it is unchanged.
 #[utoipa::path(
+    operation_id = "app_update",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(
@@ -388,6 +392,7 @@ async fn change(
 
 /// Disables an app: Kit's calls for it are refused until it is enabled.
 #[utoipa::path(
+    operation_id = "app_disable",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id"),
@@ -419,6 +424,7 @@ pub async fn disable(
 
 /// Enables a disabled app.
 #[utoipa::path(
+    operation_id = "app_enable",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id"),
@@ -460,6 +466,7 @@ pub struct AppDeleted {
 
 /// Deletes an app and revokes every install of it.
 #[utoipa::path(
+    operation_id = "app_delete",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id"),
@@ -543,6 +550,7 @@ pub struct SecretList {
 
 /// Lists an app's client secrets (hints only).
 #[utoipa::path(
+    operation_id = "app_list_secrets",
     tag = "apps",
     security(("api_key" = ["read"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id")),
@@ -587,6 +595,7 @@ pub struct SecretCreated {
 
 /// Issues a new client secret; the older ones stay valid for `grace_secs`.
 #[utoipa::path(
+    operation_id = "app_rotate_secret",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id"),
@@ -658,6 +667,7 @@ pub async fn rotate_secret(
 
 /// Revokes one client secret at once.
 #[utoipa::path(
+    operation_id = "app_revoke_secret",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id"),

@@ -64,6 +64,7 @@ fn text_of(field: &str, raw: Option<&str>) -> Result<Option<String>, Problem> {
 
 /// Lists audit events, newest first, with filters and cursor paging.
 #[utoipa::path(
+    operation_id = "audit_event_list",
     tag = "audit-events",
     security(("api_key" = ["read"])),
     params(

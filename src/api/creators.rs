@@ -77,6 +77,7 @@ async fn load(db: &Db, tenant_id: i64, id: &str) -> Result<CreatorRow, Problem> 
 
 /// Lists creators, newest first, with cursor paging.
 #[utoipa::path(
+    operation_id = "creator_list",
     tag = "creators",
     security(("api_key" = ["read"])),
     params(
@@ -121,6 +122,7 @@ pub async fn list(
 
 /// One creator.
 #[utoipa::path(
+    operation_id = "creator_get",
     tag = "creators",
     security(("api_key" = ["read"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "creator id")),
@@ -140,6 +142,7 @@ pub async fn get(t: &str, id: &str, key: ReadKey, db: &State<Db>) -> ApiResult {
 
 /// Creates a hosted creator account.
 #[utoipa::path(
+    operation_id = "creator_create",
     tag = "creators",
     security(("api_key" = ["write"])),
     params(
@@ -206,6 +209,7 @@ pub async fn create(
 
 /// Disables a creator: their sessions end and their installs are revoked.
 #[utoipa::path(
+    operation_id = "creator_disable",
     tag = "creators",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "creator id")),
@@ -233,6 +237,7 @@ pub async fn disable(t: &str, id: &str, key: WriteKey, db: &State<Db>) -> ApiRes
 
 /// Lets a disabled creator sign in again.
 #[utoipa::path(
+    operation_id = "creator_enable",
     tag = "creators",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "creator id")),

@@ -136,6 +136,7 @@ pub struct Revoked {
 
 /// Lists installs, newest first, with filters and cursor paging.
 #[utoipa::path(
+    operation_id = "install_list",
     tag = "installs",
     security(("api_key" = ["read"])),
     params(
@@ -198,6 +199,7 @@ pub async fn list(
 
 /// One install with its token history (hints and times only).
 #[utoipa::path(
+    operation_id = "install_get",
     tag = "installs",
     security(("api_key" = ["read"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "install id")),
@@ -251,6 +253,7 @@ pub async fn get(t: &str, id: &str, key: ReadKey, db: &State<Db>) -> ApiResult {
 
 /// Revokes one install: its tokens stop working now.
 #[utoipa::path(
+    operation_id = "install_revoke",
     tag = "installs",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "install id")),
@@ -280,6 +283,7 @@ pub async fn revoke(t: &str, id: &str, key: WriteKey, db: &State<Db>) -> ApiResu
 
 /// Revokes every install of an app (and voids its unused codes).
 #[utoipa::path(
+    operation_id = "install_revoke_app",
     tag = "installs",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id")),
@@ -314,6 +318,7 @@ pub async fn revoke_app(t: &str, id: &str, key: WriteKey, db: &State<Db>) -> Api
 
 /// Revokes every install of a creator.
 #[utoipa::path(
+    operation_id = "install_revoke_creator",
     tag = "installs",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "creator id")),
