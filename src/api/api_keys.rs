@@ -67,6 +67,7 @@ pub struct ApiKeyList {
     responses(
         (status = 200, body = ApiKeyList),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     )
@@ -92,6 +93,7 @@ pub async fn list(t: &str, key: ReadKey, db: &State<Db>) -> ApiResult {
     responses(
         (status = 200, body = ApiKeyView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )

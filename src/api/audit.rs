@@ -81,6 +81,8 @@ fn text_of(field: &str, raw: Option<&str>) -> Result<Option<String>, Problem> {
     responses(
         (status = 200, body = AuditEventList),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )

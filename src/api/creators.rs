@@ -89,6 +89,8 @@ async fn load(db: &Db, tenant_id: i64, id: &str) -> Result<CreatorRow, Problem> 
     responses(
         (status = 200, body = CreatorList),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
@@ -129,6 +131,7 @@ pub async fn list(
     responses(
         (status = 200, body = CreatorView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
@@ -154,6 +157,8 @@ pub async fn get(t: &str, id: &str, key: ReadKey, db: &State<Db>) -> ApiResult {
         (status = 201, body = CreatorView),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -216,6 +221,7 @@ pub async fn create(
     responses(
         (status = 200, body = CreatorView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
@@ -244,6 +250,7 @@ pub async fn disable(t: &str, id: &str, key: WriteKey, db: &State<Db>) -> ApiRes
     responses(
         (status = 200, body = CreatorView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )

@@ -152,6 +152,7 @@ pub struct Revoked {
     responses(
         (status = 200, body = InstallList),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
@@ -206,6 +207,7 @@ pub async fn list(
     responses(
         (status = 200, body = InstallDetail),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
@@ -260,6 +262,7 @@ pub async fn get(t: &str, id: &str, key: ReadKey, db: &State<Db>) -> ApiResult {
     responses(
         (status = 200, body = Revoked, example = json!({"revoked": 1})),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
@@ -290,6 +293,7 @@ pub async fn revoke(t: &str, id: &str, key: WriteKey, db: &State<Db>) -> ApiResu
     responses(
         (status = 200, body = Revoked, example = json!({"revoked": 3})),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
@@ -325,6 +329,7 @@ pub async fn revoke_app(t: &str, id: &str, key: WriteKey, db: &State<Db>) -> Api
     responses(
         (status = 200, body = Revoked, example = json!({"revoked": 2})),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
