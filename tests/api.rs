@@ -43,7 +43,7 @@ async fn call<'c>(
     .remote(remote())
     .header(Header::new("Authorization", format!("Bearer {key}")));
     if let Some(b) = body {
-        req = req.header(ContentType::JSON).body(b.to_string());
+        req = req.header(ContentType::JSON).body(b);
     }
     req.dispatch().await
 }
