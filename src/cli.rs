@@ -194,9 +194,11 @@ pub fn create_app(
     if !scopes.is_empty() {
         settings.allowed_scopes = scopes;
     }
-    settings
-        .validate()
-        .map_err(|(field, e)| anyhow!("bad {field}: {e}"))?;
+    settings.validate().map_err(|(field, e)| match field {
+        "redirect_uris" => anyhow!("bad redirect URI: {e}"),
+        "allowed_scopes" => anyhow!("bad scope: {e}"),
+        other => anyhow!("bad {other}: {e}"),
+    })?;
     Ok(App::create_with_first_secret(conn, tenant_id, &settings)?)
 }
 

@@ -679,3 +679,101 @@ async fn the_openapi_document_is_3_1_and_names_scopes_and_errors_for_every_opera
     }
     assert_eq!(ops, 12);
 }
+
+fn admin_session(
+    app: &TestApp,
+    tenant_id: i64,
+    email: &str,
+    role: kitauth::db::models::Role,
+) -> String {
+    use kitauth::db::models::admin::SessionPolicy;
+    use kitauth::db::models::{Admin, AdminSession, Membership};
+    let mut conn = app.conn();
+    let admin = Admin::create(&mut conn, email, "x").unwrap();
+    Membership::add(&mut conn, tenant_id, admin.id, role).unwrap();
+    AdminSession::create(
+        &mut conn,
+        admin.id,
+        SessionPolicy {
+            idle: chrono::Duration::hours(1),
+            lifetime: chrono::Duration::days(1),
+        },
+        None,
+    )
+    .unwrap()
+}
+
+#[rocket::async_test]
+async fn the_dashboard_shows_a_new_key_once_and_a_reload_makes_no_second_key() {
+    use kitauth::crypto::{generate, TokenKind};
+    use kitauth::db::models::Role;
+    use rocket::http::Cookie;
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let session = admin_session(&app, seed.tenant.id, "owner@acme.example", Role::Admin);
+    let csrf = generate(TokenKind::Csrf).value;
+    let post = app
+        .client
+        .post("/admin/t/acme/api-keys")
+        .cookie(Cookie::new("kitauth_admin", session.clone()))
+        .private_cookie(Cookie::new("kitauth_csrf", csrf.clone()))
+        .header(ContentType::Form)
+        .body(form(&[
+            ("csrf_token", &csrf),
+            ("name", "ci"),
+            ("scope_read", "on"),
+            ("expires_in_days", "30"),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(post.status(), Status::SeeOther);
+    let get = || {
+        app.client
+            .get("/admin/t/acme/api-keys")
+            .cookie(Cookie::new("kitauth_admin", session.clone()))
+            .private_cookie(Cookie::new("kitauth_csrf", csrf.clone()))
+            .dispatch()
+    };
+    let page = get().await.into_string().await.unwrap();
+    let start = page.find("kak_").expect("the new key is shown");
+    let key = &page[start..start + 47];
+    assert_eq!(
+        call(&app, "GET", "/t/acme/api/v1/apps", key, None)
+            .await
+            .status(),
+        Status::Ok
+    );
+    let again = get().await.into_string().await.unwrap();
+    assert!(!again.contains(key), "shown once");
+    assert_eq!(app.count("SELECT count(*) FROM api_keys"), 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'api_key.created' AND actor = 'admin:owner@acme.example'"),
+        1
+    );
+    // A viewer sees the list but cannot create; without CSRF nothing happens.
+    let viewer = admin_session(&app, seed.tenant.id, "viewer@acme.example", Role::Viewer);
+    let refused = app
+        .client
+        .post("/admin/t/acme/api-keys")
+        .cookie(Cookie::new("kitauth_admin", viewer.clone()))
+        .private_cookie(Cookie::new("kitauth_csrf", csrf.clone()))
+        .header(ContentType::Form)
+        .body(form(&[
+            ("csrf_token", &csrf),
+            ("name", "v"),
+            ("scope_write", "on"),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(refused.status(), Status::Forbidden);
+    let no_csrf = app
+        .client
+        .post("/admin/t/acme/api-keys")
+        .cookie(Cookie::new("kitauth_admin", session.clone()))
+        .header(ContentType::Form)
+        .body(form(&[("name", "n"), ("scope_write", "on")]))
+        .dispatch()
+        .await;
+    assert_eq!(no_csrf.status(), Status::Forbidden);
+    assert_eq!(app.count("SELECT count(*) FROM api_keys"), 1);
+}

@@ -4,6 +4,7 @@
 //! POST reads its form through [`read_form`] (CSRF-checked) and checks the
 //! role before it changes anything.
 
+pub mod api_keys;
 pub mod apps;
 pub mod audit;
 pub mod creators;
@@ -71,6 +72,9 @@ pub fn routes() -> Vec<rocket::Route> {
         members::role,
         members::remove,
         audit::list,
+        api_keys::list,
+        api_keys::create,
+        api_keys::revoke,
         settings::get,
         settings::post,
         fallback_get,
