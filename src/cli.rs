@@ -11,11 +11,11 @@ use serde_json::json;
 use crate::config::{self, AppConfig};
 use crate::crypto;
 use crate::db;
-use crate::db::models::end_user::{valid_email, validate_password};
+use crate::db::models::end_user::{valid_email, validate_password, CreateCreatorError};
 use crate::db::models::tenant::valid_slug;
 use crate::db::models::{
-    Admin, ApiKey, ApiScope, App, AppSettings, EndUser, Membership, NewApiKey, NewTenant, Role,
-    Tenant,
+    Admin, ApiKey, ApiScope, App, AppSettings, EndUser, Membership, NewApiKey, NewAuditEvent,
+    NewTenant, Role, Tenant,
 };
 
 #[derive(Debug, Parser)]
@@ -399,18 +399,15 @@ pub fn run(command: Command, config: &AppConfig) -> anyhow::Result<Output> {
             let mut conn = connect(config)?;
             let tenant = find_tenant(&mut conn, &tenant)?;
             let hash = crypto::hash_password(&password, config.bcrypt_cost)?;
-            let user =
-                EndUser::create(&mut conn, tenant.id, &email, &hash).map_err(|e| match e {
-                    diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    ) => {
-                        anyhow!(
-                            "a creator with this email exists already in {}",
-                            tenant.slug
-                        )
-                    }
-                    other => anyhow!(other),
+            let audit = NewAuditEvent::new(tenant.id, "cli", "creator.created");
+            let user = EndUser::create_audited(&mut conn, tenant.id, &email, &hash, audit)
+                .map_err(|e| match e {
+                    CreateCreatorError::EmailTaken => anyhow!(
+                        "a creator with this email exists already in {}",
+                        tenant.slug
+                    ),
+                    CreateCreatorError::Invalid { message, .. } => anyhow!(message),
+                    CreateCreatorError::Db(e) => anyhow!(e),
                 })?;
             Ok(Output {
                 text: format!("created creator {} in tenant {}", user.email, tenant.slug),

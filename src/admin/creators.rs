@@ -17,8 +17,8 @@ use crate::auth::CsrfToken;
 use crate::config::AppConfig;
 use crate::crypto;
 use crate::db::models::dashboard::{self, InstallFilter};
-use crate::db::models::end_user::{valid_email, validate_password};
-use crate::db::models::{EndUser, Grant, Role};
+use crate::db::models::end_user::{check_new_creator, validate_password, CreateCreatorError};
+use crate::db::models::{EndUser, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
 
@@ -125,12 +125,14 @@ pub async fn create(
     ctx.require(Role::Admin)?;
     let email = params.get("email").unwrap_or("").trim().to_string();
     let password = params.get("password").unwrap_or("").to_string();
-    let problem = if !valid_email(&email) {
-        Some("Enter a valid email address.".to_string())
-    } else {
-        validate_password(&password)
-            .err()
-            .map(|e| format!("Choose another password: {e}."))
+    let problem = match check_new_creator(&email, &password) {
+        Err(CreateCreatorError::Invalid { field: "email", .. }) => {
+            Some("Enter a valid email address.".to_string())
+        }
+        Err(CreateCreatorError::Invalid { message, .. }) => {
+            Some(format!("Choose another password: {message}."))
+        }
+        _ => None,
     };
     let refuse = |msg: String| async {
         let page = list_page(
@@ -155,25 +157,21 @@ pub async fn create(
     let new_email = email.clone();
     let created = db
         .run(move |conn| {
-            conn.transaction(|conn| -> Result<_, Error> {
-                let user = EndUser::create(conn, tenant_id, &new_email, &hash)?;
-                audit
-                    .object("end_user", user.id)
-                    .details(json!({"email": user.email}))
-                    .insert(conn)?;
-                Ok(user)
-            })
+            Ok::<_, Error>(EndUser::create_audited(
+                conn, tenant_id, &new_email, &hash, audit,
+            ))
         })
-        .await;
+        .await?;
     match created {
         Ok(user) => Ok(ctx.flash_to(
             &format!("/creators/{}", user.id),
             format!("Creator {} created.", user.email),
         )),
-        Err(Error::Conflict(_)) => {
+        Err(CreateCreatorError::EmailTaken) => {
             refuse("A creator with this email exists already.".to_string()).await
         }
-        Err(e) => Err(e.into()),
+        Err(CreateCreatorError::Invalid { message, .. }) => refuse(message).await,
+        Err(CreateCreatorError::Db(e)) => Err(Error::from(e).into()),
     }
 }
 
@@ -222,17 +220,11 @@ pub async fn disable(
     confirmed(&params, "disable this creator and revoke their installs")?;
     let tenant_id = ctx.tenant.id;
     let uid = user.id;
-    let audit = ctx.audit("creator.disabled").object("end_user", uid);
+    let audit = ctx.audit("creator.disabled");
     let n = db
-        .run(move |conn| {
-            conn.transaction(|conn| -> Result<_, Error> {
-                EndUser::set_disabled(conn, tenant_id, uid, true)?;
-                let n = Grant::revoke_all_for_end_user(conn, tenant_id, uid, "creator_disabled")?;
-                audit.details(json!({"grants_revoked": n})).insert(conn)?;
-                Ok(n)
-            })
-        })
-        .await?;
+        .run(move |conn| EndUser::disable_audited(conn, tenant_id, uid, audit).map_err(Error::from))
+        .await?
+        .ok_or_else(PageError::not_found)?;
     Ok(ctx.flash_to(
         &format!("/creators/{uid}"),
         format!("{} is disabled; {n} install(s) revoked.", user.email),
@@ -252,15 +244,9 @@ pub async fn enable(
     ctx.require(Role::Admin)?;
     let tenant_id = ctx.tenant.id;
     let uid = user.id;
-    let audit = ctx.audit("creator.enabled").object("end_user", uid);
-    db.run(move |conn| {
-        conn.transaction(|conn| -> Result<_, Error> {
-            EndUser::set_disabled(conn, tenant_id, uid, false)?;
-            audit.insert(conn)?;
-            Ok(())
-        })
-    })
-    .await?;
+    let audit = ctx.audit("creator.enabled");
+    db.run(move |conn| EndUser::enable_audited(conn, tenant_id, uid, audit).map_err(Error::from))
+        .await?;
     Ok(ctx.flash_to(
         &format!("/creators/{uid}"),
         format!("{} can sign in again.", user.email),

@@ -4,7 +4,6 @@
 //! grants of a creator.
 
 use chrono::Utc;
-use diesel::Connection;
 use rocket::data::Data;
 use rocket::http::CookieJar;
 use rocket::request::FlashMessage;
@@ -181,31 +180,19 @@ pub async fn revoke_one(
 ) -> PageResult {
     let gid = parse_id(gid)?;
     let tenant_id = ctx.tenant.id;
-    let exists = db
-        .run(move |conn| Grant::find(conn, tenant_id, gid).map_err(Error::from))
+    db.run(move |conn| Grant::find(conn, tenant_id, gid).map_err(Error::from))
         .await?
         .ok_or_else(PageError::not_found)?;
     let params = read_form(data, cookies).await?;
     ctx.require(Role::Admin)?;
     confirmed(&params, "revoke this install")?;
-    let audit = ctx
-        .audit("grant.revoked")
-        .object("grant", gid)
-        .details(json!({
-            "app_id": exists.app_id, "end_user_id": exists.end_user_id,
-        }));
+    let audit = ctx.audit("grant.revoked");
     let changed = db
         .run(move |conn| {
-            conn.transaction(|conn| -> Result<_, Error> {
-                Grant::lock(conn, tenant_id, gid)?;
-                let changed = Grant::revoke(conn, tenant_id, gid, "admin")?;
-                if changed {
-                    audit.insert(conn)?;
-                }
-                Ok(changed)
-            })
+            Grant::revoke_audited(conn, tenant_id, gid, "admin", audit).map_err(Error::from)
         })
-        .await?;
+        .await?
+        .ok_or_else(PageError::not_found)?;
     let msg = if changed {
         "The install is revoked: its tokens stopped working now."
     } else {
@@ -228,14 +215,11 @@ pub async fn revoke_app(
     confirmed(&params, "revoke every install of this app")?;
     let tenant_id = ctx.tenant.id;
     let app_id = app.id;
-    let audit = ctx.audit("grant.revoked_all_for_app").object("app", app_id);
+    let audit = ctx.audit("grant.revoked_all_for_app");
     let n = db
         .run(move |conn| {
-            conn.transaction(|conn| -> Result<_, Error> {
-                let n = Grant::revoke_all_for_app(conn, tenant_id, app_id, "admin")?;
-                audit.details(json!({"revoked": n})).insert(conn)?;
-                Ok(n)
-            })
+            Grant::revoke_all_for_app_audited(conn, tenant_id, app_id, "admin", audit)
+                .map_err(Error::from)
         })
         .await?;
     Ok(ctx.flash_to(
@@ -261,16 +245,11 @@ pub async fn revoke_creator(
     let params = read_form(data, cookies).await?;
     ctx.require(Role::Admin)?;
     confirmed(&params, "revoke every install of this creator")?;
-    let audit = ctx
-        .audit("grant.revoked_all_for_creator")
-        .object("end_user", cid);
+    let audit = ctx.audit("grant.revoked_all_for_creator");
     let n = db
         .run(move |conn| {
-            conn.transaction(|conn| -> Result<_, Error> {
-                let n = Grant::revoke_all_for_end_user(conn, tenant_id, cid, "admin")?;
-                audit.details(json!({"revoked": n})).insert(conn)?;
-                Ok(n)
-            })
+            Grant::revoke_all_for_end_user_audited(conn, tenant_id, cid, "admin", audit)
+                .map_err(Error::from)
         })
         .await?;
     Ok(ctx.flash_to(

@@ -60,12 +60,14 @@ pub struct ApiKeyList {
 
 /// Lists the tenant's API keys.
 #[utoipa::path(
+    operation_id = "api_key_list",
     tag = "api-keys",
     security(("api_key" = ["read"])),
     params(("t" = String, Path, description = "tenant slug")),
     responses(
         (status = 200, body = ApiKeyList),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     )
@@ -84,12 +86,14 @@ pub async fn list(t: &str, key: ReadKey, db: &State<Db>) -> ApiResult {
 
 /// Revokes an API key at once (the calling key too, if it is that one).
 #[utoipa::path(
+    operation_id = "api_key_revoke",
     tag = "api-keys",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "key id")),
     responses(
         (status = 200, body = ApiKeyView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )

@@ -181,12 +181,14 @@ fn settings_json(s: &AppSettings) -> serde_json::Value {
 
 /// Lists the tenant's apps.
 #[utoipa::path(
+    operation_id = "app_list",
     tag = "apps",
     security(("api_key" = ["read"])),
     params(("t" = String, Path, description = "tenant slug")),
     responses(
         (status = 200, body = AppList),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     )
@@ -215,12 +217,14 @@ async fn load(db: &Db, tenant_id: i64, id: &str) -> Result<App, Problem> {
 
 /// One app, with its `ETag`.
 #[utoipa::path(
+    operation_id = "app_get",
     tag = "apps",
     security(("api_key" = ["read"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id")),
     responses(
         (status = 200, body = AppView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
@@ -240,6 +244,7 @@ pub async fn get(
 
 /// Registers an app; the answer holds its first client secret, once.
 #[utoipa::path(
+    operation_id = "app_create",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(
@@ -251,6 +256,8 @@ pub async fn get(
         (status = 201, body = AppCreated),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -317,6 +324,7 @@ pub async fn create(
 
 /// Changes an app's settings; with `If-Match`, only if it is unchanged.
 #[utoipa::path(
+    operation_id = "app_update",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(
@@ -329,6 +337,7 @@ pub async fn create(
         (status = 200, body = AppView),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 412, body = Problem, content_type = "application/problem+json"),
@@ -388,6 +397,7 @@ async fn change(
 
 /// Disables an app: Kit's calls for it are refused until it is enabled.
 #[utoipa::path(
+    operation_id = "app_disable",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id"),
@@ -395,6 +405,7 @@ async fn change(
     responses(
         (status = 200, body = AppView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 412, body = Problem, content_type = "application/problem+json"),
@@ -419,6 +430,7 @@ pub async fn disable(
 
 /// Enables a disabled app.
 #[utoipa::path(
+    operation_id = "app_enable",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id"),
@@ -426,6 +438,7 @@ pub async fn disable(
     responses(
         (status = 200, body = AppView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 412, body = Problem, content_type = "application/problem+json"),
@@ -460,6 +473,7 @@ pub struct AppDeleted {
 
 /// Deletes an app and revokes every install of it.
 #[utoipa::path(
+    operation_id = "app_delete",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id"),
@@ -467,6 +481,7 @@ pub struct AppDeleted {
     responses(
         (status = 200, body = AppDeleted),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 412, body = Problem, content_type = "application/problem+json"),
@@ -543,12 +558,14 @@ pub struct SecretList {
 
 /// Lists an app's client secrets (hints only).
 #[utoipa::path(
+    operation_id = "app_list_secrets",
     tag = "apps",
     security(("api_key" = ["read"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id")),
     responses(
         (status = 200, body = SecretList),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
@@ -587,6 +604,7 @@ pub struct SecretCreated {
 
 /// Issues a new client secret; the older ones stay valid for `grace_secs`.
 #[utoipa::path(
+    operation_id = "app_rotate_secret",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id"),
@@ -596,6 +614,7 @@ pub struct SecretCreated {
         (status = 201, body = SecretCreated),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -658,6 +677,7 @@ pub async fn rotate_secret(
 
 /// Revokes one client secret at once.
 #[utoipa::path(
+    operation_id = "app_revoke_secret",
     tag = "apps",
     security(("api_key" = ["write"])),
     params(("t" = String, Path, description = "tenant slug"), ("id" = String, Path, description = "app id"),
@@ -665,6 +685,7 @@ pub async fn rotate_secret(
     responses(
         (status = 200, body = SecretView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )

@@ -26,9 +26,12 @@
 
 pub mod api_keys;
 pub mod apps;
+pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod creators;
 pub mod idempotency;
+pub mod installs;
 pub mod problem;
 
 use rocket::get;
@@ -57,6 +60,17 @@ pub fn routes() -> Vec<rocket::Route> {
         apps::revoke_secret,
         api_keys::list,
         api_keys::revoke,
+        installs::list,
+        installs::get,
+        installs::revoke,
+        installs::revoke_app,
+        installs::revoke_creator,
+        creators::list,
+        creators::get,
+        creators::create,
+        creators::disable,
+        creators::enable,
+        audit::list,
     ]
 }
 
@@ -104,12 +118,33 @@ impl Modify for Security {
         apps::revoke_secret,
         api_keys::list,
         api_keys::revoke,
+        installs::list,
+        installs::get,
+        installs::revoke,
+        installs::revoke_app,
+        installs::revoke_creator,
+        creators::list,
+        creators::get,
+        creators::create,
+        creators::disable,
+        creators::enable,
+        audit::list,
     ),
     components(schemas(
         problem::Problem,
         problem::FieldError,
         crate::config::KitField,
         crate::config::KitPanel,
+        installs::InstallView,
+        installs::InstallList,
+        installs::InstallDetail,
+        installs::TokenView,
+        installs::Revoked,
+        creators::CreatorView,
+        creators::CreatorList,
+        creators::CreateCreator,
+        audit::AuditEventView,
+        audit::AuditEventList,
     )),
     modifiers(&Security)
 )]

@@ -94,6 +94,20 @@ impl NewAuditEvent {
         Ok(())
     }
 
+    pub fn action(mut self, action: &str) -> Self {
+        self.action = action.to_string();
+        self
+    }
+    /// Adds the keys of `more` (an object) to the details the caller set.
+    pub fn merge_details(mut self, more: serde_json::Value) -> Self {
+        match (&mut self.details, more) {
+            (serde_json::Value::Object(mine), serde_json::Value::Object(more)) => {
+                mine.extend(more);
+            }
+            (_, more) => self.details = more,
+        }
+        self
+    }
     pub fn insert(&self, conn: &mut PgConnection) -> QueryResult<usize> {
         diesel::insert_into(audit_events::table)
             .values(self)

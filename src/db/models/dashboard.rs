@@ -6,6 +6,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Date, Nullable, Text, Timestamptz};
 use serde::Serialize;
 
+use super::paging::{Page, PageRequest};
+
 /// `%term%` for ILIKE, with the pattern characters escaped.
 pub fn contains_pattern(term: &str) -> String {
     let mut out = String::from("%");
@@ -76,21 +78,35 @@ pub struct InstallFilter {
     pub email: Option<String>,
 }
 
-const INSTALL_QUERY: &str =
-    "SELECT g.id, g.app_id, a.name AS app_name, g.end_user_id, e.email, g.scopes, \
-    g.created_at, g.last_refreshed_at, g.revoked_at, g.revoked_reason, \
-    (SELECT max(t.expires_at) FROM access_tokens t WHERE t.grant_id = g.id) AS access_expires_at, \
-    (SELECT max(r.expires_at) FROM refresh_tokens r WHERE r.grant_id = g.id \
-        AND r.revoked_at IS NULL AND r.used_at IS NULL) AS refresh_expires_at, \
-    count(*) OVER () AS total \
-    FROM grants g JOIN end_users e ON e.id = g.end_user_id AND e.tenant_id = g.tenant_id \
-    JOIN apps a ON a.id = g.app_id AND a.tenant_id = g.tenant_id \
-    WHERE g.tenant_id = $1 \
-    AND ($2::bigint IS NULL OR g.app_id = $2) \
+/// The columns and joins of an install row, shared by the dashboard's
+/// numbered pages and the API's keyset pages. `$1` is the tenant id.
+macro_rules! install_select {
+    ($total:literal) => {
+        concat!(
+            "SELECT g.id, g.app_id, a.name AS app_name, g.end_user_id, e.email, g.scopes, \
+            g.created_at, g.last_refreshed_at, g.revoked_at, g.revoked_reason, \
+            (SELECT max(t.expires_at) FROM access_tokens t WHERE t.grant_id = g.id \
+                AND t.tenant_id = g.tenant_id) AS access_expires_at, \
+            (SELECT max(r.expires_at) FROM refresh_tokens r WHERE r.grant_id = g.id \
+                AND r.tenant_id = g.tenant_id \
+                AND r.revoked_at IS NULL AND r.used_at IS NULL) AS refresh_expires_at, ",
+            $total,
+            " AS total \
+            FROM grants g JOIN end_users e ON e.id = g.end_user_id AND e.tenant_id = g.tenant_id \
+            JOIN apps a ON a.id = g.app_id AND a.tenant_id = g.tenant_id \
+            WHERE g.tenant_id = $1 "
+        )
+    };
+}
+
+const INSTALL_QUERY: &str = concat!(
+    install_select!("count(*) OVER ()"),
+    "AND ($2::bigint IS NULL OR g.app_id = $2) \
     AND ($3::bigint IS NULL OR g.end_user_id = $3) \
     AND ($4::bigint IS NULL OR g.id = $4) \
     AND ($5::text IS NULL OR e.email ILIKE $5 ESCAPE '\\') \
-    ORDER BY g.created_at DESC, g.id DESC LIMIT $6 OFFSET $7";
+    ORDER BY g.created_at DESC, g.id DESC LIMIT $6 OFFSET $7"
+);
 
 pub fn installs(
     conn: &mut PgConnection,
@@ -120,6 +136,86 @@ pub fn install(
         ..Default::default()
     };
     Ok(installs(conn, tenant_id, &filter, 1, 0)?.into_iter().next())
+}
+
+/// What an install's status is, as the API filters it (`InstallRow::status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallStatus {
+    /// Not revoked, and a token of it still works.
+    Live,
+    Revoked,
+    /// Not revoked, but every token of it has expired.
+    Expired,
+}
+
+impl InstallStatus {
+    pub fn parse(raw: &str) -> Option<InstallStatus> {
+        match raw {
+            "live" | "active" => Some(InstallStatus::Live),
+            "revoked" => Some(InstallStatus::Revoked),
+            "expired" => Some(InstallStatus::Expired),
+            _ => None,
+        }
+    }
+    fn code(self) -> &'static str {
+        match self {
+            InstallStatus::Live => "live",
+            InstallStatus::Revoked => "revoked",
+            InstallStatus::Expired => "expired",
+        }
+    }
+}
+
+/// The API's filters of the install list.
+#[derive(Debug, Clone, Default)]
+pub struct InstallQuery {
+    pub app_id: Option<i64>,
+    pub end_user_id: Option<i64>,
+    pub status: Option<InstallStatus>,
+    /// Created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created strictly before.
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// The outer query filters on the status the row itself reports, so the
+/// filter and `InstallRow::status` cannot disagree. Keyset pages carry no
+/// total (`total` is 0): counting would read the whole list on every page.
+const INSTALL_KEYSET_QUERY: &str = concat!(
+    "SELECT * FROM (",
+    install_select!("0::bigint"),
+    "AND ($2::bigint IS NULL OR g.app_id = $2) \
+    AND ($3::bigint IS NULL OR g.end_user_id = $3) \
+    AND ($4::timestamptz IS NULL OR g.created_at >= $4) \
+    AND ($5::timestamptz IS NULL OR g.created_at < $5) \
+    AND ($6::timestamptz IS NULL OR (g.created_at, g.id) < ($6, $7::bigint)) \
+    ORDER BY g.created_at DESC, g.id DESC) s \
+    WHERE ($8::text IS NULL OR $8 = CASE \
+        WHEN s.revoked_at IS NOT NULL THEN 'revoked' \
+        WHEN s.refresh_expires_at > now() OR s.access_expires_at > now() THEN 'live' \
+        ELSE 'expired' END) \
+    ORDER BY s.created_at DESC, s.id DESC LIMIT $9"
+);
+
+/// One keyset page of a tenant's installs, newest first.
+pub fn installs_page(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    query: &InstallQuery,
+    page: &PageRequest,
+) -> QueryResult<Page<InstallRow>> {
+    let rows: Vec<InstallRow> = diesel::sql_query(INSTALL_KEYSET_QUERY)
+        .bind::<BigInt, _>(tenant_id)
+        .bind::<Nullable<BigInt>, _>(query.app_id)
+        .bind::<Nullable<BigInt>, _>(query.end_user_id)
+        .bind::<Nullable<Timestamptz>, _>(query.created_after)
+        .bind::<Nullable<Timestamptz>, _>(query.created_before)
+        .bind::<Nullable<Timestamptz>, _>(page.after.map(|c| c.created_at))
+        .bind::<BigInt, _>(page.after.map_or(0, |c| c.id))
+        .bind::<Nullable<Text>, _>(query.status.map(InstallStatus::code))
+        .bind::<BigInt, _>(page.fetch())
+        .load(conn)?;
+    Ok(Page::from_rows(rows, page, |r| (r.created_at, r.id)))
 }
 
 #[derive(QueryableByName)]
@@ -180,6 +276,53 @@ pub fn creators(
     .load(conn)
 }
 
+/// One keyset page of a tenant's creators, newest first (the dashboard's
+/// list sorts by email; the API's by creation, so that a page is stable
+/// while creators sign up).
+pub fn creators_page(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    email: Option<&str>,
+    page: &PageRequest,
+) -> QueryResult<Page<CreatorRow>> {
+    let rows: Vec<CreatorRow> = diesel::sql_query(
+        "SELECT e.id, e.email, e.disabled, e.created_at, \
+         (SELECT count(*) FROM grants g WHERE g.end_user_id = e.id AND g.tenant_id = e.tenant_id \
+             AND g.revoked_at IS NULL) AS live_installs, \
+         0::bigint AS total \
+         FROM end_users e WHERE e.tenant_id = $1 \
+         AND ($2::text IS NULL OR e.email ILIKE $2 ESCAPE '\\') \
+         AND ($3::timestamptz IS NULL OR (e.created_at, e.id) < ($3, $4::bigint)) \
+         ORDER BY e.created_at DESC, e.id DESC LIMIT $5",
+    )
+    .bind::<BigInt, _>(tenant_id)
+    .bind::<Nullable<Text>, _>(email.map(contains_pattern))
+    .bind::<Nullable<Timestamptz>, _>(page.after.map(|c| c.created_at))
+    .bind::<BigInt, _>(page.after.map_or(0, |c| c.id))
+    .bind::<BigInt, _>(page.fetch())
+    .load(conn)?;
+    Ok(Page::from_rows(rows, page, |r| (r.created_at, r.id)))
+}
+
+/// One creator as the lists show it.
+pub fn creator(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    id: i64,
+) -> QueryResult<Option<CreatorRow>> {
+    diesel::sql_query(
+        "SELECT e.id, e.email, e.disabled, e.created_at, \
+         (SELECT count(*) FROM grants g WHERE g.end_user_id = e.id AND g.tenant_id = e.tenant_id \
+             AND g.revoked_at IS NULL) AS live_installs, \
+         1::bigint AS total \
+         FROM end_users e WHERE e.tenant_id = $1 AND e.id = $2",
+    )
+    .bind::<BigInt, _>(tenant_id)
+    .bind::<BigInt, _>(id)
+    .get_result(conn)
+    .optional()
+}
+
 /// One audit event with the total of the filtered list.
 #[derive(Debug, Clone, Serialize, QueryableByName)]
 pub struct AuditRow {
@@ -234,6 +377,54 @@ pub fn audit(
     .bind::<BigInt, _>(limit)
     .bind::<BigInt, _>(offset)
     .load(conn)
+}
+
+/// The API's filters of the audit log. `kind` matches an action exactly,
+/// `kind_prefix` as a dotted prefix (`client` matches `client.wrong_secret`,
+/// as the dashboard's filter does); `object_type`/`object_id` name the object.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub kind: Option<String>,
+    pub kind_prefix: Option<String>,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    /// At or after.
+    pub after: Option<DateTime<Utc>>,
+    /// Strictly before.
+    pub before: Option<DateTime<Utc>>,
+}
+
+/// One keyset page of a tenant's audit log, newest first.
+pub fn audit_page(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    query: &AuditQuery,
+    page: &PageRequest,
+) -> QueryResult<Page<AuditRow>> {
+    let rows: Vec<AuditRow> = diesel::sql_query(
+        "SELECT id, actor, action, object_type, object_id, ip, details::text AS details, created_at, \
+         0::bigint AS total FROM audit_events WHERE tenant_id = $1 \
+         AND ($2::text IS NULL OR action = $2) \
+         AND ($3::text IS NULL OR action = $3 OR starts_with(action, $3 || '.')) \
+         AND ($4::text IS NULL OR object_type = $4) \
+         AND ($5::text IS NULL OR object_id = $5) \
+         AND ($6::timestamptz IS NULL OR created_at >= $6) \
+         AND ($7::timestamptz IS NULL OR created_at < $7) \
+         AND ($8::timestamptz IS NULL OR (created_at, id) < ($8, $9::bigint)) \
+         ORDER BY created_at DESC, id DESC LIMIT $10",
+    )
+    .bind::<BigInt, _>(tenant_id)
+    .bind::<Nullable<Text>, _>(query.kind.as_deref())
+    .bind::<Nullable<Text>, _>(query.kind_prefix.as_deref())
+    .bind::<Nullable<Text>, _>(query.object_type.as_deref())
+    .bind::<Nullable<Text>, _>(query.object_id.as_deref())
+    .bind::<Nullable<Timestamptz>, _>(query.after)
+    .bind::<Nullable<Timestamptz>, _>(query.before)
+    .bind::<Nullable<Timestamptz>, _>(page.after.map(|c| c.created_at))
+    .bind::<BigInt, _>(page.after.map_or(0, |c| c.id))
+    .bind::<BigInt, _>(page.fetch())
+    .load(conn)?;
+    Ok(Page::from_rows(rows, page, |r| (r.created_at, r.id)))
 }
 
 #[derive(QueryableByName)]

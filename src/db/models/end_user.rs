@@ -3,6 +3,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::crypto::{self, TokenKind};
+use crate::db::models::{Grant, NewAuditEvent};
 use crate::db::schema::{end_user_sessions, end_users};
 
 /// How long a creator stays signed in on a tenant's hosted pages.
@@ -208,5 +209,103 @@ impl EndUser {
                 .filter(end_user_sessions::end_user_id.eq(id)),
         )
         .execute(conn)
+    }
+}
+
+/// Why a new creator cannot be made, naming the field.
+#[derive(Debug)]
+pub enum CreateCreatorError {
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    EmailTaken,
+    Db(diesel::result::Error),
+}
+
+/// The checks of a new creator's email and password, shared by the
+/// dashboard, the API and the command line.
+pub fn check_new_creator(email: &str, password: &str) -> Result<(), CreateCreatorError> {
+    if !valid_email(email) {
+        return Err(CreateCreatorError::Invalid {
+            field: "email",
+            message: "enter a valid email address".into(),
+        });
+    }
+    validate_password(password).map_err(|message| CreateCreatorError::Invalid {
+        field: "password",
+        message,
+    })
+}
+
+/// The change flows of creators, shared by the dashboard, the API and the
+/// command line; one transaction each, with its audit row (`audit` carries
+/// the caller; the flow names the action and the object).
+impl EndUser {
+    /// Creates a creator from an already checked email and a password hash.
+    pub fn create_audited(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        email: &str,
+        password_hash: &str,
+        audit: NewAuditEvent,
+    ) -> Result<EndUser, CreateCreatorError> {
+        let r = conn.transaction(|conn| {
+            let user = EndUser::create(conn, tenant_id, email, password_hash)?;
+            audit
+                .action("creator.created")
+                .object("end_user", user.id)
+                .merge_details(serde_json::json!({"email": user.email}))
+                .insert(conn)?;
+            Ok::<_, diesel::result::Error>(user)
+        });
+        r.map_err(|e| match e {
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ) => CreateCreatorError::EmailTaken,
+            other => CreateCreatorError::Db(other),
+        })
+    }
+
+    /// Disables a creator, ends their sessions and revokes their installs.
+    /// `None` when the tenant has no such creator; else the installs revoked.
+    pub fn disable_audited(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        id: i64,
+        audit: NewAuditEvent,
+    ) -> QueryResult<Option<usize>> {
+        conn.transaction(|conn| {
+            if EndUser::set_disabled(conn, tenant_id, id, true)? == 0 {
+                return Ok(None);
+            }
+            let n = Grant::revoke_all_for_end_user(conn, tenant_id, id, "creator_disabled")?;
+            audit
+                .action("creator.disabled")
+                .object("end_user", id)
+                .merge_details(serde_json::json!({"grants_revoked": n}))
+                .insert(conn)?;
+            Ok(Some(n))
+        })
+    }
+
+    /// Lets a disabled creator sign in again. `false` when there is no such creator.
+    pub fn enable_audited(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        id: i64,
+        audit: NewAuditEvent,
+    ) -> QueryResult<bool> {
+        conn.transaction(|conn| {
+            if EndUser::set_disabled(conn, tenant_id, id, false)? == 0 {
+                return Ok(false);
+            }
+            audit
+                .action("creator.enabled")
+                .object("end_user", id)
+                .insert(conn)?;
+            Ok(true)
+        })
     }
 }

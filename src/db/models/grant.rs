@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 
+use crate::db::models::NewAuditEvent;
 use crate::db::schema::{access_tokens, authorization_codes, grants, refresh_tokens};
 
 /// One install of an app by a creator: one token family.
@@ -182,6 +183,77 @@ impl Grant {
             .execute(conn)?;
             let ids = Grant::live_ids_for_end_user(conn, tenant_id, end_user_id)?;
             Grant::revoke_many(conn, tenant_id, &ids, reason)
+        })
+    }
+}
+
+/// The revocation flows of installs, shared by the dashboard and the tenant
+/// API: each is one transaction that revokes and writes its audit row.
+/// `audit` carries the caller (actor, IP, details such as an API key's id);
+/// the flow names the action and the object and adds what it did.
+impl Grant {
+    /// Revokes one install. `None` when the tenant has no such install;
+    /// `Some(false)` when it was revoked already (nothing is audited then).
+    pub fn revoke_audited(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        id: i64,
+        reason: &str,
+        audit: NewAuditEvent,
+    ) -> QueryResult<Option<bool>> {
+        conn.transaction(|conn| {
+            let Some(grant) = Grant::lock(conn, tenant_id, id)? else {
+                return Ok(None);
+            };
+            let changed = Grant::revoke(conn, tenant_id, id, reason)?;
+            if changed {
+                audit
+                    .action("grant.revoked")
+                    .object("grant", id)
+                    .merge_details(serde_json::json!({
+                        "app_id": grant.app_id, "end_user_id": grant.end_user_id,
+                    }))
+                    .insert(conn)?;
+            }
+            Ok(Some(changed))
+        })
+    }
+
+    /// Revokes every install of an app (see `revoke_all_for_app`), audited.
+    pub fn revoke_all_for_app_audited(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        app_id: i64,
+        reason: &str,
+        audit: NewAuditEvent,
+    ) -> QueryResult<usize> {
+        conn.transaction(|conn| {
+            let n = Grant::revoke_all_for_app(conn, tenant_id, app_id, reason)?;
+            audit
+                .action("grant.revoked_all_for_app")
+                .object("app", app_id)
+                .merge_details(serde_json::json!({"revoked": n}))
+                .insert(conn)?;
+            Ok(n)
+        })
+    }
+
+    /// Revokes every install of a creator, audited.
+    pub fn revoke_all_for_end_user_audited(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        end_user_id: i64,
+        reason: &str,
+        audit: NewAuditEvent,
+    ) -> QueryResult<usize> {
+        conn.transaction(|conn| {
+            let n = Grant::revoke_all_for_end_user(conn, tenant_id, end_user_id, reason)?;
+            audit
+                .action("grant.revoked_all_for_creator")
+                .object("end_user", end_user_id)
+                .merge_details(serde_json::json!({"revoked": n}))
+                .insert(conn)?;
+            Ok(n)
         })
     }
 }

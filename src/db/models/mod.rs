@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod end_user;
 pub mod grant;
 pub mod invite;
+pub mod paging;
 pub mod tenant;
 pub mod token;
 pub mod token_stats;

@@ -1,0 +1,125 @@
+//! Audit events: list with filters (kind exact or kind prefix, object, time
+//! range) and cursor paging.
+
+use chrono::{DateTime, Utc};
+use rocket::{get, State};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::installs::{page_of, time_of};
+use super::{Answer, ApiResult, Problem, ReadKey};
+use crate::db::models::dashboard::{self, AuditQuery, AuditRow};
+use crate::db::Db;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventView {
+    #[schema(example = "812")]
+    pub id: String,
+    #[schema(example = "api_key:ci")]
+    pub actor: String,
+    #[schema(example = "grant.revoked")]
+    pub kind: String,
+    #[schema(example = "grant")]
+    pub object_type: Option<String>,
+    #[schema(example = "42")]
+    pub object_id: Option<String>,
+    #[schema(example = "203.0.113.9")]
+    pub ip: Option<String>,
+    #[schema(value_type = Object, example = json!({"api_key_id": "7"}))]
+    pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AuditEventView {
+    fn of(r: AuditRow) -> AuditEventView {
+        AuditEventView {
+            id: r.id.to_string(),
+            actor: r.actor,
+            kind: r.action,
+            object_type: r.object_type,
+            object_id: r.object_id,
+            ip: r.ip,
+            details: serde_json::from_str(&r.details).unwrap_or_default(),
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventList {
+    pub items: Vec<AuditEventView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn text_of(field: &str, raw: Option<&str>) -> Result<Option<String>, Problem> {
+    match raw {
+        None => Ok(None),
+        Some(s) if s.len() > 200 || s.contains('\0') => {
+            Err(Problem::invalid(field, "at most 200 characters, no NUL"))
+        }
+        Some(s) => Ok(Some(s.to_string())),
+    }
+}
+
+/// Lists audit events, newest first, with filters and cursor paging.
+#[utoipa::path(
+    operation_id = "audit_event_list",
+    tag = "audit-events",
+    security(("api_key" = ["read"])),
+    params(
+        ("t" = String, Path, description = "tenant slug"),
+        ("kind" = Option<String>, Query, description = "an action, exactly (e.g. grant.revoked)"),
+        ("kind_prefix" = Option<String>, Query, description = "a dotted prefix: client matches client.wrong_secret"),
+        ("object_type" = Option<String>, Query, description = "e.g. app, grant, end_user"),
+        ("object_id" = Option<String>, Query, description = "the object's id"),
+        ("after" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("before" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("limit" = Option<i64>, Query, description = "1 to 200, default 50", minimum = 1, maximum = 200),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, body = AuditEventList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[allow(clippy::too_many_arguments)]
+#[get("/t/<t>/api/v1/audit-events?<kind>&<kind_prefix>&<object_type>&<object_id>&<after>&<before>&<limit>&<cursor>")]
+pub async fn list(
+    t: &str,
+    key: ReadKey,
+    db: &State<Db>,
+    kind: Option<&str>,
+    kind_prefix: Option<&str>,
+    object_type: Option<&str>,
+    object_id: Option<&str>,
+    after: Option<&str>,
+    before: Option<&str>,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> ApiResult {
+    let _ = t;
+    let query = AuditQuery {
+        kind: text_of("kind", kind)?,
+        kind_prefix: text_of("kind_prefix", kind_prefix)?,
+        object_type: text_of("object_type", object_type)?,
+        object_id: text_of("object_id", object_id)?,
+        after: time_of("after", after)?,
+        before: time_of("before", before)?,
+    };
+    let page = page_of(cursor, limit)?;
+    let tenant_id = key.tenant_id();
+    let rows = db
+        .run(move |conn| {
+            dashboard::audit_page(conn, tenant_id, &query, &page).map_err(Problem::from)
+        })
+        .await?;
+    Ok(Answer::ok(AuditEventList {
+        items: rows.items.into_iter().map(AuditEventView::of).collect(),
+        next_cursor: rows.next_cursor,
+    }))
+}
