@@ -132,6 +132,22 @@ impl Browser {
     }
 
     /// POSTs exactly `pairs` (no CSRF token unless given).
+    /// Invites (post/redirect/get) and returns the page the redirect shows.
+    async fn invite(&self, app: &TestApp, pairs: &[(&str, &str)]) -> Page {
+        let resp = self.post(app, "/admin/t/acme/members/invite", pairs).await;
+        assert_eq!(
+            resp.status,
+            Status::SeeOther,
+            "an invitation ends in a redirect"
+        );
+        let location = resp.location.expect("a Location");
+        assert!(
+            !location.contains("kin_"),
+            "the redirect carries no credential: {location}"
+        );
+        self.get(app, &location).await
+    }
+
     async fn post_raw(&self, app: &TestApp, path: &str, pairs: &[(&str, &str)]) -> Page {
         let mut req = app
             .client
@@ -1588,9 +1604,8 @@ async fn an_invitation_link_signs_up_a_new_member_once() {
     let w = world().await;
     let resp = w
         .owner
-        .post(
+        .invite(
             &w.app,
-            "/admin/t/acme/members/invite",
             &[("email", "Newbie@acme.example"), ("role", "viewer")],
         )
         .await;
@@ -1650,9 +1665,8 @@ async fn an_existing_admin_accepts_with_their_password_and_expired_links_fail() 
     let outsider = admin_in(&w.app, other.tenant.id, "outsider@x.example", Role::Owner);
     let resp = w
         .owner
-        .post(
+        .invite(
             &w.app,
-            "/admin/t/acme/members/invite",
             &[("email", "outsider@x.example"), ("role", "admin")],
         )
         .await;
@@ -1673,11 +1687,7 @@ async fn an_existing_admin_accepts_with_their_password_and_expired_links_fail() 
     // signed in as someone else: refused
     let resp = w
         .owner
-        .post(
-            &w.app,
-            "/admin/t/acme/members/invite",
-            &[("email", "third@x.example"), ("role", "admin")],
-        )
+        .invite(&w.app, &[("email", "third@x.example"), ("role", "admin")])
         .await;
     let path = extract(&resp.body, "invite-link")
         .trim_start_matches("http://kitauth.test")
@@ -2010,9 +2020,8 @@ async fn a_withdrawn_invitation_link_stops_working() {
     let w = world().await;
     let resp = w
         .owner
-        .post(
+        .invite(
             &w.app,
-            "/admin/t/acme/members/invite",
             &[("email", "later@acme.example"), ("role", "admin")],
         )
         .await;
@@ -2353,4 +2362,27 @@ async fn the_signup_slug_pattern_is_valid_under_the_v_flag() {
         !unescaped_end && !class.starts_with('-'),
         "unescaped - in {pattern}"
     );
+}
+
+#[rocket::async_test]
+async fn an_invitation_ends_in_a_redirect_and_a_reload_shows_the_link_no_more() {
+    let w = world().await;
+    let resp = w
+        .owner
+        .post(
+            &w.app,
+            "/admin/t/acme/members/invite",
+            &[("email", "once@acme.example"), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(resp.status, Status::SeeOther);
+    let location = resp.location.expect("a Location");
+    let first = w.owner.get(&w.app, &location).await;
+    assert_eq!(first.status, Status::Ok);
+    assert!(extract(&first.body, "invite-link").contains("/admin/invite/kin_"));
+    let again = w.owner.get(&w.app, &location).await;
+    assert_eq!(again.status, Status::Ok);
+    assert!(!again.body.contains("kin_"), "shown once");
+    assert!(again.body.contains("already shown"));
+    assert_eq!(w.app.count("SELECT count(*) FROM admin_invites"), 1);
 }

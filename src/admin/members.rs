@@ -10,7 +10,8 @@ use rocket::request::FlashMessage;
 use rocket::{get, post, State};
 use serde_json::{json, Value};
 
-use super::{confirmed, parse_id, read_form, when, PageResult, Resp, TenantCtx};
+use super::reveal::{RevealKey, RevealKind, Reveals, Taken};
+use super::{confirmed, parse_id, read_form, when, AdminUser, PageResult, Resp, TenantCtx};
 use crate::auth::CsrfToken;
 use crate::config::AppConfig;
 use crate::db::models::admin::MembershipChange;
@@ -71,7 +72,9 @@ pub async fn list(
 #[post("/admin/t/<_>/members/invite", data = "<data>")]
 pub async fn invite(
     ctx: TenantCtx,
+    user: AdminUser,
     db: &State<Db>,
+    reveals: &State<Reveals>,
     config: &State<AppConfig>,
     cookies: &CookieJar<'_>,
     csrf: CsrfToken,
@@ -96,7 +99,7 @@ pub async fn invite(
     let admin_id = ctx.admin.id;
     let audit = ctx.audit("member.invited");
     let invite_email = email.clone();
-    let token = db
+    let (invite_id, token) = db
         .run(move |conn| {
             conn.transaction(|conn| -> Result<_, Error> {
                 let (row, token) =
@@ -105,24 +108,54 @@ pub async fn invite(
                     .object("invite", row.id)
                     .details(json!({"email": row.email, "role": row.role}))
                     .insert(conn)?;
-                Ok(token)
+                Ok((row.id, token))
             })
         })
         .await?;
+    // Post/redirect/get: the link waits in a one-time reveal of this admin
+    // session; a reload of the page that shows it cannot make a second
+    // invitation.
     let link = format!("{}/admin/invite/{}", config.public_url(), token);
-    let p = page(
-        &ctx,
-        db,
-        &csrf,
-        None,
-        json!({
-            "invite_link": link,
-            "invite_email": email,
-            "flash": {"kind": "success", "message": format!("Invitation for {email} created. Copy the link below and send it; it is shown only now.")},
+    reveals.put(invite_key(&ctx, &user, invite_id), link, email);
+    Ok(Resp::Redirect(rocket::response::Redirect::to(format!(
+        "{}/members/invites/{invite_id}/link",
+        ctx.base()
+    ))))
+}
+
+fn invite_key(ctx: &TenantCtx, user: &AdminUser, invite_id: i64) -> RevealKey {
+    RevealKey {
+        session_id: user.session_id,
+        tenant_id: ctx.tenant.id,
+        kind: RevealKind::Invite,
+        object_id: invite_id,
+    }
+}
+
+/// The one-time page of a new invitation link: the first visit of the
+/// session that made it shows it; a reload says it was shown.
+#[get("/admin/t/<_>/members/invites/<iid>/link")]
+pub async fn invite_link(
+    ctx: TenantCtx,
+    user: AdminUser,
+    iid: &str,
+    db: &State<Db>,
+    reveals: &State<Reveals>,
+    csrf: CsrfToken,
+) -> PageResult {
+    ctx.require(Role::Owner)?;
+    let invite_id = parse_id(iid)?;
+    let extra = match reveals.take(&invite_key(&ctx, &user, invite_id)) {
+        Taken::Now(r) => json!({
+            "invite_link": r.value,
+            "invite_email": r.notice,
+            "flash": {"kind": "success", "message": format!("Invitation for {} created. Copy the link below and send it; it is shown only now.", r.notice)},
         }),
-    )
-    .await?;
-    Ok(Resp::Page(p))
+        Taken::AlreadyShown | Taken::Nothing => json!({
+            "flash": {"kind": "warning", "message": "This invitation link was already shown, and kitauth keeps only its digest: it cannot be shown again. If you did not copy it, withdraw the invitation and invite again."},
+        }),
+    };
+    Ok(Resp::Page(page(&ctx, db, &csrf, None, extra).await?))
 }
 
 #[post("/admin/t/<_>/members/invites/<iid>/revoke", data = "<data>")]

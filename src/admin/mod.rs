@@ -70,6 +70,7 @@ pub fn routes() -> Vec<rocket::Route> {
         creators::password,
         members::list,
         members::invite,
+        members::invite_link,
         members::revoke_invite,
         members::role,
         members::remove,
