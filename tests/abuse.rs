@@ -1016,3 +1016,82 @@ async fn a_failing_client_over_budget_adds_one_aggregated_audit_event_with_the_c
     assert_eq!(resp.status(), Status::Ok);
     assert_eq!(app.count("SELECT count(*) FROM audit_events") - before, 11);
 }
+
+/// Issue 13: sign-up of an email that has an account answers exactly as
+/// sign-up of a new one (status, Location, body, cookies), writes nothing
+/// for the existing account, and signs nobody in.
+#[rocket::async_test]
+async fn signup_answers_the_same_for_existing_and_new_emails() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let next = authorize_path(&seed, &[]);
+    let page = app
+        .client
+        .get(format!(
+            "/t/acme/signup?{}",
+            form(&[("next", next.as_str())])
+        ))
+        .dispatch()
+        .await;
+    let csrf = csrf_from(&page.into_string().await.unwrap());
+    let hash_before = app.count(&format!(
+        "SELECT count(*) FROM end_users WHERE id = {} AND password_hash = '{}'",
+        seed.user.id, seed.user.password_hash
+    ));
+    assert_eq!(hash_before, 1);
+    let mut answers = Vec::new();
+    for email in [seed.user.email.as_str(), "brand-new@example.com"] {
+        let resp = app
+            .client
+            .post("/t/acme/signup")
+            .remote(addr("203.0.113.40"))
+            .header(ContentType::Form)
+            .body(form(&[
+                ("csrf_token", &csrf),
+                ("next", &next),
+                ("email", email),
+                ("password", "another long password"),
+            ]))
+            .dispatch()
+            .await;
+        let status = resp.status();
+        let location = resp.headers().get_one("Location").map(str::to_string);
+        let cookies: Vec<String> = resp
+            .headers()
+            .get("Set-Cookie")
+            .map(|c| c.split('=').next().unwrap_or("").to_string())
+            .collect();
+        let body = resp.into_string().await.unwrap_or_default();
+        answers.push((status, location, cookies, body));
+    }
+    assert_eq!(answers[0], answers[1], "sign-up tells which emails exist");
+    let (status, location, cookies, _) = &answers[0];
+    assert_eq!(*status, Status::SeeOther);
+    assert!(cookies.is_empty(), "sign-up set cookies: {cookies:?}");
+    let location = location.clone().unwrap();
+    assert!(location.starts_with("/t/acme/login?"), "{location}");
+    // The existing account is untouched; the new one exists; no session.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM end_users WHERE id = {} AND password_hash = '{}'",
+            seed.user.id, seed.user.password_hash
+        )),
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM end_users WHERE email = 'brand-new@example.com'"),
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM end_user_sessions"), 0);
+    // The sign-in page it leads to shows the neutral notice and carries the
+    // authorize continuation in its form.
+    let login = app.client.get(location).dispatch().await;
+    assert_eq!(login.status(), Status::Ok);
+    let html = login.into_string().await.unwrap();
+    assert!(html.contains("If this email was new, your account is ready: sign in to continue."));
+    let escaped_next = next.replace('&', "&amp;").replace('/', "&#x2F;");
+    assert!(
+        html.contains(&format!("name=\"next\" value=\"{escaped_next}\"")),
+        "next lost: {html}"
+    );
+}

@@ -376,6 +376,22 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
     fill(&browser, "#email", "creator@example.com").await;
     fill(&browser, "#password", "creator password 1").await;
     click(&browser, "form button.primary").await;
+    // Sign-up does not sign in (issue 13): it leads back to the sign-in
+    // page, which keeps Kit's authorize request, with the neutral notice.
+    browser
+        .wait()
+        .for_element(Locator::Css(
+            "form[action='/t/acme/login'] input[name=next][value*='/oauth/authorize']",
+        ))
+        .await
+        .expect("sign-in page after sign-up");
+    assert!(body_text(&browser)
+        .await
+        .contains("If this email was new, your account is ready: sign in to continue."));
+    assert_clean_console(&http, &log_url, "sign-in after sign-up").await;
+    fill(&browser, "#email", "creator@example.com").await;
+    fill(&browser, "#password", "creator password 1").await;
+    click(&browser, "form button.primary").await;
     browser
         .wait()
         .for_element(Locator::Css("button[value=allow]"))

@@ -795,10 +795,28 @@ async fn creator_signup_when_allowed_and_refused_when_not() {
         .await;
     assert_eq!(ok.status(), Status::SeeOther);
     assert_eq!(
+        ok.headers().get_one("Location"),
+        Some("/t/acme/login?notice=signed-up")
+    );
+    assert_eq!(
         app.count("SELECT count(*) FROM end_users WHERE email = 'new@example.com'"),
         1
     );
-    // Signed in now: authorize shows consent directly.
+    // Sign-up does not sign in (issue 13); signing in with the new password
+    // does, and authorize then shows consent directly.
+    assert_eq!(app.count("SELECT count(*) FROM end_user_sessions"), 0);
+    let signed_in = app
+        .client
+        .post("/t/acme/login")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("csrf_token", &csrf),
+            ("email", "new@example.com"),
+            ("password", "long enough password"),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(signed_in.status(), Status::SeeOther);
     let html = app
         .client
         .get(authorize_path(&seed, &[]))

@@ -68,6 +68,19 @@ async fn no_secret_reaches_the_logs_and_every_request_is_logged() {
         .dispatch()
         .await;
     assert_eq!(resp.status(), Status::SeeOther);
+    // Sign-up does not sign in (issue 13): the creator signs in next.
+    let resp = app
+        .client
+        .post("/t/acme/login")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("csrf_token", &csrf),
+            ("email", "new@acme.example"),
+            ("password", new_password),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::SeeOther);
     secrets.push(
         resp.cookies()
             .get(kitauth::auth::creator::COOKIE)

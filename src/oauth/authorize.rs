@@ -314,10 +314,36 @@ fn login_page(
     email: &str,
     error: Option<&str>,
 ) -> Template {
+    login_page_with_notice(tenant, next, csrf, email, error, None)
+}
+
+fn login_page_with_notice(
+    tenant: &Tenant,
+    next: &str,
+    csrf: &str,
+    email: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Template {
     Template::render(
         "oauth/login",
-        context! { tenant: brand(tenant), next, csrf_token: csrf, email, error },
+        context! { tenant: brand(tenant), next, csrf_token: csrf, email, error, notice },
     )
+}
+
+/// The neutral notice every sign-up ends with, whether the email was new or
+/// not (see `signup_post`).
+const SIGNED_UP_NOTICE: &str = "If this email was new, your account is ready: sign in to continue.";
+
+/// The sign-in page a finished sign-up leads to, keeping the authorize
+/// continuation. `next` has been through `safe_next`.
+fn signed_up_location(slug: &str, next: &str) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if next != format!("/t/{slug}/login") {
+        query.append_pair("next", next);
+    }
+    query.append_pair("notice", "signed-up");
+    format!("/t/{slug}/login?{}", query.finish())
 }
 
 #[get("/t/<_>/oauth/authorize")]
@@ -464,25 +490,28 @@ fn safe_next(slug: &str, next: Option<&str>) -> String {
     }
 }
 
-#[get("/t/<_>/login?<next>")]
+#[get("/t/<_>/login?<next>&<notice>")]
 pub async fn login_get(
     tenant: CurrentTenant,
     db: &State<Db>,
     cookies: &CookieJar<'_>,
     csrf: CsrfToken,
     next: Option<&str>,
+    notice: Option<&str>,
 ) -> PageResponse {
     match current_creator(db, tenant.id, cookies).await {
         Ok(Some(user)) => PageResponse::Page(Template::render(
             "oauth/signed_in",
             context! { tenant: brand(&tenant), email: user.email, csrf_token: csrf.value() },
         )),
-        Ok(None) => PageResponse::Page(login_page(
+        Ok(None) => PageResponse::Page(login_page_with_notice(
             &tenant,
             &safe_next(&tenant.slug, next),
             csrf.value(),
             "",
             None,
+            // Only the fixed text: the query names a notice, never carries one.
+            (notice == Some("signed-up")).then_some(SIGNED_UP_NOTICE),
         )),
         Err(e) => e.into(),
     }
@@ -719,6 +748,10 @@ pub async fn signup_post(
         );
     }
     limiter.record_failure(&keys);
+    // The answer must not tell whether the email has an account (issue 13):
+    // the password is hashed either way (same bcrypt work, same timing), an
+    // existing account is left as it is, nobody is signed in, and both cases
+    // end with the same redirect to the sign-in page and the same notice.
     let cost = config.bcrypt_cost;
     let Ok(Ok(hash)) =
         rocket::tokio::task::spawn_blocking(move || crypto::hash_password(&password, cost)).await
@@ -729,22 +762,11 @@ pub async fn signup_post(
     let new_email = email.clone();
     let created = db
         .run(move |conn| {
-            use diesel::Connection;
-            conn.transaction(|conn| {
-                let user = EndUser::create(conn, tenant_id, &new_email, &hash)?;
-                EndUserSession::create(conn, tenant_id, user.id)
-            })
-            .map_err(Error::from)
+            EndUser::create_if_new(conn, tenant_id, &new_email, &hash).map_err(Error::from)
         })
         .await;
     match created {
-        Ok(token) => {
-            start_session(cookies, &tenant.slug, token, config);
-            PageResponse::Redirect(Redirect::to(next))
-        }
-        Err(Error::Conflict(_)) => {
-            refuse("An account with this email exists already. Sign in instead.")
-        }
+        Ok(_) => PageResponse::Redirect(Redirect::to(signed_up_location(&tenant.slug, &next))),
         Err(e) => e.into(),
     }
 }

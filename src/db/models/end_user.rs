@@ -89,6 +89,28 @@ impl EndUser {
             .get_result(conn)
     }
 
+    /// Creates the creator unless the tenant has one with this email already;
+    /// `None` then, and nothing is written. One statement, so two racing
+    /// sign-ups of one email can't both fail or both write.
+    pub fn create_if_new(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        email: &str,
+        password_hash: &str,
+    ) -> QueryResult<Option<EndUser>> {
+        diesel::insert_into(end_users::table)
+            .values((
+                end_users::tenant_id.eq(tenant_id),
+                end_users::email.eq(normalize_email(email)),
+                end_users::password_hash.eq(password_hash),
+            ))
+            .on_conflict((end_users::tenant_id, end_users::email))
+            .do_nothing()
+            .returning(EndUser::as_returning())
+            .get_result(conn)
+            .optional()
+    }
+
     pub fn find_by_email(
         conn: &mut PgConnection,
         tenant_id: i64,
