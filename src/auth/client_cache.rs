@@ -227,6 +227,51 @@ mod tests {
         assert!(cache.get(1, "kit_a").is_none());
     }
 
+    fn secret(id: i64, value: &str, expires_at: Option<DateTime<Utc>>) -> SecretKey {
+        SecretKey {
+            id,
+            secret_digest: crate::crypto::digest(value),
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        }
+    }
+
+    #[test]
+    fn a_copy_keeps_live_secrets_and_the_latest_expired_ones_and_knows_what_it_left_out() {
+        let now = Utc::now();
+        let ago = |m: i64| Some(now - chrono::Duration::minutes(m));
+        let secrets = vec![
+            secret(1, "kcs_oldest", ago(50)),
+            secret(2, "kcs_live", None),
+            secret(3, "kcs_latest", ago(1)),
+            secret(4, "kcs_grace", Some(now + chrono::Duration::minutes(5))),
+            secret(5, "kcs_middle", ago(10)),
+            secret(6, "kcs_older", ago(20)),
+        ];
+        let copy = CachedClient::new(1, (), secrets.clone(), now);
+        let mut kept: Vec<i64> = copy.secrets.iter().map(|s| s.id).collect();
+        kept.sort();
+        assert_eq!(kept, vec![2, 3, 4, 5]);
+        assert!(copy.partial);
+        for (value, decides) in [
+            ("kcs_live", true),
+            ("kcs_grace", true),
+            ("kcs_latest", true),
+            ("kcs_oldest", false),
+            ("kcs_wrong", false),
+        ] {
+            assert_eq!(copy.can_decide(Some(value), now), decides, "{value}");
+        }
+        assert!(copy.can_decide(None, now), "no secret: decided by the app");
+
+        // Nothing left out: the copy decides everything, as before.
+        let whole = CachedClient::new(1, (), secrets[1..4].to_vec(), now);
+        assert_eq!(whole.secrets.len(), 3);
+        assert!(!whole.partial);
+        assert!(whole.can_decide(Some("kcs_wrong"), now));
+    }
+
     #[test]
     fn the_cache_never_holds_more_than_its_capacity() {
         let cache = ClientCache::default();
