@@ -261,13 +261,14 @@ pub fn run(command: Command, config: &AppConfig) -> anyhow::Result<Output> {
             )?;
             Ok(Output {
                 text: format!(
-                    "janitor: deleted {} authorization code(s), {} access token(s), {} refresh token(s), {} creator session(s), {} admin session(s), {} audit event(s)",
+                    "janitor: deleted {} authorization code(s), {} access token(s), {} refresh token(s), {} creator session(s), {} admin session(s), {} audit event(s), {} idempotency key(s)",
                     report.authorization_codes,
                     report.access_tokens,
                     report.refresh_tokens,
                     report.end_user_sessions,
                     report.admin_sessions,
-                    report.audit_events
+                    report.audit_events,
+                    report.api_idempotency
                 ),
                 json: json!(report),
             })

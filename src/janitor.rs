@@ -5,7 +5,10 @@
 //! - access and refresh tokens expired or revoked longer than
 //!   `token_retention_days` ago (default 30);
 //! - expired creator and admin sessions;
-//! - audit events older than `audit_retention_days` (default 365).
+//! - audit events older than `audit_retention_days` (default 365);
+//! - API idempotency keys older than their replay window (24 h,
+//!   `api::idempotency::RETENTION_HOURS`): past it a key is free again, and
+//!   only the janitor would ever delete a key that is not reused.
 //!
 //! Grants stay: they are the install history the dashboard shows, and a
 //! grant without tokens is simply an ended install.
@@ -57,6 +60,7 @@ pub struct Report {
     pub end_user_sessions: u64,
     pub admin_sessions: u64,
     pub audit_events: u64,
+    pub api_idempotency: u64,
 }
 
 impl Report {
@@ -67,6 +71,7 @@ impl Report {
             + self.end_user_sessions
             + self.admin_sessions
             + self.audit_events
+            + self.api_idempotency
     }
 }
 
@@ -79,9 +84,21 @@ fn purge_table(
     cutoff: DateTime<Utc>,
     batch: i64,
 ) -> QueryResult<u64> {
+    purge_table_by(conn, table, "id", condition, cutoff, batch)
+}
+
+/// `purge_table` for a table whose primary key is `key` (a column list).
+fn purge_table_by(
+    conn: &mut PgConnection,
+    table: &'static str,
+    key: &'static str,
+    condition: &'static str,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> QueryResult<u64> {
     let sql = format!(
-        "DELETE FROM {table} WHERE id IN \
-         (SELECT id FROM {table} WHERE {condition} LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        "DELETE FROM {table} WHERE ({key}) IN \
+         (SELECT {key} FROM {table} WHERE {condition} LIMIT $2 FOR UPDATE SKIP LOCKED)"
     );
     let mut total = 0u64;
     loop {
@@ -130,6 +147,15 @@ pub fn purge(
         )?,
         end_user_sessions: purge_table(conn, "end_user_sessions", "expires_at < $1", now, batch)?,
         admin_sessions: purge_table(conn, "admin_sessions", "expires_at < $1", now, batch)?,
+        api_idempotency: purge_table_by(
+            conn,
+            "api_idempotency",
+            "tenant_id, idem_key",
+            "created_at < $1",
+            now - chrono::Duration::hours(crate::api::idempotency::RETENTION_HOURS),
+            batch,
+        )?,
+        // Audit events last: tests/janitor.rs waits for them to see a whole pass.
         audit_events: purge_table(
             conn,
             "audit_events",
@@ -194,6 +220,7 @@ impl Fairing for Janitor {
                         end_user_sessions = report.end_user_sessions,
                         admin_sessions = report.admin_sessions,
                         audit_events = report.audit_events,
+                        api_idempotency = report.api_idempotency,
                         "janitor pass"
                     ),
                     Err(e) => tracing::warn!(error = %e, "janitor pass failed; will retry"),

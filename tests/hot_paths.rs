@@ -878,3 +878,99 @@ async fn the_token_endpoint_uses_its_copy_of_the_client_only_while_the_database_
         "the copy is still in use"
     );
 }
+
+#[rocket::async_test]
+async fn client_copies_leave_out_old_expired_secrets_and_answer_as_before() {
+    use kitauth::db::models::client_secret::ClientSecret;
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let (access, _) = install(&app, &seed).await;
+    // Twelve rotations without grace: twelve expired secrets, one live.
+    let mut values = vec![seed.client_secret.clone()];
+    let mut conn = app.conn();
+    for _ in 0..12 {
+        let (_, value) = ClientSecret::rotate(
+            &mut conn,
+            seed.tenant.id,
+            seed.app.id,
+            chrono::Duration::zero(),
+        )
+        .unwrap();
+        values.push(value);
+    }
+    let current = values.last().unwrap().clone();
+    let oldest = values[0].clone();
+    let latest_expired = values[values.len() - 2].clone();
+    let active = |(status, body): (Status, String)| {
+        assert_eq!(status, Status::Ok, "{body}");
+        assert!(body.contains("\"active\":true"), "{body}");
+    };
+    // The first use stamps the secret (and drops the copy); then copies.
+    for _ in 0..3 {
+        active(introspect_as(&app, &seed, &current, &access).await);
+    }
+    let cache = app
+        .client
+        .rocket()
+        .state::<kitauth::auth::ClientCache>()
+        .unwrap();
+    let copy = cache.get(seed.tenant.id, &seed.app.client_id).unwrap();
+    assert!(copy.partial);
+    assert_eq!(
+        copy.secrets.len(),
+        3,
+        "the live secret and two expired ones"
+    );
+
+    // A secret used after its grace: the same answer and audit as without
+    // copies, whether the copy kept it (the latest) or left it out (the
+    // oldest); a wrong secret stays a wrong secret.
+    let after_grace = |app: &TestApp| {
+        app.count(
+            "SELECT count(*) FROM audit_events WHERE action = 'client_secret.used_after_grace'",
+        )
+    };
+    for (n, secret) in [&latest_expired, &oldest].into_iter().enumerate() {
+        let (status, body) = introspect_as(&app, &seed, secret, &access).await;
+        assert_eq!(status, Status::Unauthorized, "{body}");
+        assert!(body.contains("expired"), "{n}: {body}");
+        assert_eq!(after_grace(&app), n as i64 + 1);
+    }
+    let (status, body) = introspect_as(&app, &seed, "kcs_wrong", &access).await;
+    assert_eq!(status, Status::Unauthorized, "{body}");
+    assert!(!body.contains("expired"), "{body}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'client.wrong_secret'"),
+        1
+    );
+    // The copy still serves the live secret, and stays bounded.
+    let (hits, _, _) = cache_counts(&app);
+    active(introspect_as(&app, &seed, &current, &access).await);
+    assert_eq!(cache_counts(&app).0, hits + 1);
+    let copy = cache.get(seed.tenant.id, &seed.app.client_id).unwrap();
+    assert_eq!(copy.secrets.len(), 3);
+
+    // The token endpoint's copy too; the oldest secret there is refused as
+    // expired, with its audit.
+    let code = get_code(&app, &seed).await;
+    let (status, _) = exchange_as(&app, &seed, &current, KIT_APPS, &code).await;
+    assert_eq!(status, Status::Ok);
+    let tokens = app
+        .client
+        .rocket()
+        .state::<kitauth::auth::ClientCache<kitauth::db::models::App>>()
+        .unwrap();
+    let copy = tokens.get(seed.tenant.id, &seed.app.client_id).unwrap();
+    assert_eq!(copy.secrets.len(), 3);
+    let code = get_code(&app, &seed).await;
+    let (status, body) = exchange_as(&app, &seed, &oldest, KIT_APPS, &code).await;
+    assert_eq!(status, Status::Unauthorized, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
+    assert_eq!(after_grace(&app), 3);
+}

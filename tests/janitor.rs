@@ -100,6 +100,16 @@ fn seed_rows(app: &TestApp, seed: &Seed) {
              (NULL, 'x', 'old', now() - interval '400 days')"
         ),
     );
+    // Idempotency keys: the API replays an answer for 24 hours.
+    exec(
+        app,
+        &format!(
+            "INSERT INTO api_idempotency (tenant_id, idem_key, request_digest, status, created_at) VALUES
+             ({t}, 'idem-kept', sha256('k'), 201, now() - interval '23 hours'),
+             ({t}, 'idem-old', sha256('o'), 201, now() - interval '25 hours'),
+             ({t}, 'idem-old-pending', sha256('p'), NULL, now() - interval '3 days')"
+        ),
+    );
 }
 
 fn assert_purged(app: &TestApp) {
@@ -162,6 +172,16 @@ fn assert_purged(app: &TestApp) {
         1
     );
     assert_eq!(
+        app.count("SELECT count(*) FROM api_idempotency WHERE idem_key LIKE 'idem-old%'"),
+        0,
+        "idempotency keys past the 24-hour window purged"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM api_idempotency WHERE idem_key = 'idem-kept'"),
+        1,
+        "idempotency keys within the window kept"
+    );
+    assert_eq!(
         app.count("SELECT count(*) FROM grants WHERE id IN (9001, 9002)"),
         2,
         "grants are install history and stay"
@@ -191,6 +211,7 @@ async fn janitor_command_purges_expired_and_old_rows_and_keeps_the_rest() {
         serde_json::json!({
             "authorization_codes": 1, "access_tokens": 2, "refresh_tokens": 2,
             "end_user_sessions": 1, "admin_sessions": 1, "audit_events": 2,
+            "api_idempotency": 2,
         })
     );
     assert_purged(&app);

@@ -702,8 +702,10 @@ async fn unsupported_grant_type_and_missing_fields() {
             "invalid_request",
         ),
         (
+            // No redirect_uri: required only by a code whose authorize had
+            // one (RFC 6749 §4.1.3), and this code is unknown.
             serde_json::json!({"client_id": seed.app.client_id, "client_secret": seed.client_secret, "grant_type": "authorization_code", "code": "kac_0000000000000000000000000000000000000000000"}),
-            "invalid_request",
+            "invalid_grant",
         ),
         (
             serde_json::json!({"grant_type": "refresh_token", "refresh_token": "krt_x"}),
@@ -1530,4 +1532,122 @@ async fn a_statement_past_the_statement_timeout_answers_503() {
     assert_eq!(app.count("SELECT count(*) FROM grants"), 0);
     // The connections are fine afterwards: the same code now works.
     assert_eq!(kit_exchange(&app, &seed, &code).await.status(), Status::Ok);
+}
+
+/// Authorize without `redirect_uri` (the app has one registered URI), through
+/// sign-in and consent, posting back exactly the consent form's fields.
+async fn code_without_redirect_uri(app: &TestApp, seed: &Seed) -> String {
+    let path = format!(
+        "/t/acme/oauth/authorize?{}",
+        form(&[
+            ("client_id", seed.app.client_id.as_str()),
+            ("response_type", "code")
+        ])
+    );
+    let mut html = app
+        .client
+        .get(&path)
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+    if html.contains("name=\"password\"") {
+        sign_in(app, seed).await;
+        html = app
+            .client
+            .get(&path)
+            .dispatch()
+            .await
+            .into_string()
+            .await
+            .unwrap();
+    }
+    assert!(html.contains("value=\"allow\""), "consent page shows Allow");
+    assert!(
+        !html.contains("name=\"redirect_uri\""),
+        "the consent form does not invent a redirect_uri"
+    );
+    let resp = app
+        .client
+        .post("/t/acme/oauth/authorize")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("csrf_token", &csrf_from(&html)),
+            ("decision", "allow"),
+            ("client_id", &seed.app.client_id),
+            ("response_type", "code"),
+            ("scope", ""),
+        ]))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Found);
+    let location = resp.headers().get_one("Location").unwrap().to_string();
+    assert!(location.starts_with(KIT_INSTALL), "{location}");
+    query_param(&location, "code").unwrap()
+}
+
+fn exchange_with(seed: &Seed, code: &str, redirect_uri: Option<&str>) -> serde_json::Value {
+    let mut body = exchange_body(seed, code, None);
+    match redirect_uri {
+        Some(uri) => body["redirect_uri"] = uri.into(),
+        None => {
+            body.as_object_mut().unwrap().remove("redirect_uri");
+        }
+    }
+    body
+}
+
+#[rocket::async_test]
+async fn redirect_uri_at_the_token_step_is_required_only_when_authorize_had_one() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    // The one registered URI lets authorize go without redirect_uri.
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE apps SET redirect_uris = ARRAY['{KIT_INSTALL}']"
+        )),
+        &mut app.conn(),
+    )
+    .unwrap();
+
+    // Authorize had none: a token request without one is accepted, on the
+    // first call (no client copy yet) and on a later one (with a copy).
+    for _ in 0..2 {
+        let code = code_without_redirect_uri(&app, &seed).await;
+        let resp = token_call(&app, exchange_with(&seed, &code, None), None).await;
+        assert_eq!(resp.status(), Status::Ok);
+        assert!(json_of(resp).await["access_token"].is_string());
+    }
+    assert_eq!(app.count("SELECT count(*) FROM grants"), 2);
+
+    // Authorize had none, and the token request sends one: it must still be
+    // registered.
+    let code = code_without_redirect_uri(&app, &seed).await;
+    let resp = token_call(&app, exchange_with(&seed, &code, Some(KIT_APPS)), None).await;
+    assert_eq!(
+        error_of(resp).await,
+        (Status::BadRequest, "invalid_grant".into())
+    );
+    let resp = token_call(&app, exchange_with(&seed, &code, Some(KIT_INSTALL)), None).await;
+    assert_eq!(resp.status(), Status::Ok);
+    assert_eq!(app.count("SELECT count(*) FROM grants"), 3);
+
+    // Authorize had one: the token request must carry one. The refusal
+    // writes nothing and leaves the code usable.
+    let location = authorize(&app, &seed, &[]).await;
+    let code = query_param(&location, "code").unwrap();
+    let resp = token_call(&app, exchange_with(&seed, &code, None), None).await;
+    assert_eq!(
+        error_of(resp).await,
+        (Status::BadRequest, "invalid_request".into())
+    );
+    assert_eq!(app.count("SELECT count(*) FROM grants"), 3);
+    assert_eq!(
+        app.count("SELECT count(*) FROM authorization_codes WHERE used_at IS NULL"),
+        1
+    );
+    let resp = token_call(&app, exchange_with(&seed, &code, Some(KIT_INSTALL)), None).await;
+    assert_eq!(resp.status(), Status::Ok);
+    assert_eq!(app.count("SELECT count(*) FROM grants"), 4);
 }

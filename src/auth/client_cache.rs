@@ -31,7 +31,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use chrono::{DateTime, Utc};
+
 use super::client::ClientApp;
+use crate::db::models::client_secret::SecretCheck;
 use crate::db::models::{AppKey, SecretKey};
 
 /// At most this many apps are kept per cache: a few hundred bytes each
@@ -39,13 +42,62 @@ use crate::db::models::{AppKey, SecretKey};
 /// endpoint's whole rows (redirect URIs, scopes).
 const CAPACITY: usize = 10_000;
 
+/// A copy keeps at most this many of the secrets that had expired when it
+/// was read (the most recent ones), so that a secret used just after its
+/// grace is answered from the copy; the others are left out.
+const KEPT_EXPIRED: usize = 2;
+
 /// One app's copy: what `client_and_access_token_info` read (`AppKey`,
-/// introspection) or `load_client` (the whole `App`, the token endpoint).
+/// introspection) or `load_client` (the whole `App`, the token endpoint),
+/// less the secrets that `new` leaves out. Revoked secrets are never read.
 #[derive(Debug)]
 pub struct CachedClient<A = AppKey> {
     pub tenant_id: i64,
     pub app: A,
     pub secrets: Vec<SecretKey>,
+    /// Whether expired secrets were left out: then a presented secret that
+    /// matches none of `secrets` may be one of them, and only a full read
+    /// can tell "expired" (`client_secret.used_after_grace`) from "wrong"
+    /// (see `can_decide`).
+    pub partial: bool,
+}
+
+impl<A> CachedClient<A> {
+    /// The copy of `app` and its unrevoked `secrets` as read at `now`:
+    /// every secret still valid (in its grace or without expiry) and the
+    /// `KEPT_EXPIRED` most recently expired ones. So an app rotated a
+    /// thousand times has a copy of a few secrets, not a thousand.
+    pub fn new(tenant_id: i64, app: A, mut secrets: Vec<SecretKey>, now: DateTime<Utc>) -> Self {
+        let expired = |s: &SecretKey| s.expires_at.is_some_and(|e| e <= now);
+        let expired_count = secrets.iter().filter(|s| expired(s)).count();
+        let partial = expired_count > KEPT_EXPIRED;
+        if partial {
+            // Live secrets first, then the expired ones, latest expiry first.
+            secrets.sort_by_key(|s| (expired(s), std::cmp::Reverse(s.expires_at)));
+            secrets.truncate(secrets.len() - (expired_count - KEPT_EXPIRED));
+        }
+        CachedClient {
+            tenant_id,
+            app,
+            secrets,
+            partial,
+        }
+    }
+
+    /// Whether the copy can decide a request that presents `secret`: it
+    /// holds every unrevoked secret, or `secret` matches one it holds. A
+    /// copy may make a request succeed; a refusal that could be "expired"
+    /// rather than "wrong" is decided on a full read, so the answer and the
+    /// audit are those without the copy.
+    pub fn can_decide(&self, secret: Option<&str>, now: DateTime<Utc>) -> bool {
+        !self.partial
+            || secret.map_or(true, |s| {
+                !matches!(
+                    SecretKey::check(&self.secrets, s, now),
+                    SecretCheck::Invalid
+                )
+            })
+    }
 }
 
 /// How the copies served, for `/metrics` and the tests.
@@ -153,6 +205,7 @@ mod tests {
                 auth_version: version,
             },
             secrets: Vec::new(),
+            partial: false,
         }
     }
 
@@ -172,6 +225,51 @@ mod tests {
         );
         cache.forget(1, "kit_a");
         assert!(cache.get(1, "kit_a").is_none());
+    }
+
+    fn secret(id: i64, value: &str, expires_at: Option<DateTime<Utc>>) -> SecretKey {
+        SecretKey {
+            id,
+            secret_digest: crate::crypto::digest(value),
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        }
+    }
+
+    #[test]
+    fn a_copy_keeps_live_secrets_and_the_latest_expired_ones_and_knows_what_it_left_out() {
+        let now = Utc::now();
+        let ago = |m: i64| Some(now - chrono::Duration::minutes(m));
+        let secrets = vec![
+            secret(1, "kcs_oldest", ago(50)),
+            secret(2, "kcs_live", None),
+            secret(3, "kcs_latest", ago(1)),
+            secret(4, "kcs_grace", Some(now + chrono::Duration::minutes(5))),
+            secret(5, "kcs_middle", ago(10)),
+            secret(6, "kcs_older", ago(20)),
+        ];
+        let copy = CachedClient::new(1, (), secrets.clone(), now);
+        let mut kept: Vec<i64> = copy.secrets.iter().map(|s| s.id).collect();
+        kept.sort();
+        assert_eq!(kept, vec![2, 3, 4, 5]);
+        assert!(copy.partial);
+        for (value, decides) in [
+            ("kcs_live", true),
+            ("kcs_grace", true),
+            ("kcs_latest", true),
+            ("kcs_oldest", false),
+            ("kcs_wrong", false),
+        ] {
+            assert_eq!(copy.can_decide(Some(value), now), decides, "{value}");
+        }
+        assert!(copy.can_decide(None, now), "no secret: decided by the app");
+
+        // Nothing left out: the copy decides everything, as before.
+        let whole = CachedClient::new(1, (), secrets[1..4].to_vec(), now);
+        assert_eq!(whole.secrets.len(), 3);
+        assert!(!whole.partial);
+        assert!(whole.can_decide(Some("kcs_wrong"), now));
     }
 
     #[test]

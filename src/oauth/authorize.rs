@@ -76,7 +76,12 @@ impl<'r> FromRequest<'r> for RawQuery {
 #[derive(Debug, Clone)]
 pub struct AuthRequest {
     pub app: App,
+    /// Where the answer goes: the request's `redirect_uri`, or the app's
+    /// only registered one when the request carried none (RFC 6749 §3.1.2.3).
     pub redirect_uri: String,
+    /// Whether the request carried `redirect_uri`; only then must the token
+    /// request carry one too (RFC 6749 §4.1.3).
+    pub redirect_uri_sent: bool,
     pub state: Option<String>,
     pub scopes: Vec<String>,
     pub code_challenge: Option<String>,
@@ -87,9 +92,11 @@ impl AuthRequest {
     fn resume_path(&self, slug: &str) -> String {
         let mut ser = form_urlencoded::Serializer::new(String::new());
         ser.append_pair("client_id", &self.app.client_id)
-            .append_pair("response_type", "code")
-            .append_pair("redirect_uri", &self.redirect_uri)
-            .append_pair("scope", &self.scopes.join(" "));
+            .append_pair("response_type", "code");
+        if self.redirect_uri_sent {
+            ser.append_pair("redirect_uri", &self.redirect_uri);
+        }
+        ser.append_pair("scope", &self.scopes.join(" "));
         if let Some(s) = &self.state {
             ser.append_pair("state", s);
         }
@@ -184,9 +191,11 @@ pub fn validate_request(
         None => return Err(page_bad("The request has no redirect_uri.")),
     };
     let state = params.get("state").map(str::to_string);
+    let redirect_uri_sent = params.get("redirect_uri").is_some();
     let mut req = AuthRequest {
         app,
         redirect_uri,
+        redirect_uri_sent,
         state,
         scopes: Vec::new(),
         code_challenge: None,
@@ -298,6 +307,7 @@ fn consent_page(tenant: &Tenant, req: &AuthRequest, user: &EndUser, csrf: &str) 
             scope: req.scopes.join(" "),
             client_id: &req.app.client_id,
             redirect_uri: &req.redirect_uri,
+            redirect_uri_sent: req.redirect_uri_sent,
             redirect_host: url::Url::parse(&req.redirect_uri).ok().and_then(|u| u.host_str().map(str::to_string)),
             state: &req.state,
             code_challenge: &req.code_challenge,
@@ -435,7 +445,11 @@ pub async fn authorize_post(
         app_id: req.app.id,
         end_user_id: user.id,
         code_digest: code.digest,
-        redirect_uri: req.redirect_uri.clone(),
+        redirect_uri: if req.redirect_uri_sent {
+            req.redirect_uri.clone()
+        } else {
+            String::new()
+        },
         scopes: req.scopes.clone(),
         code_challenge: req.code_challenge.clone(),
         expires_at: Utc::now() + Duration::seconds(CODE_TTL_SECS),

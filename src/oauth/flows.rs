@@ -111,15 +111,27 @@ fn exchange_checks(
             "the authorization code is invalid",
         ));
     }
-    let redirect_uri =
-        redirect_uri.ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
-    // Kit sends a different registered URI here than at authorize.
-    if !app.has_redirect_uri(redirect_uri) {
+    // Kit sends a different registered URI here than at authorize, so any
+    // registered one will do. Whether one is required at all depends on the
+    // code (RFC 6749 §4.1.3), which `redirect_uri_rule` decides.
+    if redirect_uri.is_some_and(|uri| !app.has_redirect_uri(uri)) {
         return Err(OAuthError::invalid_grant(
             "redirect_uri is not registered for this client",
         ));
     }
     Ok(crypto::digest(code))
+}
+
+/// RFC 6749 §4.1.3: the token request must carry `redirect_uri` when the
+/// authorize request that made `code` carried one, and only then.
+fn redirect_uri_rule(
+    code: &AuthorizationCode,
+    redirect_uri: Option<&str>,
+) -> Result<(), OAuthError> {
+    if code.redirect_uri_sent() && redirect_uri.is_none() {
+        return Err(OAuthError::invalid_request("redirect_uri is required"));
+    }
+    Ok(())
 }
 
 /// The common case of a code exchange in one statement; it writes nothing
@@ -160,8 +172,13 @@ pub fn issue_if_common(
             redirect_uri,
             code_verifier,
         } => match exchange_checks(app, code, redirect_uri) {
-            Ok(digest) => exchange_common(conn, tenant_id, app, &digest, code_verifier),
-            Err(_) => Ok(None),
+            // Without a redirect_uri, only the code row can tell whether
+            // one was required: that is for the rules to decide. Kit always
+            // sends one.
+            Ok(digest) if redirect_uri.is_some() => {
+                exchange_common(conn, tenant_id, app, &digest, code_verifier)
+            }
+            _ => Ok(None),
         },
         CommonGrant::Refresh { token, scope } => {
             if scope.is_some() || !crypto::looks_like(TokenKind::RefreshToken, token) {
@@ -208,8 +225,10 @@ pub fn exchange_code(
 ) -> Result<TokenResponse, OAuthError> {
     let app = &client.app;
     let digest = exchange_checks(app, code, redirect_uri)?;
-    if let Some(response) = exchange_common(conn, tenant_id, app, &digest, code_verifier)? {
-        return Ok(response);
+    if redirect_uri.is_some() {
+        if let Some(response) = exchange_common(conn, tenant_id, app, &digest, code_verifier)? {
+            return Ok(response);
+        }
     }
     // Otherwise find out why, with the same rules, in a transaction of its own.
     let result = db::transaction(conn, |conn| -> Result<Decision, TxError> {
@@ -233,6 +252,7 @@ pub fn exchange_code(
                 "the authorization code has expired",
             )));
         }
+        redirect_uri_rule(&row, redirect_uri).map_err(TxError::Refuse)?;
         // RFC 9700 §2.1.1: a verifier for a code issued without a
         // challenge is a downgrade attempt, and a malformed one is refused
         // rather than taken as absent.

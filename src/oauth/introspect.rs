@@ -119,7 +119,11 @@ pub async fn introspect(
         // The hot path: client and token in one read, on the worker; with
         // a current copy of the client, the token and the copy's version.
         async {
-            let copy = cache.get(tenant_id, &client_id);
+            // A copy that cannot decide this request's secret (see
+            // `CachedClient::can_decide`) is not used: a full read decides.
+            let copy = cache
+                .get(tenant_id, &client_id)
+                .filter(|c| c.can_decide(creds.client_secret.as_deref(), chrono::Utc::now()));
             // With a copy: the token through the lookups that userinfo
             // shares (one statement for what is queued; `db::batch`). The
             // copy is used when the token is the copy's app's and the app
@@ -171,11 +175,7 @@ pub async fn introspect(
                                 &digest,
                             )
                             .map_err(Error::from)?;
-                            let fresh = collect_client(rows).map(|(app, secrets)| CachedClient {
-                                tenant_id,
-                                app,
-                                secrets,
-                            });
+                            let fresh = collect_client(rows);
                             let outcome = match copy {
                                 Some(_) => CacheOutcome::Stale,
                                 None => CacheOutcome::Miss,
@@ -183,19 +183,20 @@ pub async fn introspect(
                             (info, outcome, Some(fresh))
                         }
                     };
-                    // The client as read: borrowed, not cloned.
+                    // The client as read (every unrevoked secret, not only
+                    // those the copy keeps): borrowed, not cloned.
                     let client = match &fresh {
-                        Some(fresh) => fresh.as_ref(),
-                        None => copy.as_deref(),
+                        Some(fresh) => fresh.as_ref().map(|(app, s)| (app, s.as_slice())),
+                        None => copy.as_deref().map(|c| (&c.app, c.secrets.as_slice())),
                     };
-                    let (client, write) = check_client(
-                        tenant_id,
-                        &creds,
-                        SecretRequirement::Required,
-                        ip.0,
-                        client.map(|c| (&c.app, c.secrets.as_slice())),
-                    );
+                    let (client, write) =
+                        check_client(tenant_id, &creds, SecretRequirement::Required, ip.0, client);
                     let client = client.map(|c| c.app.id);
+                    let fresh = fresh.map(|loaded| {
+                        loaded.map(|(app, secrets)| {
+                            CachedClient::new(tenant_id, app, secrets, chrono::Utc::now())
+                        })
+                    });
                     Ok::<_, OAuthError>((client, info, write, outcome, fresh))
                 })
                 .await?

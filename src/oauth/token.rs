@@ -252,10 +252,8 @@ async fn token_inner(
             };
             let (client, loaded) =
                 authenticate_and_load(conn, tenant_id, &creds, requirement, ip.clone())?;
-            let fresh = loaded.map(|(app, secrets)| CachedClient {
-                tenant_id,
-                app,
-                secrets,
+            let fresh = loaded.map(|(app, secrets)| {
+                CachedClient::new(tenant_id, app, secrets, chrono::Utc::now())
             });
             let result = client.and_then(|client| match grant {
                 Some(CommonGrant::Code {

@@ -14,6 +14,8 @@ pub struct AuthorizationCode {
     pub app_id: i64,
     pub end_user_id: i64,
     pub code_digest: Vec<u8>,
+    /// The authorize request's `redirect_uri`, empty when it carried none
+    /// (see `redirect_uri_sent`).
     pub redirect_uri: String,
     pub scopes: Vec<String>,
     pub code_challenge: Option<String>,
@@ -37,6 +39,14 @@ pub struct NewAuthorizationCode {
 }
 
 impl AuthorizationCode {
+    /// Whether the authorize request carried a `redirect_uri`, so that the
+    /// token request must carry one too (RFC 6749 §4.1.3). An empty column
+    /// records "none was sent": no migration, and every code stored before
+    /// this rule keeps requiring one, as it did.
+    pub fn redirect_uri_sent(&self) -> bool {
+        !self.redirect_uri.is_empty()
+    }
+
     pub fn create(conn: &mut PgConnection, new: &NewAuthorizationCode) -> QueryResult<usize> {
         diesel::insert_into(authorization_codes::table)
             .values(new)
