@@ -13,7 +13,16 @@
 //! microseconds per request of the server, the load generator and all of
 //! PostgreSQL (from /proc), next to PostgreSQL's and pgbench's per
 //! transaction in the baseline. Any non-2xx answer or transport error
-//! fails the run (exit code 1). The server is killed and both databases are
+//! fails the run (exit code 1).
+//!
+//! `introspect-flood` is introspect under attack (issue 13): C-K
+//! connections send valid introspections, as the introspect path does,
+//! while K connections send `invalid_client` introspections, each with a
+//! fresh random, well-shaped `client_id` (`kit_` + 24 base64url
+//! characters) and a random secret. The row's figures are the valid
+//! requests' only, so they read next to the plain introspect row of the
+//! same run. The flood's answers must be 401 or 429; anything else, and
+//! any non-2xx answer to a valid request, fails the run. The server is killed and both databases are
 //! dropped at the end, also on failure.
 //!
 //! Flags (after `--`):
@@ -22,7 +31,8 @@
 //!   --duration S       seconds per path and per pgbench run (default 10)
 //!   --warmup S         untimed introspect traffic before the first path (default 1)
 //!   --json PATH        also write the figures as JSON (`-` for stdout)
-//!   --paths a,b,...    only these paths (introspect,userinfo,exchange,refresh,revoke)
+//!   --paths a,b,...    only these paths (introspect,introspect-flood,userinfo,exchange,refresh,revoke)
+//!   --flood K          connections of introspect-flood that flood (default C/2)
 //!   --no-pgbench       skip the baseline (ratios are then omitted)
 //!
 //! `BENCH_DATABASE_URL` (else `TEST_DATABASE_URL`, else
@@ -52,7 +62,14 @@ use kitauth::db::models::{NewAuthorizationCode, NewTenant, Tenant};
 use kitauth::db::schema::{access_tokens, authorization_codes, end_users, grants, refresh_tokens};
 
 const TENANT: &str = "bench";
-const PATHS: [&str; 5] = ["introspect", "userinfo", "exchange", "refresh", "revoke"];
+const PATHS: [&str; 6] = [
+    "introspect",
+    "introspect-flood",
+    "userinfo",
+    "exchange",
+    "refresh",
+    "revoke",
+];
 
 // ---------------------------------------------------------------- options
 
@@ -64,11 +81,19 @@ struct Opts {
     json: Option<String>,
     paths: Vec<String>,
     pgbench: bool,
+    /// Connections of introspect-flood that flood (None: half of them).
+    flood: Option<usize>,
     /// Leave the databases in place after the run, for EXPLAIN and pgbench -f.
     keep: bool,
     /// The server binary to start (default: the one cargo just built), for
     /// comparing two builds back to back on the same machine.
     server: PathBuf,
+}
+
+impl Opts {
+    fn flood_connections(&self) -> usize {
+        self.flood.unwrap_or(self.concurrency / 2)
+    }
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -80,6 +105,7 @@ fn parse_opts() -> Result<Opts, String> {
         json: None,
         paths: PATHS.iter().map(|s| s.to_string()).collect(),
         pgbench: true,
+        flood: None,
         keep: false,
         server: PathBuf::from(env!("CARGO_BIN_EXE_kitauth")),
     };
@@ -111,16 +137,26 @@ fn parse_opts() -> Result<Opts, String> {
                 }
             }
             "--no-pgbench" => o.pgbench = false,
+            "--flood" => o.flood = Some(val(&a)?.parse().map_err(|_| "--flood: a number")?),
             "--keep" => o.keep = true,
             "--server" => o.server = PathBuf::from(val(&a)?),
             "-h" | "--help" => {
-                return Err("usage: cargo bench --bench load -- [--installs N] [--concurrency C] [--duration S] [--warmup S] [--json PATH] [--paths a,b] [--no-pgbench] [--keep] [--server PATH]".into())
+                return Err("usage: cargo bench --bench load -- [--installs N] [--concurrency C] [--duration S] [--warmup S] [--json PATH] [--paths a,b] [--flood K] [--no-pgbench] [--keep] [--server PATH]".into())
             }
             other => return Err(format!("unknown flag {other:?} (try --help)")),
         }
     }
     if o.concurrency == 0 || o.installs < o.concurrency {
         return Err("need concurrency >= 1 and installs >= concurrency".into());
+    }
+    if o.paths.iter().any(|p| p == "introspect-flood") {
+        let k = o.flood_connections();
+        if k == 0 || k >= o.concurrency {
+            return Err(format!(
+                "introspect-flood needs 1 <= --flood ({k}) < --concurrency ({})",
+                o.concurrency
+            ));
+        }
     }
     if o.duration.as_secs_f64() < 0.1 {
         return Err("--duration must be at least 0.1 s".into());
@@ -658,6 +694,8 @@ fn spawn_server(bin: &Path, db: &str, port: u16, log: &PathBuf) -> Result<Child,
         .env("ROCKET_ADDRESS", "127.0.0.1")
         .env("ROCKET_PORT", port.to_string())
         .env("ROCKET_SECRET_KEY", key)
+        // The release profile refuses to start without a metrics token.
+        .env("ROCKET_METRICS_TOKEN", crypto::random_b64(32))
         .env("ROCKET_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -743,6 +781,9 @@ enum Work {
     Once(Vec<Req>),
     /// A refresh rotation chain: each answer's refresh token is the next request's.
     Chain { refresh_token: String },
+    /// `invalid_client` introspections, each with a fresh random client_id
+    /// and secret, until the time is up; expected to answer 401 or 429.
+    Flood,
 }
 
 #[derive(Default)]
@@ -752,6 +793,15 @@ struct TaskResult {
     first_error: Option<String>,
     exhausted: bool,
     issued_access: Vec<String>,
+    flood: FloodCounts,
+}
+
+/// What the flood connections of a path sent and got.
+#[derive(Clone, Default)]
+struct FloodCounts {
+    latencies_us: Vec<u32>,
+    status_401: u64,
+    status_429: u64,
 }
 
 struct Ctx {
@@ -827,6 +877,7 @@ async fn run_task(
                 Some(t) => refresh_req(ctx, t),
                 None => break,
             },
+            Work::Flood => flood_req(),
         };
         i += 1;
         let t0 = Instant::now();
@@ -844,6 +895,20 @@ async fn run_task(
                     }
                 }
             }
+            Ok((status, body)) if matches!(work, Work::Flood) => {
+                res.flood.latencies_us.push(us);
+                match status {
+                    401 => res.flood.status_401 += 1,
+                    429 => res.flood.status_429 += 1,
+                    _ => fail(
+                        &mut res,
+                        format!(
+                            "flood: {status} (expected 401 or 429) {}",
+                            String::from_utf8_lossy(&body)
+                        ),
+                    ),
+                }
+            }
             Ok((status, body)) => {
                 res.latencies_us.push(us);
                 if !(200..300).contains(&status) {
@@ -857,7 +922,9 @@ async fn run_task(
                     continue;
                 }
                 match path {
-                    "introspect" if !body.windows(13).any(|w| w == b"\"active\":true") => {
+                    "introspect" | "introspect-flood"
+                        if !body.windows(13).any(|w| w == b"\"active\":true") =>
+                    {
                         fail(&mut res, format!("introspect: inactive token: {body:?}"));
                     }
                     "refresh" => match body_field(&body, "refresh_token") {
@@ -894,6 +961,8 @@ struct PathResult {
     /// CPU per request of the server, the load generator and PostgreSQL.
     cpu: CpuPer,
     baseline: Option<Baseline>,
+    /// introspect-flood: (flood connections, what they sent and got).
+    flood: Option<(usize, FloodCounts)>,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -918,6 +987,7 @@ async fn run_path(
     // Every connection is open before the clock starts.
     let start = Instant::now() + Duration::from_millis(20);
     let deadline = start + duration;
+    let is_flood: Vec<bool> = works.iter().map(|w| matches!(w, Work::Flood)).collect();
     let tasks = works
         .into_iter()
         .zip(senders)
@@ -932,7 +1002,15 @@ async fn run_path(
     let mut first_error = None;
     let mut exhausted = 0;
     let mut issued = Vec::new();
-    for r in results {
+    let mut flood = FloodCounts::default();
+    let mut flooders = 0;
+    for (r, is_flood) in results.into_iter().zip(is_flood) {
+        if is_flood {
+            flooders += 1;
+            flood.latencies_us.extend_from_slice(&r.flood.latencies_us);
+            flood.status_401 += r.flood.status_401;
+            flood.status_429 += r.flood.status_429;
+        }
         all.extend_from_slice(&r.latencies_us);
         errors += r.errors;
         if first_error.is_none() {
@@ -942,6 +1020,7 @@ async fn run_path(
         issued.extend(r.issued_access);
     }
     all.sort_unstable();
+    flood.latencies_us.sort_unstable();
     let requests = all.len();
     let note = (exhausted > 0).then(|| format!("{exhausted} connections ran out of work early"));
     Ok((
@@ -958,6 +1037,7 @@ async fn run_path(
             note,
             cpu: CpuPer::default(),
             baseline: None,
+            flood: (flooders > 0).then_some((flooders, flood)),
         },
         issued,
     ))
@@ -966,6 +1046,29 @@ async fn run_path(
 fn introspect_req(ctx: &Ctx, token: &str) -> Req {
     let basic = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", ctx.client_id, ctx.client_secret));
+    Req {
+        method: Method::POST,
+        path: "/t/bench/oauth/introspect",
+        headers: vec![
+            ("authorization", format!("Basic {basic}")),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+        ],
+        body: Bytes::from(format!("token={token}")),
+    }
+}
+
+/// An `invalid_client` introspection: a fresh random client_id of the
+/// right shape (`kit_` + 24 base64url characters, as
+/// `looks_like_client_id` wants, so it reaches the lookup and the limiter)
+/// and a random secret and token of the right shape.
+fn flood_req() -> Req {
+    let client_id = format!("kit_{}", crypto::random_b64(18));
+    let secret = crypto::generate(TokenKind::ClientSecret).value;
+    let token = crypto::generate(TokenKind::AccessToken).value;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"));
     Req {
         method: Method::POST,
         path: "/t/bench/oauth/introspect",
@@ -1046,7 +1149,7 @@ fn target_of(path: &str) -> Option<Target> {
 /// The pgbench mode a path is compared with: reads with `-S`, writes with `-N`.
 fn mode_of(path: &str) -> &'static str {
     match path {
-        "introspect" | "userinfo" => "-S",
+        "introspect" | "introspect-flood" | "userinfo" => "-S",
         _ => "-N",
     }
 }
@@ -1190,6 +1293,16 @@ fn run(o: &Opts) -> Result<bool, String> {
                 .into_iter()
                 .map(|ts| Work::Cycle(ts.iter().map(|t| introspect_req(&ctx, t)).collect()))
                 .collect(),
+            "introspect-flood" => {
+                // The valid connections get the same tokens as introspect's.
+                let k = o.flood_connections();
+                let mut w: Vec<Work> = deal(&access, c - k)
+                    .into_iter()
+                    .map(|ts| Work::Cycle(ts.iter().map(|t| introspect_req(&ctx, t)).collect()))
+                    .collect();
+                w.extend((0..k).map(|_| Work::Flood));
+                w
+            }
             "userinfo" => deal(&access, c)
                 .into_iter()
                 .map(|ts| Work::Cycle(ts.iter().map(|t| userinfo_req(t)).collect()))
@@ -1247,14 +1360,25 @@ fn run(o: &Opts) -> Result<bool, String> {
             }
             _ => unreachable!(),
         };
-        eprintln!(
-            "{path}: {c} connections for {:.1} s",
-            o.duration.as_secs_f64()
-        );
+        if path == "introspect-flood" {
+            let k = o.flood_connections();
+            eprintln!(
+                "{path}: {} valid connections and {k} flooding for {:.1} s",
+                c - k,
+                o.duration.as_secs_f64()
+            );
+        } else {
+            eprintln!(
+                "{path}: {c} connections for {:.1} s",
+                o.duration.as_secs_f64()
+            );
+        }
         let cpu_before = cpu_sample(pid);
         let (mut r, issued) =
             rt.block_on(run_path(&ctx, path, works, o.duration, path == "exchange"))?;
-        r.cpu = cpu_per(cpu_before, cpu_sample(pid), r.requests, false, tck);
+        // introspect-flood: per request sent, valid and flood alike.
+        let sent = r.requests + r.flood.as_ref().map_or(0, |(_, f)| f.latencies_us.len());
+        r.cpu = cpu_per(cpu_before, cpu_sample(pid), sent, false, tck);
         if path == "exchange" {
             issued_access = issued;
         }
@@ -1310,11 +1434,11 @@ fn run(o: &Opts) -> Result<bool, String> {
     }
     let _ = writeln!(
         table,
-        "\n| path       |  req/s |  p50 ms |  p99 ms |  max ms | errors | baseline tps | ratio        | target             |"
+        "\n| path             |  req/s |  p50 ms |  p99 ms |  max ms | errors | baseline tps | ratio        | target             |"
     );
     let _ = writeln!(
         table,
-        "|------------|-------:|--------:|--------:|--------:|-------:|-------------:|--------------|--------------------|"
+        "|------------------|-------:|--------:|--------:|--------:|-------:|-------------:|--------------|--------------------|"
     );
     let mut json_paths = Vec::new();
     for r in &results {
@@ -1350,7 +1474,7 @@ fn run(o: &Opts) -> Result<bool, String> {
         };
         let _ = writeln!(
             table,
-            "| {:<10} | {:>6.0} | {:>7.2} | {:>7.2} | {:>7.1} | {:>6} | {:>12} | {:<12} | {:<18} |",
+            "| {:<16} | {:>6.0} | {:>7.2} | {:>7.2} | {:>7.1} | {:>6} | {:>12} | {:<12} | {:<18} |",
             r.name, r.rps, r.p50_ms, r.p99_ms, r.max_ms, r.errors, base_s, ratio_s, target_s
         );
         json_paths.push(json!({
@@ -1385,6 +1509,16 @@ fn run(o: &Opts) -> Result<bool, String> {
             "target_p99_ms": target.as_ref().map(|t| t.p99_ms),
             "target_met": met,
             "note": r.note,
+            "flood": r.flood.as_ref().map(|(k, f)| json!({
+                "connections": k,
+                "valid_connections": c - k,
+                "requests": f.latencies_us.len(),
+                "rps": f.latencies_us.len() as f64 / r.seconds,
+                "status_401": f.status_401,
+                "status_429": f.status_429,
+                "p50_ms": percentile(&f.latencies_us, 50.0),
+                "p99_ms": percentile(&f.latencies_us, 99.0),
+            })),
         }));
     }
     // Where the CPU goes: the machine's 2 cores are shared by the server,
@@ -1392,7 +1526,7 @@ fn run(o: &Opts) -> Result<bool, String> {
     // pgbench in the baseline.
     let _ = writeln!(
         table,
-        "\nCPU per request, µs (per transaction for the baseline):\n\n| path       | server | load gen | postgres | baseline: postgres | pgbench |\n|------------|-------:|---------:|---------:|-------------------:|--------:|"
+        "\nCPU per request, µs (per transaction for the baseline; introspect-flood: per request sent, flood included):\n\n| path             | server | load gen | postgres | baseline: postgres | pgbench |\n|------------------|-------:|---------:|---------:|-------------------:|--------:|"
     );
     for r in &results {
         let (bp, bc) = r.baseline.map_or(("-".into(), "-".into()), |b| {
@@ -1403,7 +1537,7 @@ fn run(o: &Opts) -> Result<bool, String> {
         });
         let _ = writeln!(
             table,
-            "| {:<10} | {:>6.0} | {:>8.0} | {:>8.0} | {:>18} | {:>7} |",
+            "| {:<16} | {:>6.0} | {:>8.0} | {:>8.0} | {:>18} | {:>7} |",
             r.name, r.cpu.server_us, r.cpu.client_us, r.cpu.postgres_us, bp, bc
         );
     }
@@ -1424,6 +1558,30 @@ fn run(o: &Opts) -> Result<bool, String> {
         "start-up until /readyz answers 200 (migrations applied): {startup_ms:.0} ms (target <= 1000 ms: {})",
         if startup_ms <= 1000.0 { "met" } else { "MISS" }
     );
+    // The flood row next to the plain one of the same run.
+    let plain = results.iter().find(|r| r.name == "introspect");
+    for r in &results {
+        let Some((k, f)) = &r.flood else { continue };
+        let _ = writeln!(
+            table,
+            "\n{}: valid introspection on {} connections while {k} connections sent {} invalid_client requests with fresh random client_ids ({:.0} req/s; {} answered 401, {} answered 429; p50 {:.2} ms, p99 {:.2} ms)",
+            r.name,
+            c - k,
+            f.latencies_us.len(),
+            f.latencies_us.len() as f64 / r.seconds,
+            f.status_401,
+            f.status_429,
+            percentile(&f.latencies_us, 50.0),
+            percentile(&f.latencies_us, 99.0),
+        );
+        if let Some(p) = plain {
+            let _ = writeln!(
+                table,
+                "valid requests under the flood: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms; without it (introspect, {c} connections, this run): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+                r.rps, r.p50_ms, r.p99_ms, p.rps, p.p50_ms, p.p99_ms
+            );
+        }
+    }
     for r in &results {
         if let Some(n) = &r.note {
             let _ = writeln!(table, "note: {}: {n}", r.name);
