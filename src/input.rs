@@ -163,7 +163,18 @@ const BAD_INPUT_PATH: &str = "/_kitauth/bad-input";
 
 struct Refused {
     description: String,
-    api: bool,
+    surface: Surface,
+}
+
+/// Which format a refusal answers in.
+#[derive(Clone, Copy)]
+enum Surface {
+    /// RFC 6749 JSON (the OAuth endpoints).
+    OAuth,
+    /// RFC 9457 problem details (the tenant API).
+    Api,
+    /// An HTML page.
+    Page,
 }
 
 /// Refuses, before routing, any request whose query string or path holds a
@@ -187,11 +198,17 @@ impl Fairing for BadInputGuard {
         let Err(e) = check_uri(&path, query.as_deref()) else {
             return;
         };
-        let api = crate::oauth::is_api_path(&path);
+        let surface = if crate::api::is_api_path(&path) {
+            Surface::Api
+        } else if crate::oauth::is_api_path(&path) {
+            Surface::OAuth
+        } else {
+            Surface::Page
+        };
         req.local_cache(|| {
             Some(Refused {
                 description: e.description(),
-                api,
+                surface,
             })
         });
         req.set_method(Method::Get);
@@ -204,14 +221,20 @@ impl Fairing for BadInputGuard {
 #[derive(rocket::Responder)]
 pub enum Refusal {
     OAuth(OAuthError),
+    Api(crate::api::problem::Problem),
     Page(PageError),
 }
 
 #[get("/_kitauth/bad-input")]
 pub fn bad_input(req_refused: RefusedGuard) -> Refusal {
     match req_refused.0 {
-        Some((description, true)) => Refusal::OAuth(OAuthError::invalid_request(description)),
-        Some((description, false)) => Refusal::Page(PageError::bad_request(format!(
+        Some((description, Surface::OAuth)) => {
+            Refusal::OAuth(OAuthError::invalid_request(description))
+        }
+        Some((description, Surface::Api)) => {
+            Refusal::Api(crate::api::problem::Problem::bad_request(description))
+        }
+        Some((description, Surface::Page)) => Refusal::Page(PageError::bad_request(format!(
             "The request was refused: {description}."
         ))),
         None => Refusal::Page(PageError::not_found()),
@@ -219,7 +242,7 @@ pub fn bad_input(req_refused: RefusedGuard) -> Refusal {
 }
 
 /// What the fairing recorded, if anything (a direct request finds nothing).
-pub struct RefusedGuard(Option<(String, bool)>);
+pub struct RefusedGuard(Option<(String, Surface)>);
 
 #[rocket::async_trait]
 impl<'r> rocket::request::FromRequest<'r> for RefusedGuard {
@@ -228,7 +251,7 @@ impl<'r> rocket::request::FromRequest<'r> for RefusedGuard {
     async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
         let found: &Option<Refused> = req.local_cache(|| None);
         rocket::request::Outcome::Success(RefusedGuard(
-            found.as_ref().map(|r| (r.description.clone(), r.api)),
+            found.as_ref().map(|r| (r.description.clone(), r.surface)),
         ))
     }
 }
