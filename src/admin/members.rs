@@ -75,7 +75,6 @@ pub async fn invite(
     user: AdminUser,
     db: &State<Db>,
     reveals: &State<Reveals>,
-    config: &State<AppConfig>,
     cookies: &CookieJar<'_>,
     csrf: CsrfToken,
     data: Data<'_>,
@@ -114,9 +113,8 @@ pub async fn invite(
         .await?;
     // Post/redirect/get: the link waits in a one-time reveal of this admin
     // session; a reload of the page that shows it cannot make a second
-    // invitation.
-    let link = format!("{}/admin/invite/{}", config.public_url(), token);
-    reveals.put(invite_key(&ctx, &user, invite_id), link, email);
+    // invitation. The reveal holds the token; the link is built when shown.
+    reveals.put(invite_key(&ctx, &user, invite_id), token, email);
     Ok(Resp::Redirect(rocket::response::Redirect::to(format!(
         "{}/members/invites/{invite_id}/link",
         ctx.base()
@@ -141,13 +139,14 @@ pub async fn invite_link(
     iid: &str,
     db: &State<Db>,
     reveals: &State<Reveals>,
+    config: &State<AppConfig>,
     csrf: CsrfToken,
 ) -> PageResult {
     ctx.require(Role::Owner)?;
     let invite_id = parse_id(iid)?;
     let extra = match reveals.take(&invite_key(&ctx, &user, invite_id)) {
         Taken::Now(r) => json!({
-            "invite_link": r.value,
+            "invite_link": format!("{}/admin/invite/{}", config.public_url(), r.value),
             "invite_email": r.notice,
             "flash": {"kind": "success", "message": format!("Invitation for {} created. Copy the link below and send it; it is shown only now.", r.notice)},
         }),
