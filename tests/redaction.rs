@@ -397,3 +397,282 @@ fn the_binary_redacts_credentials_at_every_log_setting() {
         }
     }
 }
+
+/// A raw HTTP/1.1 client for the binary: one request per connection, and
+/// the cookies that the server sets are kept and sent back.
+struct RawClient {
+    addr: std::net::SocketAddr,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl RawClient {
+    fn send(&mut self, method: &str, path: &str, extra: &str, body: &str) -> RawResponse {
+        use std::io::Read;
+        let cookie = if self.cookies.is_empty() {
+            String::new()
+        } else {
+            let pairs: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("Cookie: {}\r\n", pairs.join("; "))
+        };
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{cookie}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut s = std::net::TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        for (k, v) in &headers {
+            if k.eq_ignore_ascii_case("set-cookie") {
+                let pair = v.split(';').next().unwrap_or("");
+                if let Some((name, value)) = pair.split_once('=') {
+                    if value.is_empty() {
+                        self.cookies.remove(name);
+                    } else {
+                        self.cookies.insert(name.to_string(), value.to_string());
+                    }
+                }
+            }
+        }
+        RawResponse {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+}
+
+fn cli(db: &TestDb, args: &[&str], stdin: &str) -> String {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kitauth"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", &db.url)
+        .env("ROCKET_BCRYPT_COST", "4")
+        .env_remove("ROCKET_PROFILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "kitauth {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A whole Kit install against the real binary, with hyper and Rocket at
+/// their most verbose: the session cookie the sign-in sets, the code in
+/// the consent's `Location` header, the access and refresh tokens in the
+/// token answer and the client secret Kit sends never reach stderr.
+#[test]
+fn a_real_kit_install_at_trace_leaves_no_cookie_code_or_token_in_the_log() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let db = TestDb::new();
+    cli(
+        &db,
+        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
+        "",
+    );
+    let app: serde_json::Value = serde_json::from_str(&cli(
+        &db,
+        &[
+            "app",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "Acme for Kit",
+            "--json",
+        ],
+        "",
+    ))
+    .unwrap();
+    let client_id = app["client_id"].as_str().unwrap().to_string();
+    let client_secret = app["client_secret"].as_str().unwrap().to_string();
+    let password = "a-long-creator-password";
+    cli(
+        &db,
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--email",
+            "c@example.com",
+            "--password-stdin",
+        ],
+        password,
+    );
+    let settings: [&[(&str, &str)]; 2] = [
+        &[("KITAUTH_LOG", "trace")],
+        &[("RUST_LOG", "trace"), ("ROCKET_LOG_LEVEL", "debug")],
+    ];
+    for env in settings {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kitauth"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("KITAUTH_LOG")
+            .env_remove("RUST_LOG")
+            .env_remove("ROCKET_LOG_LEVEL")
+            .env_remove("ROCKET_PROFILE")
+            .env("DATABASE_URL", &db.url)
+            .env("ROCKET_PORT", port.to_string())
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .env("ROCKET_BCRYPT_COST", "4")
+            .env("ROCKET_JANITOR_INTERVAL_SECS", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut c = RawClient {
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            cookies: Default::default(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(c.addr).is_err() {
+            assert!(Instant::now() < deadline, "the server came up ({env:?})");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let form_ct = "Content-Type: application/x-www-form-urlencoded\r\n";
+        let authorize = format!(
+            "/t/acme/oauth/authorize?{}",
+            form(&[
+                ("client_id", &client_id),
+                ("response_type", "code"),
+                ("redirect_uri", KIT_INSTALL),
+                ("state", "s1"),
+            ])
+        );
+        // Sign in: the creator session arrives in a Set-Cookie header.
+        let login = c.send("GET", "/t/acme/login", "", "");
+        assert_eq!(login.status, 200, "{env:?}");
+        let signed_in = c.send(
+            "POST",
+            "/t/acme/login",
+            form_ct,
+            &form(&[
+                ("csrf_token", &csrf_from(&login.body)),
+                ("email", "c@example.com"),
+                ("password", password),
+                ("next", &authorize),
+            ]),
+        );
+        assert_eq!(signed_in.status, 303, "{env:?}: {}", signed_in.body);
+        // Consent: the code arrives in the Location header.
+        let consent = c.send("GET", &authorize, "", "");
+        assert!(consent.body.contains("value=\"allow\""), "{env:?}");
+        let allowed = c.send(
+            "POST",
+            "/t/acme/oauth/authorize",
+            form_ct,
+            &form(&[
+                ("csrf_token", &csrf_from(&consent.body)),
+                ("decision", "allow"),
+                ("client_id", &client_id),
+                ("response_type", "code"),
+                ("redirect_uri", KIT_INSTALL),
+                ("state", "s1"),
+            ]),
+        );
+        assert_eq!(allowed.status, 302, "{env:?}");
+        let location = allowed.header("Location").unwrap().to_string();
+        let code = query_param(&location, "code").unwrap();
+        // Kit's exchange: JSON under a form content type; the tokens come
+        // back in the body.
+        let token = c.send(
+            "POST",
+            "/t/acme/oauth/token",
+            form_ct,
+            &json!({
+                "client_id": client_id, "client_secret": client_secret,
+                "grant_type": "authorization_code", "code": code,
+                "redirect_uri": KIT_APPS,
+            })
+            .to_string(),
+        );
+        assert_eq!(token.status, 200, "{env:?}: {}", token.body);
+        let tokens: serde_json::Value = serde_json::from_str(&token.body).unwrap();
+        let access = tokens["access_token"].as_str().unwrap().to_string();
+        let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+        let me = c.send(
+            "GET",
+            "/t/acme/oauth/userinfo",
+            &format!("Authorization: Bearer {access}\r\n"),
+            "",
+        );
+        assert_eq!(me.status, 200, "{env:?}");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        let _ = child.wait();
+        let mut secrets = vec![code, access, refresh, client_secret.clone()];
+        secrets.extend(c.cookies.values().filter(|v| v.len() >= 16).cloned());
+        for secret in &secrets {
+            let chars: Vec<char> = secret.chars().collect();
+            for w in chars.windows(12) {
+                let p: String = w.iter().collect();
+                assert!(
+                    !err.contains(&p),
+                    "{p:?} of a credential in the log at {env:?}:\n{err}"
+                );
+            }
+        }
+        // At kitauth's trace filter, the lines that carried them are there,
+        // redacted (`RUST_LOG` is not kitauth's filter; it lets nothing out).
+        if env.contains(&("KITAUTH_LOG", "trace")) {
+            assert!(err.contains("[redacted]"), "{env:?}:\n{err}");
+            assert!(
+                err.to_ascii_lowercase().contains("location"),
+                "the Location header was logged, redacted ({env:?}):\n{err}"
+            );
+        }
+    }
+}
