@@ -62,6 +62,12 @@ pub enum InputError {
 }
 
 impl InputError {
+    /// The field the refused value was in.
+    pub fn field(&self) -> &str {
+        match self {
+            InputError::Nul(f) | InputError::Control(f) | InputError::TooLong(f, _) => f,
+        }
+    }
     pub fn description(&self) -> String {
         match self {
             InputError::Nul(f) => format!("the field {f:?} contains a NUL character"),
@@ -163,6 +169,7 @@ const BAD_INPUT_PATH: &str = "/_kitauth/bad-input";
 
 struct Refused {
     description: String,
+    field: String,
     surface: Surface,
 }
 
@@ -208,6 +215,7 @@ impl Fairing for BadInputGuard {
         req.local_cache(|| {
             Some(Refused {
                 description: e.description(),
+                field: e.field().to_string(),
                 surface,
             })
         });
@@ -228,13 +236,20 @@ pub enum Refusal {
 #[get("/_kitauth/bad-input")]
 pub fn bad_input(req_refused: RefusedGuard) -> Refusal {
     match req_refused.0 {
-        Some((description, Surface::OAuth)) => {
+        Some((description, _, Surface::OAuth)) => {
             Refusal::OAuth(OAuthError::invalid_request(description))
         }
-        Some((description, Surface::Api)) => {
-            Refusal::Api(crate::api::problem::Problem::bad_request(description))
+        // On the tenant API, a path that the input layer refuses names no
+        // object (404, documented on every operation with an id); a refused
+        // query parameter is an invalid field (422 naming it), as the
+        // handlers' own parameter checks answer.
+        Some((_, field, Surface::Api)) if field == "path" => {
+            Refusal::Api(crate::api::problem::Problem::not_found())
         }
-        Some((description, Surface::Page)) => Refusal::Page(PageError::bad_request(format!(
+        Some((description, field, Surface::Api)) => {
+            Refusal::Api(crate::api::problem::Problem::invalid(field, description))
+        }
+        Some((description, _, Surface::Page)) => Refusal::Page(PageError::bad_request(format!(
             "The request was refused: {description}."
         ))),
         None => Refusal::Page(PageError::not_found()),
@@ -242,7 +257,7 @@ pub fn bad_input(req_refused: RefusedGuard) -> Refusal {
 }
 
 /// What the fairing recorded, if anything (a direct request finds nothing).
-pub struct RefusedGuard(Option<(String, Surface)>);
+pub struct RefusedGuard(Option<(String, String, Surface)>);
 
 #[rocket::async_trait]
 impl<'r> rocket::request::FromRequest<'r> for RefusedGuard {
@@ -251,7 +266,9 @@ impl<'r> rocket::request::FromRequest<'r> for RefusedGuard {
     async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
         let found: &Option<Refused> = req.local_cache(|| None);
         rocket::request::Outcome::Success(RefusedGuard(
-            found.as_ref().map(|r| (r.description.clone(), r.surface)),
+            found
+                .as_ref()
+                .map(|r| (r.description.clone(), r.field.clone(), r.surface)),
         ))
     }
 }

@@ -846,7 +846,8 @@ async fn bad_list_parameters_answer_422_naming_the_field_never_500() {
         assert_eq!(v["errors"][0]["field"], field, "{path}: {v}");
     }
     // Text PostgreSQL cannot store is refused by the input layer before
-    // routing, as problem details too.
+    // routing, as problem details too: 422 naming a query field, 404 for a
+    // path (it names no object), both documented on the operations.
     let (status, v) = call(
         &w.app,
         "GET",
@@ -855,8 +856,11 @@ async fn bad_list_parameters_answer_422_naming_the_field_never_500() {
         None,
     )
     .await;
-    assert_eq!(status, Status::BadRequest, "{v}");
-    assert_eq!(v["status"], 400, "{v}");
+    assert_eq!(status, Status::UnprocessableEntity, "{v}");
+    assert_eq!(v["errors"][0]["field"], "kind", "{v}");
+    let (status, v) = call(&w.app, "GET", "/t/acme/api/v1/installs/%1F", &w.read, None).await;
+    assert_eq!(status, Status::NotFound, "{v}");
+    assert_eq!(v["status"], 404, "{v}");
     for (body, status) in [
         (
             r#"{"email":"bad","password":"correct horse battery"}"#,

@@ -378,16 +378,7 @@ fn the_binary_redacts_credentials_at_every_log_setting() {
             .read_to_string(&mut err)
             .unwrap();
         let _ = child.wait();
-        for secret in secrets {
-            let chars: Vec<char> = secret.chars().collect();
-            for w in chars.windows(12) {
-                let p: String = w.iter().collect();
-                assert!(
-                    !err.contains(&p),
-                    "{p:?} of a credential in the log at {env:?}:\n{err}"
-                );
-            }
-        }
+        assert_no_piece_of(&err, secrets.iter().copied(), &env);
         // Where Rocket logs request lines, they are there, redacted.
         if env.contains(&("KITAUTH_LOG", "trace")) {
             assert!(
@@ -655,16 +646,7 @@ fn a_real_kit_install_at_trace_leaves_no_cookie_code_or_token_in_the_log() {
         let _ = child.wait();
         let mut secrets = vec![code, access, refresh, client_secret.clone()];
         secrets.extend(c.cookies.values().filter(|v| v.len() >= 16).cloned());
-        for secret in &secrets {
-            let chars: Vec<char> = secret.chars().collect();
-            for w in chars.windows(12) {
-                let p: String = w.iter().collect();
-                assert!(
-                    !err.contains(&p),
-                    "{p:?} of a credential in the log at {env:?}:\n{err}"
-                );
-            }
-        }
+        assert_no_piece_of(&err, secrets.iter().map(|s| s.as_str()), &env);
         // At kitauth's trace filter, the lines that carried them are there,
         // redacted (`RUST_LOG` is not kitauth's filter; it lets nothing out).
         if env.contains(&("KITAUTH_LOG", "trace")) {
@@ -672,6 +654,24 @@ fn a_real_kit_install_at_trace_leaves_no_cookie_code_or_token_in_the_log() {
             assert!(
                 err.to_ascii_lowercase().contains("location"),
                 "the Location header was logged, redacted ({env:?}):\n{err}"
+            );
+        }
+    }
+}
+
+/// No 12-character piece of any secret appears in the captured log.
+fn assert_no_piece_of<'a>(
+    err: &str,
+    secrets: impl Iterator<Item = &'a str>,
+    env: &dyn std::fmt::Debug,
+) {
+    for secret in secrets {
+        let chars: Vec<char> = secret.chars().collect();
+        for w in chars.windows(12) {
+            let p: String = w.iter().collect();
+            assert!(
+                !err.contains(&p),
+                "{p:?} of a credential in the log at {env:?}:\n{err}"
             );
         }
     }
