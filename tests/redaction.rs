@@ -279,7 +279,7 @@ async fn no_secret_reaches_the_logs_and_every_request_is_logged() {
 fn the_binary_redacts_credentials_at_every_log_setting() {
     use std::io::Read;
     use std::net::TcpStream;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::time::{Duration, Instant};
 
     let piece = |p: &str| {
@@ -320,27 +320,7 @@ fn the_binary_redacts_credentials_at_every_log_setting() {
     ];
     let db = TestDb::new();
     for env in settings {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kitauth"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("KITAUTH_LOG")
-            .env_remove("RUST_LOG")
-            .env_remove("ROCKET_LOG_LEVEL")
-            .env("DATABASE_URL", &db.url)
-            .env("ROCKET_PORT", port.to_string())
-            .env("ROCKET_ADDRESS", "127.0.0.1")
-            .env("ROCKET_JANITOR_INTERVAL_SECS", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in &env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
+        let (mut child, addr) = spawn_server(&db, &env);
         let send = |raw: String| -> Option<String> {
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
             s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -466,25 +446,7 @@ impl RawClient {
 }
 
 fn cli(db: &TestDb, args: &[&str], stdin: &str) -> String {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kitauth"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("DATABASE_URL", &db.url)
-        .env("ROCKET_BCRYPT_COST", "4")
-        .env_remove("ROCKET_PROFILE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = kitauth(Some(db), args, stdin, &[]);
     assert!(out.status.success(), "kitauth {args:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
@@ -495,7 +457,7 @@ fn cli(db: &TestDb, args: &[&str], stdin: &str) -> String {
 /// token answer and the client secret Kit sends never reach stderr.
 #[test]
 fn a_real_kit_install_at_trace_leaves_no_cookie_code_or_token_in_the_log() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::time::{Duration, Instant};
     let db = TestDb::new();
     cli(
@@ -538,30 +500,9 @@ fn a_real_kit_install_at_trace_leaves_no_cookie_code_or_token_in_the_log() {
         &[("RUST_LOG", "trace"), ("ROCKET_LOG_LEVEL", "debug")],
     ];
     for env in settings {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kitauth"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("KITAUTH_LOG")
-            .env_remove("RUST_LOG")
-            .env_remove("ROCKET_LOG_LEVEL")
-            .env_remove("ROCKET_PROFILE")
-            .env("DATABASE_URL", &db.url)
-            .env("ROCKET_PORT", port.to_string())
-            .env("ROCKET_ADDRESS", "127.0.0.1")
-            .env("ROCKET_BCRYPT_COST", "4")
-            .env("ROCKET_JANITOR_INTERVAL_SECS", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
+        let (mut child, addr) = spawn_server(&db, env);
         let mut c = RawClient {
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            addr,
             cookies: Default::default(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -675,4 +616,33 @@ fn assert_no_piece_of<'a>(
             );
         }
     }
+}
+
+/// The real binary on a free loopback port, with only `env`'s log settings
+/// (the caller's own are removed) and stderr captured.
+fn spawn_server(db: &TestDb, env: &[(&str, &str)]) -> (std::process::Child, std::net::SocketAddr) {
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kitauth"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("KITAUTH_LOG")
+        .env_remove("RUST_LOG")
+        .env_remove("ROCKET_LOG_LEVEL")
+        .env_remove("ROCKET_PROFILE")
+        .env("DATABASE_URL", &db.url)
+        .env("ROCKET_PORT", port.to_string())
+        .env("ROCKET_ADDRESS", "127.0.0.1")
+        .env("ROCKET_BCRYPT_COST", "4")
+        .env("ROCKET_JANITOR_INTERVAL_SECS", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    (cmd.spawn().unwrap(), addr)
 }

@@ -443,3 +443,42 @@ pub async fn introspect(app: &TestApp, seed: &Seed, token: &str) -> serde_json::
     assert_eq!(resp.status(), Status::Ok);
     json_of(resp).await
 }
+
+/// Runs the `kitauth` binary as an operator would: `stdin` piped in, a
+/// low bcrypt cost, `DATABASE_URL` only from `db`; fails after 60 s.
+pub fn kitauth(
+    db: Option<&TestDb>,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kitauth"));
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("ROCKET_BCRYPT_COST", "4")
+        .env("ROCKET_PUBLIC_URL", "https://auth.example.com")
+        .env_remove("ROCKET_PROFILE")
+        .env_remove("DATABASE_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(db) = db {
+        cmd.env("DATABASE_URL", &db.url);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run kitauth");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), stdin.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    // A command that should fail must not hang (e.g. by serving instead).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kitauth {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
