@@ -45,6 +45,12 @@ pub struct AppConfig {
     pub client_auth_ip_max_failures: usize,
     #[serde(default = "default_client_auth_window_secs")]
     pub client_auth_window_secs: u64,
+    /// Keep in-memory copies of clients for introspection and the token
+    /// endpoint (`auth::client_cache`); off, every request reads its
+    /// client. The answers are the same either way (tests/oauth_rules.rs
+    /// runs with both).
+    #[serde(default = "default_true")]
+    pub client_copies: bool,
     /// How often the background janitor runs; 0 turns it off.
     #[serde(default = "default_janitor_interval_secs")]
     pub janitor_interval_secs: u64,
@@ -65,6 +71,9 @@ pub struct AppConfig {
     pub api_auth_window_secs: u64,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_api_requests_per_minute() -> usize {
     600
 }

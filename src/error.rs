@@ -3,7 +3,7 @@
 
 use std::io::Cursor;
 
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
@@ -26,48 +26,39 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<DieselError> for Error {
-    fn from(e: DieselError) -> Self {
-        match e {
-            DieselError::NotFound => Error::NotFound,
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                Error::Conflict(info.constraint_name().unwrap_or("unique").to_string())
-            }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                crate::db::connection_lost();
-                Error::Unavailable
-            }
-            // Deadlock, serialization failure (after `db::transaction`'s
-            // retry), statement time-out: nothing wrong with the request.
-            ref e if crate::db::is_transient(e) => Error::Unavailable,
-            DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
-                if is_connection_message(info.message()) =>
-            {
-                crate::db::connection_lost();
-                Error::Unavailable
-            }
-            // The connection died mid-transaction: diesel could not roll back.
-            DieselError::BrokenTransactionManager => {
-                crate::db::connection_lost();
-                Error::Unavailable
-            }
-            DieselError::RollbackErrorOnCommit { commit_error, .. } => Error::from(*commit_error),
-            other => Error::Database(other),
+/// The error codes of RFC 6749 (§4.1.2.1, §5.2) and RFC 6750 (§3.1) that
+/// kitauth answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidToken,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    /// The code as it appears in an answer's `error` field.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }
 
-fn is_connection_message(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    m.contains("server closed the connection")
-        || m.contains("connection")
-        || m.contains("terminating")
-        || m.contains("no connection")
-}
-
-impl From<diesel::r2d2::PoolError> for Error {
-    fn from(_: diesel::r2d2::PoolError) -> Self {
-        Error::Unavailable
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -75,7 +66,7 @@ impl From<diesel::r2d2::PoolError> for Error {
 #[derive(Debug)]
 pub struct OAuthError {
     pub status: Status,
-    pub error: &'static str,
+    pub error: ErrorCode,
     pub description: String,
     /// Set when the client tried HTTP Basic authentication.
     pub www_authenticate: Option<String>,
@@ -84,7 +75,7 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    pub fn new(status: Status, error: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(status: Status, error: ErrorCode, description: impl Into<String>) -> Self {
         OAuthError {
             status,
             error,
@@ -100,47 +91,53 @@ impl OAuthError {
         let wait_secs = wait_secs.max(1);
         let mut e = Self::new(
             Status::TooManyRequests,
-            "invalid_client",
+            ErrorCode::InvalidClient,
             format!("too many failed client authentications; retry after {wait_secs} seconds"),
         );
         e.retry_after = Some(wait_secs);
         e
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
-        Self::new(Status::BadRequest, "invalid_request", d)
+        Self::new(Status::BadRequest, ErrorCode::InvalidRequest, d)
     }
     pub fn invalid_grant(d: impl Into<String>) -> Self {
-        Self::new(Status::BadRequest, "invalid_grant", d)
+        Self::new(Status::BadRequest, ErrorCode::InvalidGrant, d)
     }
     pub fn invalid_client(d: impl Into<String>) -> Self {
-        Self::new(Status::Unauthorized, "invalid_client", d)
+        Self::new(Status::Unauthorized, ErrorCode::InvalidClient, d)
     }
     pub fn unsupported_grant_type(d: impl Into<String>) -> Self {
-        Self::new(Status::BadRequest, "unsupported_grant_type", d)
+        Self::new(Status::BadRequest, ErrorCode::UnsupportedGrantType, d)
     }
     pub fn invalid_scope(d: impl Into<String>) -> Self {
-        Self::new(Status::BadRequest, "invalid_scope", d)
+        Self::new(Status::BadRequest, ErrorCode::InvalidScope, d)
     }
     pub fn unavailable() -> Self {
         Self::new(
             Status::ServiceUnavailable,
-            "temporarily_unavailable",
+            ErrorCode::TemporarilyUnavailable,
             "the service is temporarily unavailable, try again shortly",
         )
     }
     pub fn server_error() -> Self {
         Self::new(
             Status::InternalServerError,
-            "server_error",
+            ErrorCode::ServerError,
             "the server could not complete the request",
         )
+    }
+    /// Whether this is a failed client authentication (`401 invalid_client`):
+    /// what the failure budget counts.
+    pub fn is_client_auth_failure(&self) -> bool {
+        self.error == ErrorCode::InvalidClient && self.status == Status::Unauthorized
     }
     pub fn with_basic_challenge(mut self) -> Self {
         self.www_authenticate = Some("Basic realm=\"kitauth\", charset=\"UTF-8\"".into());
         self
     }
     pub fn body(&self) -> String {
-        serde_json::json!({"error": self.error, "error_description": self.description}).to_string()
+        serde_json::json!({"error": self.error.as_str(), "error_description": self.description})
+            .to_string()
     }
 }
 

@@ -26,6 +26,7 @@ pub mod oauth;
 pub mod ops;
 pub mod ratelimit;
 pub mod redact;
+pub mod stats;
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,7 +42,7 @@ use crate::auth::{ClientCache, TenantCache};
 use crate::config::AppConfig;
 use crate::db::models::{App, AppKey};
 use crate::db::Db;
-use crate::error::{OAuthError, PageError};
+use crate::error::{ErrorCode, OAuthError, PageError};
 use crate::metrics::{Metrics, RequestLog};
 use crate::ratelimit::{ClientAuthLimits, RateLimiter};
 
@@ -62,6 +63,7 @@ fn resource_dir(figment: &Figment, key: &str, name: &str) -> String {
 pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
     config::check_release(&figment)?;
     let config = config::extract(&figment)?;
+    let client_copies = config.client_copies;
     if config.create_database {
         db::create_database_if_missing(&config.database_url)?;
     }
@@ -85,17 +87,17 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(Db::new(pool))
         .manage(config)
         .manage(TenantCache::default())
-        .manage(ClientCache::<AppKey>::default())
-        .manage(ClientCache::<App>::default())
+        .manage(ClientCache::<AppKey>::new(client_copies))
+        .manage(ClientCache::<App>::new(client_copies))
         .manage(db::batch::Batcher::<oauth::introspect::AccessTokenLookups>::new(2))
         .manage(RateLimiter::default())
         .manage(ratelimit::AttemptLimiter::default())
         .manage(client_auth_limits)
         .manage(api_limits)
         .manage(Metrics::default())
-        .manage(admin::stats::TokenStats::default())
+        .manage(stats::TokenStats::default())
         .manage(admin::reveal::Reveals::default())
-        .attach(admin::stats::StatsFlusher)
+        .attach(stats::StatsFlusher)
         .attach(Template::fairing())
         .attach(RequestLog)
         .attach(input::BadInputGuard)
@@ -132,7 +134,7 @@ fn default_catcher(status: Status, req: &Request<'_>) -> CatcherResponse {
         let e = match status.code {
             404 => OAuthError::new(
                 Status::NotFound,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "unknown tenant or endpoint",
             ),
             503 => OAuthError::unavailable(),
@@ -140,7 +142,7 @@ fn default_catcher(status: Status, req: &Request<'_>) -> CatcherResponse {
             401 => OAuthError::invalid_client("client authentication failed"),
             code => OAuthError::new(
                 status,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 format!("the request was refused ({code})"),
             ),
         };

@@ -858,8 +858,8 @@ fn rss_kb() -> u64 {
 
 #[rocket::async_test]
 async fn a_distinct_client_id_flood_stays_bounded_and_valid_requests_keep_their_latency() {
-    use kitauth::admin::stats::TokenStats;
     use kitauth::ratelimit::{ClientAuthLimits, MAX_KEYS};
+    use kitauth::stats::TokenStats;
     let app = TestApp::new().await;
     let seed = seed_tenant(&app, "acme");
     let code = get_code(&app, &seed).await;
@@ -936,7 +936,7 @@ async fn a_distinct_client_id_flood_stays_bounded_and_valid_requests_keep_their_
 
 #[rocket::async_test]
 async fn unknown_client_ids_and_wrong_secrets_do_not_count_in_the_app_stats() {
-    use kitauth::admin::stats::TokenStats;
+    use kitauth::stats::TokenStats;
     let app = TestApp::new().await;
     let seed = seed_tenant(&app, "acme");
     let stats = app.client.rocket().state::<TokenStats>().unwrap();

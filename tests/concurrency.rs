@@ -29,10 +29,7 @@ async fn fifty_simultaneous_exchanges_of_one_code_give_exactly_one_200() {
     );
     assert_eq!(app.count("SELECT count(*) FROM access_tokens"), 1);
     // The others were replays: the grant they produced is revoked.
-    assert_eq!(
-        app.count("SELECT count(*) FROM grants WHERE revoked_reason = 'code_replay'"),
-        1
-    );
+    assert_grants_revoked(&app, "code_replay", 1);
 }
 
 #[rocket::async_test]

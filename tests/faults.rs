@@ -61,14 +61,6 @@ fn run(mut c: Command, what: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl PrivatePg {
     fn start_new() -> PrivatePg {
         let bin = std::fs::read_dir("/usr/lib/postgresql")

@@ -1,250 +1,11 @@
-//! The rules still hold on the merged-query hot paths (code exchange,
-//! refresh rotation, introspection with client authentication).
+//! The hot paths make the fewest round trips, and the copies of clients
+//! are used only while the database agrees. (The rules themselves are
+//! tested in tests/oauth_rules.rs, with the copies on and off.)
 
 mod common;
 
 use common::*;
 use rocket::http::{ContentType, Header, Status};
-
-async fn install(app: &TestApp, seed: &Seed) -> (String, String) {
-    let code = get_code(app, seed).await;
-    let resp = kit_exchange(app, seed, &code).await;
-    assert_eq!(resp.status(), Status::Ok);
-    let body = json_of(resp).await;
-    (
-        body["access_token"].as_str().unwrap().to_string(),
-        body["refresh_token"].as_str().unwrap().to_string(),
-    )
-}
-
-#[rocket::async_test]
-async fn code_replay_revokes_the_grant_it_produced() {
-    let app = TestApp::new().await;
-    let seed = seed_tenant(&app, "acme");
-    let code = get_code(&app, &seed).await;
-    let resp = kit_exchange(&app, &seed, &code).await;
-    assert_eq!(resp.status(), Status::Ok);
-    let first = json_of(resp).await;
-    assert_eq!(first["scope"], "public write");
-    assert_eq!(
-        app.count("SELECT count(*) FROM authorization_codes WHERE grant_id IS NOT NULL AND used_at IS NOT NULL"),
-        1
-    );
-    let resp = kit_exchange(&app, &seed, &code).await;
-    assert_eq!(resp.status(), Status::BadRequest);
-    assert_eq!(json_of(resp).await["error"], "invalid_grant");
-    assert_eq!(
-        app.count("SELECT count(*) FROM grants WHERE revoked_reason = 'code_replay'"),
-        1
-    );
-    let access = first["access_token"].as_str().unwrap();
-    assert_eq!(introspect(&app, &seed, access).await["active"], false);
-}
-
-#[rocket::async_test]
-async fn refresh_retry_within_grace_keeps_one_branch_and_other_replay_revokes() {
-    let app = TestApp::new().await;
-    let seed = seed_tenant(&app, "acme");
-    let (_, r1) = install(&app, &seed).await;
-    let resp = kit_refresh(&app, &seed, &r1).await;
-    assert_eq!(resp.status(), Status::Ok);
-    let r2 = json_of(resp).await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        app.count("SELECT count(*) FROM grants WHERE last_refreshed_at IS NOT NULL"),
-        1
-    );
-    // Kit lost the answer and retries r1: a fresh pair, r2 dies.
-    let resp = kit_refresh(&app, &seed, &r1).await;
-    assert_eq!(resp.status(), Status::Ok);
-    let r3 = json_of(resp).await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        app.count(
-            "SELECT count(*) FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL"
-        ),
-        1
-    );
-    // r3 rotates normally.
-    let resp = kit_refresh(&app, &seed, &r3).await;
-    assert_eq!(resp.status(), Status::Ok);
-    // r2 (revoked) replayed: reuse, the grant dies.
-    let resp = kit_refresh(&app, &seed, &r2).await;
-    assert_eq!(resp.status(), Status::BadRequest);
-    assert_eq!(
-        app.count("SELECT count(*) FROM grants WHERE revoked_reason = 'refresh_token_reuse'"),
-        1
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL"),
-        0
-    );
-}
-
-#[rocket::async_test]
-async fn introspection_authenticates_and_scopes_to_the_app() {
-    let app = TestApp::new().await;
-    let seed = seed_tenant(&app, "acme");
-    let (access, refresh) = install(&app, &seed).await;
-    let ok = introspect(&app, &seed, &access).await;
-    assert_eq!(ok["active"], true);
-    assert_eq!(ok["username"], seed.user.email);
-    assert_eq!(ok["client_id"], seed.app.client_id);
-    assert_eq!(ok["token_type"], "Bearer");
-    let rt = introspect(&app, &seed, &refresh).await;
-    assert_eq!(rt["active"], true);
-    assert_eq!(rt["token_type"], "refresh_token");
-
-    // A second secret works too; a wrong one is refused and audited.
-    let mut conn = app.conn();
-    let (_, second) =
-        kitauth::db::models::ClientSecret::create(&mut conn, seed.tenant.id, seed.app.id).unwrap();
-    let other = Seed {
-        client_secret: second,
-        ..seed_clone(&seed)
-    };
-    assert_eq!(introspect(&app, &other, &access).await["active"], true);
-    let resp = app
-        .client
-        .post("/t/acme/oauth/introspect")
-        .header(ContentType::Form)
-        .body(form(&[
-            ("client_id", &seed.app.client_id),
-            ("client_secret", "kcs_wrong"),
-            ("token", &access),
-        ]))
-        .dispatch()
-        .await;
-    assert_eq!(resp.status(), Status::Unauthorized);
-    assert_eq!(
-        app.count("SELECT count(*) FROM audit_events WHERE action = 'client.wrong_secret'"),
-        1
-    );
-
-    // Another app of the same tenant sees the token as inactive.
-    let (app2, secret2) =
-        kitauth::cli::create_app(&mut conn, seed.tenant.id, "Other", vec![], vec![]).unwrap();
-    let resp = app
-        .client
-        .post("/t/acme/oauth/introspect")
-        .header(ContentType::Form)
-        .header(Header::new("Authorization", "Bearer ignored"))
-        .body(form(&[
-            ("client_id", &app2.client_id),
-            ("client_secret", &secret2),
-            ("token", &access),
-        ]))
-        .dispatch()
-        .await;
-    assert_eq!(resp.status(), Status::Ok);
-    assert_eq!(json_of(resp).await, serde_json::json!({"active": false}));
-}
-
-fn seed_clone(s: &Seed) -> Seed {
-    Seed {
-        tenant: s.tenant.clone(),
-        app: s.app.clone(),
-        client_secret: s.client_secret.clone(),
-        user: s.user.clone(),
-        password: s.password.clone(),
-    }
-}
-
-#[rocket::async_test]
-async fn pkce_mismatch_and_expiry_change_no_row() {
-    let app = TestApp::new().await;
-    let seed = seed_tenant(&app, "acme");
-    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-    let location = authorize(
-        &app,
-        &seed,
-        &[
-            (
-                "code_challenge",
-                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-            ),
-            ("code_challenge_method", "S256"),
-        ],
-    )
-    .await;
-    let code = query_param(&location, "code").unwrap();
-    let exchange = |verifier: &'static str| {
-        serde_json::json!({
-            "client_id": seed.app.client_id,
-            "client_secret": seed.client_secret,
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": KIT_APPS,
-            "code_verifier": verifier,
-        })
-        .to_string()
-    };
-    // Client authentication stamps the secret's last use once a minute.
-    introspect(&app, &seed, "not-a-token").await;
-    let before = app.snapshot();
-    let resp = app
-        .client
-        .post("/t/acme/oauth/token")
-        .header(ContentType::JSON)
-        .body(exchange("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl"))
-        .dispatch()
-        .await;
-    assert_eq!(resp.status(), Status::BadRequest);
-    assert_eq!(before, app.snapshot(), "a wrong verifier changes nothing");
-    let resp = app
-        .client
-        .post("/t/acme/oauth/token")
-        .header(ContentType::JSON)
-        .body(exchange(verifier))
-        .dispatch()
-        .await;
-    assert_eq!(resp.status(), Status::Ok);
-
-    // An expired code: refused, nothing written.
-    let code2 = get_code(&app, &seed).await;
-    {
-        use diesel::prelude::*;
-        diesel::sql_query("UPDATE authorization_codes SET expires_at = now() - interval '1 second' WHERE used_at IS NULL")
-            .execute(&mut app.conn())
-            .unwrap();
-    }
-    let before = app.snapshot();
-    let resp = kit_exchange(&app, &seed, &code2).await;
-    assert_eq!(resp.status(), Status::BadRequest);
-    assert!(json_of(resp).await["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("expired"));
-    assert_eq!(before, app.snapshot());
-}
-
-#[rocket::async_test]
-async fn racing_refreshes_of_one_token_leave_exactly_one_live_branch() {
-    let app = TestApp::new().await;
-    let seed = seed_tenant(&app, "acme");
-    for _ in 0..5 {
-        let (_, r1) = install(&app, &seed).await;
-        let (a, b) = futures::join!(kit_refresh(&app, &seed, &r1), kit_refresh(&app, &seed, &r1));
-        // The second is a retry of the immediate predecessor within the
-        // grace window: both succeed, and only one branch stays live.
-        assert_eq!(a.status(), Status::Ok);
-        assert_eq!(b.status(), Status::Ok);
-    }
-    assert_eq!(
-        app.count("SELECT count(*) FROM grants WHERE revoked_at IS NOT NULL"),
-        0
-    );
-    assert_eq!(
-        app.count(
-            "SELECT count(*) FROM (SELECT grant_id FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL GROUP BY grant_id HAVING count(*) = 1) x"
-        ),
-        5
-    );
-}
 
 /// Queries and transactions each connection runs, by database URL: a
 /// diesel instrumentation installed as the default for every connection.
@@ -433,7 +194,7 @@ fn cache_counts(app: &TestApp) -> (u64, u64, u64) {
 async fn introspection_uses_its_copy_of_the_client_only_while_the_database_agrees() {
     let app = TestApp::new().await;
     let seed = seed_tenant(&app, "acme");
-    let (access, _) = install(&app, &seed).await;
+    let (access, _) = installed(&app, &seed).await;
     let secret = seed.client_secret.clone();
     let active = |(status, body): (Status, String)| {
         assert_eq!(status, Status::Ok, "{body}");
@@ -552,7 +313,7 @@ async fn introspection_uses_its_copy_of_the_client_only_while_the_database_agree
         &app,
         &Seed {
             tenant: other.tenant.clone(),
-            ..seed_clone(&seed)
+            ..seed.clone()
         },
         &new_secret,
         &access,
@@ -624,8 +385,8 @@ async fn batched_token_lookups_answer_each_request_as_if_alone() {
     let mut acme_tokens = Vec::new();
     let mut beta_tokens = Vec::new();
     for _ in 0..3 {
-        acme_tokens.push(install(&app, &acme).await.0);
-        beta_tokens.push(install(&app, &beta).await.0);
+        acme_tokens.push(installed(&app, &acme).await.0);
+        beta_tokens.push(installed(&app, &beta).await.0);
     }
     // A copy of acme's client, so introspection takes the batched lookup.
     assert_eq!(
@@ -872,7 +633,7 @@ async fn the_token_endpoint_uses_its_copy_of_the_client_only_while_the_database_
     let other = seed_tenant(&app, "other");
     let elsewhere = Seed {
         tenant: other.tenant.clone(),
-        ..seed_clone(&seed)
+        ..seed.clone()
     };
     let (status, _) = exchange_as(&app, &elsewhere, &secret, KIT_APPS, "kac_whatever").await;
     assert_eq!(status, Status::Unauthorized);
@@ -892,7 +653,7 @@ async fn client_copies_leave_out_old_expired_secrets_and_answer_as_before() {
     use kitauth::db::models::client_secret::ClientSecret;
     let app = TestApp::new().await;
     let seed = seed_tenant(&app, "acme");
-    let (access, _) = install(&app, &seed).await;
+    let (access, _) = installed(&app, &seed).await;
     // Twelve rotations without grace: twelve expired secrets, one live.
     let mut values = vec![seed.client_secret.clone()];
     let mut conn = app.conn();
@@ -981,4 +742,57 @@ async fn client_copies_leave_out_old_expired_secrets_and_answer_as_before() {
         "{body}"
     );
     assert_eq!(after_grace(&app), 3);
+}
+
+/// A fast attempt runs at most once per request (`oauth::fast::Attempt`):
+/// a refused exchange or refresh with a current copy of the client tries
+/// its one statement with the copy, reads the client (the same version),
+/// and leaves the rest to the rules without trying the statement again.
+#[rocket::async_test]
+async fn a_refused_request_tries_its_one_statement_once() {
+    round_trips::install();
+    let app = TestApp::with(|f| f.merge(("janitor_interval_secs", 0))).await;
+    let seed = seed_tenant(&app, "acme");
+    let url = kitauth::db::libpq_url(&app.db.url);
+    let attempts = |counts: &round_trips::Counts, head: &str| {
+        counts
+            .queries
+            .iter()
+            .filter(|q| q.starts_with(head))
+            .count()
+    };
+    const EXCHANGE: &str = "WITH c AS (UPDATE authorization_codes";
+    const ROTATE: &str = "WITH g AS MATERIALIZED";
+
+    // Two installs: the first reads the client and keeps its copy, the
+    // second is served from the copy.
+    let code = get_code(&app, &seed).await;
+    assert_eq!(kit_exchange(&app, &seed, &code).await.status(), Status::Ok);
+    let second = get_code(&app, &seed).await;
+    let resp = kit_exchange(&app, &seed, &second).await;
+    assert_eq!(resp.status(), Status::Ok);
+    let refresh = json_of(resp).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = kit_refresh(&app, &seed, &refresh).await;
+    assert_eq!(resp.status(), Status::Ok);
+    assert_eq!(token_cache_counts(&app), (2, 1, 0), "the copy serves");
+
+    // A replayed code: the statement once, then the rules' transaction.
+    round_trips::take(&url);
+    let resp = kit_exchange(&app, &seed, &code).await;
+    assert_eq!(resp.status(), Status::BadRequest);
+    let counts = round_trips::take(&url);
+    assert_eq!(attempts(&counts, EXCHANGE), 1, "{:#?}", counts.queries);
+    assert_eq!(counts.transactions, 1, "{:#?}", counts.queries);
+
+    // An unknown (well-formed) refresh token: once, too.
+    round_trips::take(&url);
+    let unknown = format!("krt_{}", "A".repeat(43));
+    let resp = kit_refresh(&app, &seed, &unknown).await;
+    assert_eq!(resp.status(), Status::BadRequest);
+    let counts = round_trips::take(&url);
+    assert_eq!(attempts(&counts, ROTATE), 1, "{:#?}", counts.queries);
+    assert_eq!(counts.transactions, 1, "{:#?}", counts.queries);
 }

@@ -5,13 +5,13 @@ use rocket::request::FlashMessage;
 use rocket::{get, State};
 use serde_json::{json, Value};
 
-use super::stats::TokenStats;
 use super::{when, PageResult, Resp, TenantCtx};
 use crate::auth::CsrfToken;
 use crate::db::models::token_stats::{self, Day};
 use crate::db::models::{dashboard, App, AuditEvent};
 use crate::db::Db;
 use crate::error::Error;
+use crate::stats::TokenStats;
 
 const CHART_W: f64 = 600.0;
 const CHART_H: f64 = 120.0;

@@ -15,7 +15,6 @@ pub mod reveal;
 pub mod secrets;
 pub mod session;
 pub mod settings;
-pub mod stats;
 
 use chrono::{DateTime, Utc};
 use rocket::data::Data;

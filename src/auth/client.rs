@@ -13,7 +13,6 @@ use crate::db::models::client_secret::SecretCheck;
 use crate::db::models::{App, AppKey, ClientSecret, NewAuditEvent, SecretKey};
 use crate::db::schema::{apps, client_secrets};
 use crate::error::{Error, OAuthError};
-use crate::oauth::params::Params;
 
 /// The `Authorization` header, when it carries HTTP Basic credentials.
 #[derive(Debug, Clone)]
@@ -98,7 +97,13 @@ pub struct ClientCredentials {
 }
 
 impl ClientCredentials {
-    pub fn from_parts(basic: &BasicAuth, params: &Params) -> Result<Self, OAuthError> {
+    /// The credentials from the `Authorization` header (`basic`) or the
+    /// body's `client_id` and `client_secret` (`body_id`, `body_secret`).
+    pub fn from_parts(
+        basic: &BasicAuth,
+        body_id: Option<&str>,
+        body_secret: Option<&str>,
+    ) -> Result<Self, OAuthError> {
         match basic {
             BasicAuth::Malformed => Err(OAuthError::invalid_client(
                 "the Authorization header is not valid HTTP Basic",
@@ -109,12 +114,12 @@ impl ClientCredentials {
                     crate::input::check(field, value)
                         .map_err(|e| OAuthError::invalid_request(e.description()))?;
                 }
-                if params.get("client_id").is_some_and(|id| id != client_id) {
+                if body_id.is_some_and(|id| id != client_id) {
                     return Err(OAuthError::invalid_request(
                         "client_id in the body differs from the Authorization header",
                     ));
                 }
-                if params.get("client_secret").is_some() {
+                if body_secret.is_some() {
                     return Err(OAuthError::invalid_request(
                         "use one client authentication method, not both",
                     ));
@@ -127,12 +132,11 @@ impl ClientCredentials {
                 })
             }
             BasicAuth::Absent => {
-                let client_id = params
-                    .get("client_id")
-                    .ok_or_else(|| OAuthError::invalid_client("client_id is required"))?;
+                let client_id =
+                    body_id.ok_or_else(|| OAuthError::invalid_client("client_id is required"))?;
                 Ok(ClientCredentials {
                     client_id: client_id.to_string(),
-                    client_secret: params.get("client_secret").and_then(non_empty),
+                    client_secret: body_secret.and_then(non_empty),
                     via_basic: false,
                     throttled: None,
                 })
@@ -405,5 +409,149 @@ pub fn check_client<A: ClientApp>(
             let event = audit("client.wrong_secret", ("app", app.id()));
             (Err(creds.fail("client authentication failed")), Some(event))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn app(disabled: bool, refresh_without_secret: bool) -> AppKey {
+        AppKey {
+            id: 3,
+            client_id: "kit_abc".into(),
+            refresh_without_secret,
+            disabled,
+            auth_version: 1,
+        }
+    }
+
+    fn secret(id: i64, value: &str, expired: bool, stamped: bool) -> SecretKey {
+        let now = Utc::now();
+        SecretKey {
+            id,
+            secret_digest: crate::crypto::digest(value),
+            expires_at: expired.then(|| now - chrono::Duration::minutes(1)),
+            revoked_at: None,
+            last_used_at: stamped.then_some(now),
+        }
+    }
+
+    fn creds(secret: Option<&str>, via_basic: bool) -> ClientCredentials {
+        ClientCredentials {
+            client_id: "kit_abc".into(),
+            client_secret: secret.map(str::to_string),
+            via_basic,
+            throttled: None,
+        }
+    }
+
+    fn check(
+        creds: &ClientCredentials,
+        requirement: SecretRequirement,
+        app: Option<&AppKey>,
+        secrets: &[SecretKey],
+    ) -> (Result<Option<i64>, OAuthError>, Option<ClientAuthWrite>) {
+        let (result, write) = check_client(1, creds, requirement, None, app.map(|a| (a, secrets)));
+        (result.map(|c| c.secret_id), write)
+    }
+
+    #[test]
+    fn a_valid_secret_authenticates_and_asks_for_a_stamp_only_when_due() {
+        let required = SecretRequirement::Required;
+        let a = app(false, false);
+        let fresh = [secret(1, "kcs_good", false, false)];
+        let (result, write) = check(&creds(Some("kcs_good"), false), required, Some(&a), &fresh);
+        assert_eq!(result.unwrap(), Some(1));
+        assert!(matches!(write, Some(ClientAuthWrite::Touch(1))));
+        let stamped = [secret(1, "kcs_good", false, true)];
+        let (result, write) = check(
+            &creds(Some("kcs_good"), false),
+            required,
+            Some(&a),
+            &stamped,
+        );
+        assert_eq!(result.unwrap(), Some(1));
+        assert!(write.is_none(), "stamped within the minute");
+    }
+
+    #[test]
+    fn refusals_are_invalid_client_and_security_failures_are_audited() {
+        let required = SecretRequirement::Required;
+        let a = app(false, false);
+        let secrets = [
+            secret(1, "kcs_good", false, true),
+            secret(2, "kcs_old", true, true),
+        ];
+        // (app, presented secret, description, audited action)
+        type Case<'a> = (
+            Option<&'a AppKey>,
+            Option<&'a str>,
+            &'a str,
+            Option<&'a str>,
+        );
+        let cases: [Case; 5] = [
+            (None, Some("kcs_good"), "unknown client", None),
+            (
+                Some(&a),
+                Some("kcs_wrong"),
+                "client authentication failed",
+                Some("client.wrong_secret"),
+            ),
+            (
+                Some(&a),
+                Some("kcs_old"),
+                "the client secret has expired",
+                Some("client_secret.used_after_grace"),
+            ),
+            (Some(&a), None, "client authentication is required", None),
+            (
+                Some(&app(true, false)),
+                Some("kcs_good"),
+                "the client is disabled",
+                None,
+            ),
+        ];
+        for (app, presented, description, audited) in cases {
+            let (result, write) = check(&creds(presented, true), required, app, &secrets);
+            let e = result.unwrap_err();
+            assert_eq!(
+                (e.error, e.status, e.description.as_str()),
+                (
+                    ErrorCode::InvalidClient,
+                    rocket::http::Status::Unauthorized,
+                    description
+                )
+            );
+            assert!(e.www_authenticate.is_some(), "Basic gets its challenge");
+            let action = match write {
+                Some(ClientAuthWrite::Audit(event)) => Some(event.action.clone()),
+                None => None,
+                Some(other) => panic!("{other:?}"),
+            };
+            assert_eq!(action.as_deref(), audited, "{description}");
+        }
+    }
+
+    #[test]
+    fn a_refresh_without_a_secret_passes_only_where_the_app_allows_it() {
+        let optional = SecretRequirement::OptionalIfAppAllows;
+        let (result, _) = check(&creds(None, false), optional, Some(&app(false, true)), &[]);
+        assert_eq!(result.unwrap(), None);
+        let (result, _) = check(&creds(None, false), optional, Some(&app(false, false)), &[]);
+        assert_eq!(
+            result.unwrap_err().description,
+            "client authentication is required"
+        );
+    }
+
+    #[test]
+    fn a_caller_over_budget_adds_to_one_aggregated_event() {
+        let mut c = creds(Some("kcs_wrong"), false);
+        c.throttled = Some(300);
+        let a = app(false, false);
+        let (_, write) = check(&c, SecretRequirement::Required, Some(&a), &[]);
+        assert!(matches!(write, Some(ClientAuthWrite::Throttled(_, 300))));
     }
 }

@@ -117,13 +117,22 @@ pub struct ClientCacheStats {
 pub struct ClientCache<A = AppKey> {
     entries: RwLock<HashMap<String, Arc<CachedClient<A>>>>,
     stats: ClientCacheStats,
+    /// Off (`client_copies = false`): nothing is kept, every request reads.
+    enabled: bool,
 }
 
 impl<A> Default for ClientCache<A> {
     fn default() -> Self {
+        Self::new(true)
+    }
+}
+
+impl<A> ClientCache<A> {
+    pub fn new(enabled: bool) -> Self {
         ClientCache {
             entries: RwLock::default(),
             stats: ClientCacheStats::default(),
+            enabled,
         }
     }
 }
@@ -140,6 +149,9 @@ impl<A: ClientApp> ClientCache<A> {
 
     /// Keeps `client`, replacing any older copy of the app.
     pub fn put(&self, client: CachedClient<A>) {
+        if !self.enabled {
+            return;
+        }
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CAPACITY && !entries.contains_key(client.app.client_id()) {
             entries.clear();

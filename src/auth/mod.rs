@@ -4,6 +4,7 @@ pub mod client;
 pub mod client_cache;
 pub mod creator;
 pub mod csrf;
+pub mod resolver;
 pub mod tenant;
 
 pub use client::{authenticate_client, AuthenticatedClient, ClientCredentials, SecretRequirement};

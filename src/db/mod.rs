@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod models;
 pub mod schema;
+pub mod sql;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +15,8 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use crate::error::Error;
 
@@ -294,6 +297,53 @@ pub fn is_statement_timeout(e: &diesel::result::Error) -> bool {
 /// answered `503 temporarily_unavailable`, or decided another way.
 pub fn is_transient(e: &diesel::result::Error) -> bool {
     is_retryable(e) || is_statement_timeout(e)
+}
+
+/// A diesel error as kitauth's: a lost connection is also recorded for the
+/// pool (`connection_lost`), and a transient failure is `Unavailable`.
+impl From<DieselError> for Error {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::NotFound => Error::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                Error::Conflict(info.constraint_name().unwrap_or("unique").to_string())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                connection_lost();
+                Error::Unavailable
+            }
+            // Deadlock, serialization failure (after `db::transaction`'s
+            // retry), statement time-out: nothing wrong with the request.
+            ref e if is_transient(e) => Error::Unavailable,
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if is_connection_message(info.message()) =>
+            {
+                connection_lost();
+                Error::Unavailable
+            }
+            // The connection died mid-transaction: diesel could not roll back.
+            DieselError::BrokenTransactionManager => {
+                connection_lost();
+                Error::Unavailable
+            }
+            DieselError::RollbackErrorOnCommit { commit_error, .. } => Error::from(*commit_error),
+            other => Error::Database(other),
+        }
+    }
+}
+
+fn is_connection_message(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("server closed the connection")
+        || m.contains("connection")
+        || m.contains("terminating")
+        || m.contains("no connection")
+}
+
+impl From<diesel::r2d2::PoolError> for Error {
+    fn from(_: diesel::r2d2::PoolError) -> Self {
+        Error::Unavailable
+    }
 }
 
 /// Runs `f` in a transaction: the one place kitauth's request paths run

@@ -463,7 +463,7 @@ pub async fn authorize_post(
                 // The creator is checked in the code's own transaction (a
                 // share lock): a disable either came first and is seen, or
                 // waits for this code, which its exchange then refuses.
-                if !super::flows::creator_enabled(conn, tenant_id, new.end_user_id)? {
+                if !super::rules::creator_enabled(conn, tenant_id, new.end_user_id)? {
                     return Ok(false);
                 }
                 AuthorizationCode::create(conn, &new)?;

@@ -1,6 +1,8 @@
 //! RFC 7662 introspection (the app's backend authenticates with the app's
 //! client credentials and sees only its own tokens) and userinfo.
 
+use diesel::pg::PgConnection;
+use diesel::QueryResult;
 use rocket::data::Data;
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
@@ -9,22 +11,21 @@ use rocket::{get, post, State};
 use serde::Serialize;
 use serde_json::json;
 
-use super::token::{read_params, ClientAuthBudget, NoStoreJson};
-use crate::auth::client::{check_client, collect_client, BasicAuth, ClientAuthWrite};
-use crate::auth::client_cache::{CacheOutcome, CachedClient};
-use crate::auth::{authenticate_client, ClientCache, ClientIp, CurrentTenant, SecretRequirement};
+use super::ctx::{read_params, NoStoreJson, OAuth};
+use super::fast;
+use crate::auth::client::{check_client, collect_client};
+use crate::auth::client_cache::CachedClient;
+use crate::auth::resolver::{ClientRead, ClientResolver};
+use crate::auth::{authenticate_client, ClientCredentials, CurrentTenant, SecretRequirement};
 use crate::config::AppConfig;
 use crate::crypto::{self, TokenKind};
 use crate::db::batch::{BatchQuery, Batcher};
 use crate::db::models::token::{
-    access_token_info_if_current, access_token_infos, client_and_access_token_info,
-    refresh_token_info, TokenInfo, INFO_BATCH,
+    access_token_infos, client_and_access_token_info, refresh_token_info, TokenInfo, INFO_BATCH,
 };
+use crate::db::models::AppKey;
 use crate::db::Db;
-use crate::error::{Error, OAuthError};
-use crate::ratelimit::ClientAuthLimits;
-use diesel::pg::PgConnection;
-use diesel::QueryResult;
+use crate::error::{Error, ErrorCode, OAuthError};
 
 /// An active token's introspection answer (RFC 7662 §2.2), serialised
 /// straight from borrowed fields: the hot path builds no JSON tree.
@@ -89,149 +90,116 @@ fn answer(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[post("/t/<_>/oauth/introspect", data = "<data>")]
-pub async fn introspect(
-    tenant: CurrentTenant,
-    db: &State<Db>,
-    config: &State<AppConfig>,
-    basic: BasicAuth,
-    ip: ClientIp,
-    limits: &State<ClientAuthLimits>,
-    cache: &State<ClientCache>,
-    lookups: &State<Batcher<AccessTokenLookups>>,
-    data: Data<'_>,
-) -> Result<NoStoreJson, OAuthError> {
-    let budget = ClientAuthBudget::new(limits, tenant.id, &ip);
+pub async fn introspect(ctx: OAuth<'_>, data: Data<'_>) -> Result<NoStoreJson, OAuthError> {
+    let budget = ctx.budget();
     let params = read_params(data).await?;
-    let creds = budget.credentials(&basic, &params)?;
+    let creds = budget.credentials(&ctx.basic, &params)?;
     let client_id = creds.client_id.clone();
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?
         .to_string();
-    let tenant_id = tenant.id;
-    let issuer = config.tenant_url(&tenant.slug);
+    let issuer = ctx.config.tenant_url(&ctx.tenant.slug);
     // token_type_hint is not needed: the prefix says which kind of token it is.
     let result = if crypto::looks_like(TokenKind::AccessToken, &token)
         && crate::db::models::app::looks_like_client_id(&creds.client_id)
     {
-        // The hot path: client and token in one read, on the worker; with
-        // a current copy of the client, the token and the copy's version.
-        async {
-            // A copy that cannot decide this request's secret (see
-            // `CachedClient::can_decide`) is not used: a full read decides.
-            let copy = cache
-                .get(tenant_id, &client_id)
-                .filter(|c| c.can_decide(creds.client_secret.as_deref(), chrono::Utc::now()));
-            // With a copy: the token through the lookups that userinfo
-            // shares (one statement for what is queued; `db::batch`). The
-            // copy is used when the token is the copy's app's and the app
-            // is still at the copy's version, read in the same statement.
-            let batched = match copy.as_deref() {
-                Some(copy) => lookups
-                    .get(db, (tenant_id, crypto::digest(&token)))
-                    .await?
-                    .filter(|(version, info)| {
-                        *version == copy.app.auth_version
-                            && info.app_id == copy.app.id
-                            && info.client_id == copy.app.client_id
-                    })
-                    .map(|(_, info)| (copy, info)),
-                None => None,
-            };
-            let (client, info, write, outcome, fresh) = if let Some((copy, info)) = batched {
-                let (client, write) = check_client(
-                    tenant_id,
-                    &creds,
-                    SecretRequirement::Required,
-                    ip.0,
-                    Some((&copy.app, copy.secrets.as_slice())),
-                );
-                let client = client.map(|c| c.app.id);
-                (client, Some(info), write, CacheOutcome::Hit, None)
-            } else {
-                // Else, and for a token the lookups did not find (or not
-                // the copy's app's): one read of the client and the token.
-                db.read(move |conn| {
-                    let digest = crypto::digest(&token);
-                    // With a copy: the token, if the copy is still current.
-                    let current = match copy.as_deref() {
-                        Some(copy) => {
-                            access_token_info_if_current(conn, tenant_id, &copy.app, &digest)
-                                .map_err(Error::from)?
-                        }
-                        None => None,
-                    };
-                    // Else the app, its secrets and the token, and `fresh`:
-                    // the copy to keep (none when the app does not exist).
-                    let (info, outcome, fresh) = match current {
-                        Some(info) => (info, CacheOutcome::Hit, None),
-                        None => {
-                            let (rows, info) = client_and_access_token_info(
-                                conn,
-                                tenant_id,
-                                &creds.client_id,
-                                &digest,
-                            )
-                            .map_err(Error::from)?;
-                            let fresh = collect_client(rows);
-                            let outcome = match copy {
-                                Some(_) => CacheOutcome::Stale,
-                                None => CacheOutcome::Miss,
-                            };
-                            (info, outcome, Some(fresh))
-                        }
-                    };
-                    // The client as read (every unrevoked secret, not only
-                    // those the copy keeps): borrowed, not cloned.
-                    let client = match &fresh {
-                        Some(fresh) => fresh.as_ref().map(|(app, s)| (app, s.as_slice())),
-                        None => copy.as_deref().map(|c| (&c.app, c.secrets.as_slice())),
-                    };
-                    let (client, write) =
-                        check_client(tenant_id, &creds, SecretRequirement::Required, ip.0, client);
-                    let client = client.map(|c| c.app.id);
-                    let fresh = fresh.map(|loaded| {
-                        loaded.map(|(app, secrets)| {
-                            CachedClient::new(tenant_id, app, secrets, chrono::Utc::now())
-                        })
-                    });
-                    Ok::<_, OAuthError>((client, info, write, outcome, fresh))
+        introspect_access(&ctx, creds, &token, &issuer).await
+    } else {
+        introspect_other(&ctx, creds, token, issuer).await
+    };
+    budget.finish(&client_id, result)
+}
+
+/// The hot path: an access token, the client and the token in one read on
+/// the worker; with a current copy of the client, only the token (through
+/// the lookups userinfo shares) and the copy's version.
+async fn introspect_access(
+    ctx: &OAuth<'_>,
+    creds: ClientCredentials,
+    token: &str,
+    issuer: &str,
+) -> Result<NoStoreJson, OAuthError> {
+    let tenant_id = ctx.tenant.id;
+    let resolver = ClientResolver::new(ctx.keys, tenant_id, &creds);
+    let copy = resolver.copy().filter(|c| fast::copy_decides(c, &creds));
+    let digest = crypto::digest(token);
+    let batched = match copy.as_deref() {
+        Some(copy) => {
+            let found = ctx.lookups.get(ctx.db, (tenant_id, digest.clone())).await?;
+            fast::introspection_copy_current(copy, found)
+        }
+        None => None,
+    };
+    // Else, and for a token the lookups did not find (or not the copy's
+    // app's): one read of the client and the token.
+    let (read, info) = match batched {
+        Some(info) => (ClientRead::Copy, Some(info)),
+        None => {
+            let (copy, client_id) = (copy.clone(), creds.client_id.clone());
+            ctx.db
+                .read(move |conn| {
+                    read_client_and_token(conn, tenant_id, copy.as_deref(), &client_id, &digest)
                 })
                 .await?
-            };
-            cache.count(outcome);
-            // A use stamp makes the copy's last_used_at older than the
-            // database's: it is dropped, to be read again rather than stamp
-            // the use on every request.
-            let touch = matches!(write, Some(ClientAuthWrite::Touch(_)));
-            match fresh {
-                Some(Some(copy)) if !touch => cache.put(copy),
-                // The copy's app is gone.
-                Some(None) if outcome == CacheOutcome::Stale => cache.forget(tenant_id, &client_id),
-                _ if touch => cache.forget(tenant_id, &client_id),
-                _ => {}
-            }
-            // A use to record (once a minute) or a failure to audit: a
-            // write, so on a blocking thread, and made before the answer.
-            // Neither changes the answer when it cannot be made: a wrong
-            // secret stays a 401 (and counts against the caller's budget)
-            // even when the pool is saturated, and the use is stamped by a
-            // later request.
-            if let Some(write) = write {
-                let what = write.kind();
-                if let Err(e) = db.run(move |conn| write.apply(conn)).await {
-                    tracing::warn!(write = what, error = %e, "client authentication write failed");
-                }
-            }
-            client.map(|app_id| answer(info, app_id, "Bearer", &issuer))
         }
-        .await
-    } else {
-        db.run(move |conn| {
-            let client =
-                authenticate_client(conn, tenant_id, &creds, SecretRequirement::Required, ip.0)?;
+    };
+    // The client as read (every unrevoked secret, not only those the copy
+    // keeps), or the copy.
+    let client = match &read {
+        ClientRead::Fresh(fresh) => fresh.as_ref().map(|(app, s)| (app, s.as_slice())),
+        ClientRead::Copy => copy.as_deref().map(|c| (&c.app, c.secrets.as_slice())),
+    };
+    let required = SecretRequirement::Required;
+    let (client, write) = check_client(tenant_id, &creds, required, ctx.ip.0.clone(), client);
+    let app_id = client.map(|c| c.app.id);
+    resolver.settle(read, write.as_ref());
+    // A use to record (once a minute) or a failure to audit: a write, so on
+    // a blocking thread, and made before the answer. Neither changes the
+    // answer when it cannot be made: a wrong secret stays a 401 (and counts
+    // against the caller's budget) even when the pool is saturated, and the
+    // use is stamped by a later request.
+    if let Some(write) = write {
+        let what = write.kind();
+        if let Err(e) = ctx.db.run(move |conn| write.apply(conn)).await {
+            tracing::warn!(write = what, error = %e, "client authentication write failed");
+        }
+    }
+    app_id.map(|app_id| answer(info, app_id, "Bearer", issuer))
+}
+
+/// With a copy, the token and the copy's version (`fast`); else, or when
+/// the copy is out of date, the app, its secrets and the token.
+fn read_client_and_token(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    copy: Option<&CachedClient<AppKey>>,
+    client_id: &str,
+    digest: &[u8],
+) -> Result<(ClientRead<AppKey>, Option<TokenInfo>), OAuthError> {
+    if let Some(copy) = copy {
+        if let Some(info) = fast::introspection_with_copy(conn, tenant_id, copy, digest)? {
+            return Ok((ClientRead::Copy, info));
+        }
+    }
+    let (rows, info) =
+        client_and_access_token_info(conn, tenant_id, client_id, digest).map_err(Error::from)?;
+    Ok((ClientRead::Fresh(collect_client(rows)), info))
+}
+
+/// A refresh token (or anything else): authenticated on a fresh read.
+async fn introspect_other(
+    ctx: &OAuth<'_>,
+    creds: ClientCredentials,
+    token: String,
+    issuer: String,
+) -> Result<NoStoreJson, OAuthError> {
+    let (tenant_id, ip) = (ctx.tenant.id, ctx.ip.0.clone());
+    ctx.db
+        .run(move |conn| {
+            let required = SecretRequirement::Required;
+            let client = authenticate_client(conn, tenant_id, &creds, required, ip)?;
             Ok(if crypto::looks_like(TokenKind::RefreshToken, &token) {
                 let digest = crypto::digest(&token);
                 let info = refresh_token_info(conn, tenant_id, &digest).map_err(Error::from)?;
@@ -241,8 +209,6 @@ pub async fn introspect(
             })
         })
         .await
-    };
-    budget.finish(&client_id, result)
 }
 
 /// A Bearer token from the `Authorization` header.
@@ -307,7 +273,7 @@ pub async fn userinfo(
     let invalid = || {
         BearerError(OAuthError::new(
             Status::Unauthorized,
-            "invalid_token",
+            ErrorCode::InvalidToken,
             "the access token is missing, expired or revoked",
         ))
     };

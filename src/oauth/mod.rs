@@ -2,9 +2,12 @@
 //! userinfo and metadata, per tenant under `/t/{tenant}`.
 
 pub mod authorize;
-pub mod flows;
+pub mod ctx;
+pub mod fast;
 pub mod introspect;
 pub mod params;
+pub mod request;
+pub mod rules;
 pub mod token;
 
 pub fn routes() -> Vec<rocket::Route> {

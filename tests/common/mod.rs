@@ -241,12 +241,29 @@ impl TestApp {
 }
 
 /// A tenant with one Kit app and one creator, as the command line makes them.
+#[derive(Clone)]
 pub struct Seed {
     pub tenant: Tenant,
     pub app: App,
     pub client_secret: String,
     pub user: EndUser,
     pub password: String,
+}
+
+/// One install of `seed`'s app by its creator, the way Kit makes it:
+/// authorize, consent, code exchange. The access and refresh tokens.
+pub async fn installed(app: &TestApp, seed: &Seed) -> (String, String) {
+    let code = get_code(app, seed).await;
+    let resp = kit_exchange(app, seed, &code).await;
+    assert_eq!(resp.status(), Status::Ok);
+    let t = tokens_of(resp).await;
+    (t.access_token, t.refresh_token)
+}
+
+/// A successful token answer, typed (it fails the test if it is not one).
+pub async fn tokens_of(resp: LocalResponse<'_>) -> Tokens {
+    let body = resp.into_string().await.unwrap_or_default();
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not a token answer ({e}): {body}"))
 }
 
 pub fn seed_tenant(app: &TestApp, slug: &str) -> Seed {
@@ -481,4 +498,46 @@ pub fn kitauth(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
+}
+
+/// HTTP Basic client credentials (RFC 6749 §2.3.1), unencoded parts.
+pub fn basic_auth(id: &str, secret: &str) -> Header<'static> {
+    use base64::Engine;
+    let v = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    Header::new("Authorization", format!("Basic {v}"))
+}
+
+/// A free port on loopback, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Asserts how many grants were revoked for `reason` (`code_replay`,
+/// `refresh_token_reuse`, `revoked_by_client`, `admin`, …).
+pub fn assert_grants_revoked(app: &TestApp, reason: &str, n: i64) {
+    let revoked = app.count(&format!(
+        "SELECT count(*) FROM grants WHERE revoked_at IS NOT NULL AND revoked_reason = '{reason}'"
+    ));
+    assert_eq!(revoked, n, "grants revoked for {reason}");
+}
+
+/// The token endpoint's success body.
+#[derive(Debug, serde::Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub scope: String,
+    pub created_at: i64,
+}
+
+/// An RFC 6749 error body.
+#[derive(Debug, serde::Deserialize)]
+pub struct OAuthErrorBody {
+    pub error: String,
+    pub error_description: Option<String>,
 }

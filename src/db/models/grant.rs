@@ -41,6 +41,13 @@ impl Grant {
 
     /// Locks the grant row for the rest of the transaction, serialising
     /// every rotation and revocation of one token family.
+    /// Records a refresh of the grant `id` (the caller holds its lock).
+    pub fn stamp_refreshed(conn: &mut PgConnection, id: i64) -> QueryResult<usize> {
+        diesel::update(grants::table.find(id))
+            .set(grants::last_refreshed_at.eq(diesel::dsl::now))
+            .execute(conn)
+    }
+
     pub fn lock(conn: &mut PgConnection, tenant_id: i64, id: i64) -> QueryResult<Option<Grant>> {
         grants::table
             .filter(grants::tenant_id.eq(tenant_id))

@@ -1,8 +1,7 @@
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::crypto::{self, TokenKind};
 use crate::db::models::{App, AppKey, Grant, SecretKey};
 use crate::db::schema::{access_tokens, apps, client_secrets, end_users, grants, refresh_tokens};
 
@@ -65,242 +64,15 @@ pub struct TokenInfo {
     pub active: bool,
 }
 
-/// Which statement an [`IssueStatement`] is; each kind has a fixed SQL
-/// text, so diesel caches each as a prepared statement.
-const ISSUE_PAIR: u8 = 0;
-const ISSUE_ROTATE: u8 = 1;
-const ISSUE_FOR_CODE: u8 = 2;
-
-/// Issues an access + refresh token pair in one statement (a data-modifying
-/// CTE): one round trip instead of one per row. `KIND` adds what the caller's
-/// flow writes alongside:
-/// - `ISSUE_PAIR`: the pair only, in an existing grant;
-/// - `ISSUE_ROTATE`: also marks the parent refresh token used and stamps
-///   the grant's `last_refreshed_at` (a refresh rotation);
-/// - `ISSUE_FOR_CODE`: also creates the grant and links the code to it
-///   (a code exchange).
-struct IssueStatement<const KIND: u8> {
-    tenant_id: i64,
-    /// The grant (`ISSUE_PAIR`, `ISSUE_ROTATE`) or the code (`ISSUE_FOR_CODE`).
-    target_id: i64,
-    app_id: i64,
-    end_user_id: i64,
-    scopes: Vec<String>,
-    parent_id: Option<i64>,
-    access_digest: Vec<u8>,
-    access_hint: String,
-    refresh_digest: Vec<u8>,
-    refresh_hint: String,
-    now: DateTime<Utc>,
-    access_expires_at: DateTime<Utc>,
-    refresh_expires_at: DateTime<Utc>,
-}
-
-impl<const KIND: u8> diesel::query_builder::QueryId for IssueStatement<KIND> {
-    type QueryId = IssueStatement<KIND>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl<const KIND: u8> diesel::query_builder::Query for IssueStatement<KIND> {
-    /// `RETURNING` the new refresh token's id and its grant's id.
-    type SqlType = (diesel::sql_types::BigInt, diesel::sql_types::BigInt);
-}
-
-impl<const KIND: u8> RunQueryDsl<PgConnection> for IssueStatement<KIND> {}
-
-impl<const KIND: u8> diesel::query_builder::QueryFragment<diesel::pg::Pg> for IssueStatement<KIND> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        use diesel::sql_types::{Array, BigInt, Bytea, Nullable, Text, Timestamptz};
-        // The grant id as the access token's INSERT sees it.
-        let grant = if KIND == ISSUE_FOR_CODE {
-            out.push_sql(
-                "WITH g AS (INSERT INTO grants (tenant_id, app_id, end_user_id, scopes) VALUES (",
-            );
-            out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<BigInt, _>(&self.app_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<BigInt, _>(&self.end_user_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Array<Text>, _>(&self.scopes)?;
-            out.push_sql(
-                ") RETURNING id), \
-                 c AS (UPDATE authorization_codes SET grant_id = g.id FROM g WHERE authorization_codes.id = ",
-            );
-            out.push_bind_param::<BigInt, _>(&self.target_id)?;
-            out.push_sql("), ");
-            None
-        } else {
-            out.push_sql("WITH ");
-            if KIND == ISSUE_ROTATE {
-                out.push_sql("u AS (UPDATE refresh_tokens SET used_at = now() WHERE id = ");
-                out.push_bind_param::<Nullable<BigInt>, _>(&self.parent_id)?;
-                out.push_sql("), g AS (UPDATE grants SET last_refreshed_at = now() WHERE id = ");
-                out.push_bind_param::<BigInt, _>(&self.target_id)?;
-                out.push_sql("), ");
-            }
-            Some(&self.target_id)
-        };
-        out.push_sql(
-            "a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at, scopes) SELECT ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
-        out.push_sql(", ");
-        match grant {
-            Some(id) => out.push_bind_param::<BigInt, _>(id)?,
-            None => out.push_sql("g.id"),
-        }
-        out.push_sql(", ");
-        out.push_bind_param::<Bytea, _>(&self.access_digest)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.access_hint)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.access_expires_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.scopes)?;
-        if grant.is_none() {
-            out.push_sql(" FROM g");
-        }
-        out.push_sql(
-            " RETURNING id, grant_id) \
-             INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at, scopes) SELECT ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
-        out.push_sql(", a.grant_id, ");
-        out.push_bind_param::<Bytea, _>(&self.refresh_digest)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.refresh_hint)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<BigInt>, _>(&self.parent_id)?;
-        out.push_sql(", a.id, ");
-        out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.refresh_expires_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.scopes)?;
-        out.push_sql(" FROM a RETURNING id, grant_id");
-        Ok(())
-    }
-}
-
-/// Generates the pair and runs the statement of `KIND`.
-#[allow(clippy::too_many_arguments)]
-fn issue<const KIND: u8>(
-    conn: &mut PgConnection,
-    tenant_id: i64,
-    target_id: i64,
-    app: &App,
-    end_user_id: i64,
-    scopes: &[String],
-    parent_id: Option<i64>,
-) -> QueryResult<(IssuedPair, i64)> {
-    let now = Utc::now();
-    let access = crypto::generate(TokenKind::AccessToken);
-    let refresh = crypto::generate(TokenKind::RefreshToken);
-    let statement = IssueStatement::<KIND> {
-        tenant_id,
-        target_id,
-        app_id: app.id,
-        end_user_id,
-        scopes: scopes.to_vec(),
-        parent_id,
-        access_digest: access.digest,
-        access_hint: access.hint,
-        refresh_digest: refresh.digest,
-        refresh_hint: refresh.hint,
-        now,
-        access_expires_at: now + Duration::seconds(app.access_token_ttl_secs.into()),
-        refresh_expires_at: now + Duration::seconds(app.refresh_token_ttl_secs.into()),
-    };
-    let (refresh_id, grant_id): (i64, i64) = statement.get_result(conn)?;
-    Ok((
-        IssuedPair {
-            access_token: access.value,
-            refresh_token: refresh.value,
-            expires_in: app.access_token_ttl_secs.into(),
-            created_at: now,
-            refresh_token_id: refresh_id,
-        },
-        grant_id,
-    ))
-}
-
-/// Inserts a new access token and refresh token for `grant`, with the
-/// grant's scopes, in one statement.
+/// A new access token and refresh token in `grant`, with the grant's
+/// scopes, in one statement (`db::sql::issue_in_grant`).
 pub fn issue_pair(
     conn: &mut PgConnection,
     grant: &Grant,
     app: &App,
     parent_id: Option<i64>,
 ) -> QueryResult<IssuedPair> {
-    issue_pair_with(conn, grant, app, &grant.scopes, parent_id)
-}
-
-/// `issue_pair` with `scopes` (at most the grant's).
-pub fn issue_pair_with(
-    conn: &mut PgConnection,
-    grant: &Grant,
-    app: &App,
-    scopes: &[String],
-    parent_id: Option<i64>,
-) -> QueryResult<IssuedPair> {
-    issue::<ISSUE_PAIR>(
-        conn,
-        grant.tenant_id,
-        grant.id,
-        app,
-        grant.end_user_id,
-        scopes,
-        parent_id,
-    )
-    .map(|(pair, _)| pair)
-}
-
-/// A refresh rotation's writes in one statement: marks `parent` used, issues
-/// the new pair as its child and stamps the grant's `last_refreshed_at`.
-/// The new pair has `scopes` (at most the grant's). The caller holds the
-/// grant's lock.
-pub fn rotate_pair(
-    conn: &mut PgConnection,
-    grant: &Grant,
-    app: &App,
-    parent: &RefreshToken,
-    scopes: &[String],
-) -> QueryResult<IssuedPair> {
-    issue::<ISSUE_ROTATE>(
-        conn,
-        grant.tenant_id,
-        grant.id,
-        app,
-        grant.end_user_id,
-        scopes,
-        Some(parent.id),
-    )
-    .map(|(pair, _)| pair)
-}
-
-/// A code exchange's writes in one statement: creates the grant, issues its
-/// first pair and links the (already consumed) code to the grant. Returns
-/// the pair and the new grant's id.
-pub fn issue_for_code(
-    conn: &mut PgConnection,
-    app: &App,
-    code: &crate::db::models::AuthorizationCode,
-) -> QueryResult<(IssuedPair, i64)> {
-    issue::<ISSUE_FOR_CODE>(
-        conn,
-        code.tenant_id,
-        code.id,
-        app,
-        code.end_user_id,
-        &code.scopes,
-        None,
-    )
+    crate::db::sql::issue_in_grant(conn, grant, app, &grant.scopes, parent_id)
 }
 
 impl RefreshToken {
@@ -317,14 +89,6 @@ impl RefreshToken {
             .optional()
     }
 
-    /// Re-reads a token after its grant is locked, so its state is current.
-    pub fn reload(conn: &mut PgConnection, id: i64) -> QueryResult<RefreshToken> {
-        refresh_tokens::table
-            .find(id)
-            .select(RefreshToken::as_select())
-            .first(conn)
-    }
-
     /// The grant's live (unused, unrevoked) refresh tokens, newest first.
     pub fn live_of_grant(conn: &mut PgConnection, grant_id: i64) -> QueryResult<Vec<RefreshToken>> {
         refresh_tokens::table
@@ -334,12 +98,6 @@ impl RefreshToken {
             .order(refresh_tokens::id.desc())
             .select(RefreshToken::as_select())
             .load(conn)
-    }
-
-    pub fn mark_used(conn: &mut PgConnection, id: i64) -> QueryResult<usize> {
-        diesel::update(refresh_tokens::table.find(id))
-            .set(refresh_tokens::used_at.eq(diesel::dsl::now))
-            .execute(conn)
     }
 
     /// Revokes one refresh token and the access token issued with it.
@@ -397,52 +155,45 @@ impl AccessToken {
     }
 }
 
-type InfoRow = (
-    i64,
-    i64,
-    String,
-    i64,
-    String,
-    Vec<String>,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    bool,
-    bool,
-);
+/// A token joined with its grant, the grant's app and creator: what a
+/// `TokenInfo` is made of (the columns of `info_cols!`, in order).
+#[derive(Debug, Clone, Queryable)]
+struct InfoRow {
+    grant_id: i64,
+    app_id: i64,
+    client_id: String,
+    end_user_id: i64,
+    email: String,
+    scopes: Vec<String>,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    token_revoked: Option<DateTime<Utc>>,
+    grant_revoked: Option<DateTime<Utc>>,
+    app_disabled: bool,
+    user_disabled: bool,
+}
 
-fn to_info(row: InfoRow, extra_inactive: bool, now: DateTime<Utc>) -> TokenInfo {
-    let (
-        grant_id,
-        app_id,
-        client_id,
-        end_user_id,
-        email,
-        scopes,
-        issued_at,
-        expires_at,
-        token_revoked,
-        grant_revoked,
-        app_disabled,
-        user_disabled,
-    ) = row;
-    let active = !extra_inactive
-        && token_revoked.is_none()
-        && grant_revoked.is_none()
-        && !app_disabled
-        && !user_disabled
-        && expires_at > now;
-    TokenInfo {
-        grant_id,
-        app_id,
-        client_id,
-        end_user_id,
-        email,
-        scopes,
-        issued_at,
-        expires_at,
-        active,
+impl InfoRow {
+    /// What the row says; `extra_inactive` (a used refresh token) makes it
+    /// inactive too.
+    fn info(self, extra_inactive: bool, now: DateTime<Utc>) -> TokenInfo {
+        let active = !extra_inactive
+            && self.token_revoked.is_none()
+            && self.grant_revoked.is_none()
+            && !self.app_disabled
+            && !self.user_disabled
+            && self.expires_at > now;
+        TokenInfo {
+            grant_id: self.grant_id,
+            app_id: self.app_id,
+            client_id: self.client_id,
+            end_user_id: self.end_user_id,
+            email: self.email,
+            scopes: self.scopes,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+            active,
+        }
     }
 }
 
@@ -489,7 +240,15 @@ macro_rules! token_info_rows {
     };
 }
 
-type VersionedInfoRow = (i64, i64, Vec<u8>, InfoRow);
+/// An access token's `InfoRow`, with its app's `auth_version` and the
+/// token's tenant and digest (which a batched answer is matched on).
+#[derive(Debug, Queryable)]
+struct VersionedInfoRow {
+    auth_version: i64,
+    tenant_id: i64,
+    digest: Vec<u8>,
+    row: InfoRow,
+}
 
 /// What introspection and userinfo need about access tokens, for many
 /// (tenant, digest) pairs, `INFO_BATCH` to a statement: one answer per
@@ -536,8 +295,8 @@ pub fn access_token_infos(
         let now = Utc::now();
         answers.extend(chunk.iter().map(|(tenant_id, digest)| {
             rows.iter()
-                .find(|(_, t, d, _)| t == tenant_id && d == digest)
-                .map(|(version, _, _, row)| (*version, to_info(row.clone(), false, now)))
+                .find(|r| r.tenant_id == *tenant_id && r.digest == *digest)
+                .map(|r| (r.auth_version, r.row.clone().info(false, now)))
         }));
     }
     Ok(answers)
@@ -560,25 +319,27 @@ pub fn refresh_token_info(
         .select((info_cols!(refresh_tokens), refresh_tokens::used_at))
         .first(conn)
         .optional()?;
-    Ok(row.map(|(r, used)| to_info(r, used.is_some(), Utc::now())))
+    Ok(row.map(|(r, used)| r.info(used.is_some(), Utc::now())))
 }
 
 /// An app left-joined with its unrevoked secrets: one row per secret.
 pub type ClientRows = Vec<(AppKey, Option<SecretKey>)>;
 
-/// The token columns of the introspection queries: left-joined, so all
-/// nullable (no row of the app's for that digest leaves them `None`).
-type TokenCols = (
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<Vec<String>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<bool>,
-);
+/// The token columns of the introspection queries (`token_cols!`, in
+/// order): left-joined, so all nullable (no row of the app's for that
+/// digest leaves them `None`).
+#[derive(Debug, Queryable)]
+struct TokenCols {
+    grant_id: Option<i64>,
+    end_user_id: Option<i64>,
+    email: Option<String>,
+    scopes: Option<Vec<String>>,
+    issued_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    token_revoked: Option<DateTime<Utc>>,
+    grant_revoked: Option<DateTime<Utc>>,
+    user_disabled: Option<bool>,
+}
 
 /// The select expression for `TokenCols`.
 macro_rules! token_cols {
@@ -619,38 +380,21 @@ macro_rules! app_with_token {
 
 /// What the token columns say, for a token of `app`.
 fn app_token_info(app: &AppKey, t: TokenCols, now: DateTime<Utc>) -> Option<TokenInfo> {
-    let (
-        Some(grant_id),
-        Some(end_user_id),
-        Some(email),
-        Some(scopes),
-        Some(issued_at),
-        Some(expires_at),
-        token_revoked,
-        grant_revoked,
-        Some(user_disabled),
-    ) = t
-    else {
-        return None;
+    let row = InfoRow {
+        grant_id: t.grant_id?,
+        app_id: app.id,
+        client_id: app.client_id.clone(),
+        end_user_id: t.end_user_id?,
+        email: t.email?,
+        scopes: t.scopes?,
+        issued_at: t.issued_at?,
+        expires_at: t.expires_at?,
+        token_revoked: t.token_revoked,
+        grant_revoked: t.grant_revoked,
+        app_disabled: app.disabled,
+        user_disabled: t.user_disabled?,
     };
-    Some(to_info(
-        (
-            grant_id,
-            app.id,
-            app.client_id.clone(),
-            end_user_id,
-            email,
-            scopes,
-            issued_at,
-            expires_at,
-            token_revoked,
-            grant_revoked,
-            app.disabled,
-            user_disabled,
-        ),
-        false,
-        now,
-    ))
+    Some(row.info(false, now))
 }
 
 /// Client authentication and access-token introspection in one round trip:
@@ -712,323 +456,4 @@ pub fn access_token_info_if_current(
         }
         _ => None,
     })
-}
-
-/// The fast statements' guard: the app is still at the `auth_version` its
-/// caller authenticated the client with. Checked in the statement that
-/// writes, so a client authenticated from a copy (`ClientCache<App>`) is
-/// exactly as current as one read in that statement; when the app or one
-/// of its secrets changed since, the statement writes nothing and the
-/// caller reads the client again.
-fn app_unchanged<'b>(
-    out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    app_id: &'b i64,
-    app_version: &'b i64,
-) -> QueryResult<()> {
-    use diesel::sql_types::BigInt;
-    out.push_sql("EXISTS (SELECT 1 FROM apps WHERE apps.id = ");
-    out.push_bind_param::<BigInt, _>(app_id)?;
-    out.push_sql(" AND apps.auth_version = ");
-    out.push_bind_param::<BigInt, _>(app_version)?;
-    out.push_sql(")");
-    Ok(())
-}
-
-/// A whole code exchange in one statement, for the common case: consumes
-/// the code when it is unused, unexpired and its PKCE challenge (if any) is
-/// met, creates the grant (its id drawn in the same UPDATE that links the
-/// code to it), and issues the first pair. A single statement is a single
-/// transaction; when it matches no code nothing at all is written and the
-/// caller takes the slow path, which tells the cases apart (unknown,
-/// replayed, expired, wrong verifier).
-struct ExchangeStatement {
-    tenant_id: i64,
-    app_id: i64,
-    /// The `auth_version` of the app as the caller read it (or its copy).
-    app_version: i64,
-    code_digest: Vec<u8>,
-    /// BASE64URL(SHA256(code_verifier)) of a well-formed verifier, `None`
-    /// when none was sent: it must equal the code's challenge, and no
-    /// challenge matches none (RFC 9700 §2.1.1: a verifier for a code
-    /// issued without a challenge is a downgrade, left to the rules).
-    pkce_s256: Option<String>,
-    access_digest: Vec<u8>,
-    access_hint: String,
-    refresh_digest: Vec<u8>,
-    refresh_hint: String,
-    now: DateTime<Utc>,
-    access_expires_at: DateTime<Utc>,
-    refresh_expires_at: DateTime<Utc>,
-}
-
-impl diesel::query_builder::QueryId for ExchangeStatement {
-    type QueryId = ExchangeStatement;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl diesel::query_builder::Query for ExchangeStatement {
-    /// The new refresh token's id, the grant's id and its scopes.
-    type SqlType = (
-        diesel::sql_types::BigInt,
-        diesel::sql_types::BigInt,
-        diesel::sql_types::Array<diesel::sql_types::Text>,
-    );
-}
-
-impl RunQueryDsl<PgConnection> for ExchangeStatement {}
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ExchangeStatement {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Bytea, Nullable, Text, Timestamptz};
-        out.push_sql(
-            "WITH c AS (UPDATE authorization_codes \
-             SET used_at = now(), grant_id = nextval('grants_id_seq'::regclass) \
-             WHERE code_digest = ",
-        );
-        out.push_bind_param::<Bytea, _>(&self.code_digest)?;
-        out.push_sql(" AND tenant_id = ");
-        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
-        out.push_sql(" AND app_id = ");
-        out.push_bind_param::<BigInt, _>(&self.app_id)?;
-        out.push_sql(" AND used_at IS NULL AND expires_at > ");
-        out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(" AND code_challenge IS NOT DISTINCT FROM ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.pkce_s256)?;
-        // The creator is not disabled, and cannot be until this commits:
-        // FOR SHARE waits for (and then re-reads after) a disable in
-        // progress, and makes a disable wait for this grant, which the
-        // disable's revocation then sees.
-        out.push_sql(
-            " AND end_user_id IN (SELECT end_users.id FROM end_users \
-             WHERE end_users.id = authorization_codes.end_user_id AND end_users.tenant_id = ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
-        out.push_sql(" AND NOT end_users.disabled FOR SHARE) AND ");
-        app_unchanged(&mut out, &self.app_id, &self.app_version)?;
-        out.push_sql(
-            " RETURNING grant_id, tenant_id, app_id, end_user_id, scopes), \
-             g AS (INSERT INTO grants (id, tenant_id, app_id, end_user_id, scopes) \
-             SELECT grant_id, tenant_id, app_id, end_user_id, scopes FROM c RETURNING id, scopes), \
-             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at, scopes) \
-             SELECT c.tenant_id, c.grant_id, ",
-        );
-        out.push_bind_param::<Bytea, _>(&self.access_digest)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.access_hint)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.access_expires_at)?;
-        out.push_sql(
-            ", c.scopes FROM c RETURNING id, grant_id, tenant_id, scopes), \
-             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at, scopes) \
-             SELECT a.tenant_id, a.grant_id, ",
-        );
-        out.push_bind_param::<Bytea, _>(&self.refresh_digest)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.refresh_hint)?;
-        out.push_sql(", NULL, a.id, ");
-        out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.refresh_expires_at)?;
-        out.push_sql(
-            ", a.scopes FROM a RETURNING id, grant_id) \
-             SELECT r.id, r.grant_id, g.scopes FROM r JOIN g ON g.id = r.grant_id",
-        );
-        Ok(())
-    }
-}
-
-/// The one-statement code exchange (see [`ExchangeStatement`]). `None`:
-/// no unused, unexpired code with a met challenge; nothing was written.
-pub fn exchange_code_fast(
-    conn: &mut PgConnection,
-    tenant_id: i64,
-    app: &App,
-    code_digest: &[u8],
-    pkce_s256: Option<String>,
-) -> QueryResult<Option<(IssuedPair, Vec<String>)>> {
-    let now = Utc::now();
-    let access = crypto::generate(TokenKind::AccessToken);
-    let refresh = crypto::generate(TokenKind::RefreshToken);
-    let statement = ExchangeStatement {
-        tenant_id,
-        app_id: app.id,
-        app_version: app.auth_version,
-        code_digest: code_digest.to_vec(),
-        pkce_s256,
-        access_digest: access.digest,
-        access_hint: access.hint,
-        refresh_digest: refresh.digest,
-        refresh_hint: refresh.hint,
-        now,
-        access_expires_at: now + Duration::seconds(app.access_token_ttl_secs.into()),
-        refresh_expires_at: now + Duration::seconds(app.refresh_token_ttl_secs.into()),
-    };
-    let row: Option<(i64, i64, Vec<String>)> = statement.get_result(conn).optional()?;
-    Ok(row.map(|(refresh_id, _grant_id, scopes)| {
-        (
-            IssuedPair {
-                access_token: access.value,
-                refresh_token: refresh.value,
-                expires_in: app.access_token_ttl_secs.into(),
-                created_at: now,
-                refresh_token_id: refresh_id,
-            },
-            scopes,
-        )
-    }))
-}
-
-/// A whole refresh rotation in one statement, for the common case: locks
-/// the token's grant (live, of this app) exactly as the rule path does,
-/// marks the token used when it is unused, unrevoked and unexpired, issues
-/// its successor and stamps the grant. When any of that does not hold it
-/// writes nothing, and the caller takes the rule path, which locks again
-/// and tells replay, grace-window retry, revocation and expiry apart.
-/// (Under READ COMMITTED, a statement that waited for the grant's lock
-/// re-checks the token row's latest version before updating it, so two
-/// racing rotations of one token cannot both get here.)
-struct RotateStatement {
-    tenant_id: i64,
-    app_id: i64,
-    /// The `auth_version` of the app as the caller read it (or its copy).
-    app_version: i64,
-    /// The app's scopes as of `app_version`: a grant with a scope the app
-    /// no longer has is left to the rules, which issue the intersection.
-    allowed_scopes: Vec<String>,
-    token_digest: Vec<u8>,
-    access_digest: Vec<u8>,
-    access_hint: String,
-    refresh_digest: Vec<u8>,
-    refresh_hint: String,
-    now: DateTime<Utc>,
-    access_expires_at: DateTime<Utc>,
-    refresh_expires_at: DateTime<Utc>,
-}
-
-impl diesel::query_builder::QueryId for RotateStatement {
-    type QueryId = RotateStatement;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl diesel::query_builder::Query for RotateStatement {
-    /// The new refresh token's id and the grant's scopes.
-    type SqlType = (
-        diesel::sql_types::BigInt,
-        diesel::sql_types::Array<diesel::sql_types::Text>,
-    );
-}
-
-impl RunQueryDsl<PgConnection> for RotateStatement {}
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateStatement {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        use diesel::sql_types::{Array, BigInt, Bytea, Text, Timestamptz};
-        out.push_sql(
-            "WITH g AS MATERIALIZED (SELECT grants.id, grants.scopes FROM grants \
-             WHERE grants.tenant_id = ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
-        out.push_sql(" AND grants.app_id = ");
-        out.push_bind_param::<BigInt, _>(&self.app_id)?;
-        out.push_sql(
-            " AND grants.revoked_at IS NULL AND grants.id = \
-             (SELECT grant_id FROM refresh_tokens WHERE token_digest = ",
-        );
-        out.push_bind_param::<Bytea, _>(&self.token_digest)?;
-        out.push_sql(" AND tenant_id = ");
-        out.push_bind_param::<BigInt, _>(&self.tenant_id)?;
-        out.push_sql(") AND grants.scopes <@ ");
-        out.push_bind_param::<Array<Text>, _>(&self.allowed_scopes)?;
-        out.push_sql(" AND ");
-        app_unchanged(&mut out, &self.app_id, &self.app_version)?;
-        out.push_sql(
-            " FOR UPDATE), \
-             u AS (UPDATE refresh_tokens SET used_at = now() FROM g \
-             WHERE refresh_tokens.grant_id = g.id AND refresh_tokens.token_digest = ",
-        );
-        out.push_bind_param::<Bytea, _>(&self.token_digest)?;
-        out.push_sql(
-            " AND refresh_tokens.used_at IS NULL AND refresh_tokens.revoked_at IS NULL \
-             AND refresh_tokens.expires_at > ",
-        );
-        out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(
-            " RETURNING refresh_tokens.id, refresh_tokens.grant_id, refresh_tokens.tenant_id), \
-             s AS (UPDATE grants SET last_refreshed_at = now() FROM u WHERE grants.id = u.grant_id), \
-             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at, scopes) \
-             SELECT u.tenant_id, u.grant_id, ",
-        );
-        out.push_bind_param::<Bytea, _>(&self.access_digest)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.access_hint)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.access_expires_at)?;
-        out.push_sql(
-            ", g.scopes FROM u JOIN g ON g.id = u.grant_id RETURNING id, grant_id, tenant_id, scopes), \
-             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at, scopes) \
-             SELECT a.tenant_id, a.grant_id, ",
-        );
-        out.push_bind_param::<Bytea, _>(&self.refresh_digest)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.refresh_hint)?;
-        out.push_sql(", u.id, a.id, ");
-        out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.refresh_expires_at)?;
-        out.push_sql(
-            ", a.scopes FROM a JOIN u ON u.grant_id = a.grant_id RETURNING id, grant_id) \
-             SELECT r.id, g.scopes FROM r JOIN g ON g.id = r.grant_id",
-        );
-        Ok(())
-    }
-}
-
-/// The one-statement refresh rotation (see [`RotateStatement`]). `None`:
-/// not the common case; nothing was written.
-pub fn refresh_fast(
-    conn: &mut PgConnection,
-    tenant_id: i64,
-    app: &App,
-    token_digest: &[u8],
-) -> QueryResult<Option<(IssuedPair, Vec<String>)>> {
-    let now = Utc::now();
-    let access = crypto::generate(TokenKind::AccessToken);
-    let refresh = crypto::generate(TokenKind::RefreshToken);
-    let statement = RotateStatement {
-        tenant_id,
-        app_id: app.id,
-        app_version: app.auth_version,
-        allowed_scopes: app.allowed_scopes.clone(),
-        token_digest: token_digest.to_vec(),
-        access_digest: access.digest,
-        access_hint: access.hint,
-        refresh_digest: refresh.digest,
-        refresh_hint: refresh.hint,
-        now,
-        access_expires_at: now + Duration::seconds(app.access_token_ttl_secs.into()),
-        refresh_expires_at: now + Duration::seconds(app.refresh_token_ttl_secs.into()),
-    };
-    let row: Option<(i64, Vec<String>)> = statement.get_result(conn).optional()?;
-    Ok(row.map(|(refresh_id, scopes)| {
-        (
-            IssuedPair {
-                access_token: access.value,
-                refresh_token: refresh.value,
-                expires_in: app.access_token_ttl_secs.into(),
-                created_at: now,
-                refresh_token_id: refresh_id,
-            },
-            scopes,
-        )
-    }))
 }
