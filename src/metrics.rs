@@ -87,6 +87,14 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self, db: &Db, clients: &ClientStates<'_>) -> String {
         let mut out = String::new();
+        self.render_requests(&mut out);
+        render_db(&mut out, db);
+        render_clients(&mut out, clients);
+        out
+    }
+
+    /// Requests by route and status, their latency, token outcomes.
+    fn render_requests(&self, out: &mut String) {
         if let Ok(m) = self.inner.lock() {
             out.push_str("# HELP kitauth_http_requests_total HTTP requests by route and status.\n# TYPE kitauth_http_requests_total counter\n");
             for (route, r) in &m.routes {
@@ -121,58 +129,65 @@ impl Metrics {
                 );
             }
         }
-        let state = db.pool().state();
-        let _ = writeln!(out, "# HELP kitauth_db_pool_connections Database pool connections by state.\n# TYPE kitauth_db_pool_connections gauge");
+    }
+}
+
+/// The pool's connections, and where database work ran.
+fn render_db(out: &mut String, db: &Db) {
+    let state = db.pool().state();
+    let _ = writeln!(out, "# HELP kitauth_db_pool_connections Database pool connections by state.\n# TYPE kitauth_db_pool_connections gauge");
+    let _ = writeln!(
+        out,
+        "kitauth_db_pool_connections{{state=\"idle\"}} {}",
+        state.idle_connections
+    );
+    let _ = writeln!(
+        out,
+        "kitauth_db_pool_connections{{state=\"in_use\"}} {}",
+        state.connections.saturating_sub(state.idle_connections)
+    );
+    let calls = db.calls();
+    let _ = writeln!(out, "# HELP kitauth_db_calls_total Database work by where it ran: on an async worker (hot-path reads) or a blocking thread.\n# TYPE kitauth_db_calls_total counter");
+    for (place, n) in [("inline", &calls.inline), ("blocking", &calls.blocking)] {
         let _ = writeln!(
             out,
-            "kitauth_db_pool_connections{{state=\"idle\"}} {}",
-            state.idle_connections
+            "kitauth_db_calls_total{{thread=\"{place}\"}} {}",
+            n.load(std::sync::atomic::Ordering::Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "kitauth_db_pool_connections{{state=\"in_use\"}} {}",
-            state.connections.saturating_sub(state.idle_connections)
-        );
-        let calls = db.calls();
-        let _ = writeln!(out, "# HELP kitauth_db_calls_total Database work by where it ran: on an async worker (hot-path reads) or a blocking thread.\n# TYPE kitauth_db_calls_total counter");
-        for (place, n) in [("inline", &calls.inline), ("blocking", &calls.blocking)] {
+    }
+}
+
+/// The copies of clients, and the batched token lookups.
+fn render_clients(out: &mut String, clients: &ClientStates<'_>) {
+    let _ = writeln!(out, "# HELP kitauth_client_cache_total In-memory copies of clients, by path (introspect, token): used (hit), none kept (miss), or not used and the client read again (stale).\n# TYPE kitauth_client_cache_total counter");
+    let caches = [
+        (
+            "introspect",
+            clients.introspect.stats(),
+            clients.introspect.len(),
+        ),
+        ("token", clients.token.stats(), clients.token.len()),
+    ];
+    for (path, stats, _) in &caches {
+        for (result, n) in [
+            ("hit", &stats.hits),
+            ("miss", &stats.misses),
+            ("stale", &stats.stale),
+        ] {
             let _ = writeln!(
                 out,
-                "kitauth_db_calls_total{{thread=\"{place}\"}} {}",
+                "kitauth_client_cache_total{{path=\"{path}\",result=\"{result}\"}} {}",
                 n.load(std::sync::atomic::Ordering::Relaxed)
             );
         }
-        let _ = writeln!(out, "# HELP kitauth_client_cache_total In-memory copies of clients, by path (introspect, token): used (hit), none kept (miss), or not used and the client read again (stale).\n# TYPE kitauth_client_cache_total counter");
-        let caches = [
-            (
-                "introspect",
-                clients.introspect.stats(),
-                clients.introspect.len(),
-            ),
-            ("token", clients.token.stats(), clients.token.len()),
-        ];
-        for (path, stats, _) in &caches {
-            for (result, n) in [
-                ("hit", &stats.hits),
-                ("miss", &stats.misses),
-                ("stale", &stats.stale),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "kitauth_client_cache_total{{path=\"{path}\",result=\"{result}\"}} {}",
-                    n.load(std::sync::atomic::Ordering::Relaxed)
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP kitauth_client_cache_entries Clients kept in memory, by path.\n# TYPE kitauth_client_cache_entries gauge");
-        for (path, _, len) in &caches {
-            let _ = writeln!(out, "kitauth_client_cache_entries{{path=\"{path}\"}} {len}");
-        }
-        let (statements, items) = clients.lookups;
-        let _ = writeln!(out, "# HELP kitauth_token_lookup_statements_total Statements that answered userinfo's and introspection's batched token lookups.\n# TYPE kitauth_token_lookup_statements_total counter\nkitauth_token_lookup_statements_total {statements}");
-        let _ = writeln!(out, "# HELP kitauth_token_lookups_total Token lookups those statements answered.\n# TYPE kitauth_token_lookups_total counter\nkitauth_token_lookups_total {items}");
-        out
     }
+    let _ = writeln!(out, "# HELP kitauth_client_cache_entries Clients kept in memory, by path.\n# TYPE kitauth_client_cache_entries gauge");
+    for (path, _, len) in &caches {
+        let _ = writeln!(out, "kitauth_client_cache_entries{{path=\"{path}\"}} {len}");
+    }
+    let (statements, items) = clients.lookups;
+    let _ = writeln!(out, "# HELP kitauth_token_lookup_statements_total Statements that answered userinfo's and introspection's batched token lookups.\n# TYPE kitauth_token_lookup_statements_total counter\nkitauth_token_lookup_statements_total {statements}");
+    let _ = writeln!(out, "# HELP kitauth_token_lookups_total Token lookups those statements answered.\n# TYPE kitauth_token_lookups_total counter\nkitauth_token_lookups_total {items}");
 }
 
 /// Start time of a request, kept in its local cache.

@@ -4,7 +4,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment};
 
-use super::{app_unchanged, statement, NewPair};
+use super::{app_unchanged, statement, NewPair, PairFrom};
 use crate::db::models::token::IssuedPair;
 use crate::db::models::App;
 
@@ -67,23 +67,16 @@ impl QueryFragment<Pg> for Exchange<'_> {
         out.push_sql(
             " RETURNING grant_id, tenant_id, app_id, end_user_id, scopes), \
              g AS (INSERT INTO grants (id, tenant_id, app_id, end_user_id, scopes) \
-             SELECT grant_id, tenant_id, app_id, end_user_id, scopes FROM c RETURNING id, scopes), \
-             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at, scopes) \
-             SELECT c.tenant_id, c.grant_id, ",
+             SELECT grant_id, tenant_id, app_id, end_user_id, scopes FROM c RETURNING id, scopes), ",
         );
-        self.pair.push_access(&mut out)?;
-        out.push_sql(
-            ", c.scopes FROM c RETURNING id, grant_id, tenant_id, scopes), \
-             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at, scopes) \
-             SELECT a.tenant_id, a.grant_id, ",
-        );
-        self.pair.push_refresh_secret(&mut out)?;
-        out.push_sql(", NULL, a.id, ");
-        self.pair.push_refresh_times(&mut out)?;
-        out.push_sql(
-            ", a.scopes FROM a RETURNING id, grant_id) \
-             SELECT r.id, r.grant_id, g.scopes FROM r JOIN g ON g.id = r.grant_id",
-        );
+        let from = PairFrom {
+            keys: "c.tenant_id, c.grant_id",
+            scopes_from: "c.scopes FROM c",
+            parent: "NULL",
+            refresh_from: "a",
+        };
+        self.pair.push_pair_ctes(&mut out, &from)?;
+        out.push_sql(" SELECT r.id, r.grant_id, g.scopes FROM r JOIN g ON g.id = r.grant_id");
         Ok(())
     }
 }

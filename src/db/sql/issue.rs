@@ -30,19 +30,16 @@ trait IssueKind: 'static {
     const STEP: Step;
 }
 
-struct InGrant;
-struct Rotation;
-struct ForCode;
-
-impl IssueKind for InGrant {
-    const STEP: Step = Step::InGrant;
+/// A marker type per `Step`, named after it.
+macro_rules! issue_kinds {
+    ($($kind:ident),*) => {$(
+        struct $kind;
+        impl IssueKind for $kind {
+            const STEP: Step = Step::$kind;
+        }
+    )*};
 }
-impl IssueKind for Rotation {
-    const STEP: Step = Step::Rotation;
-}
-impl IssueKind for ForCode {
-    const STEP: Step = Step::ForCode;
-}
+issue_kinds!(InGrant, Rotation, ForCode);
 
 /// An access + refresh token pair in one statement (a data-modifying CTE).
 struct Issue<'a, K> {

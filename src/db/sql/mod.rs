@@ -89,6 +89,53 @@ impl NewPair {
     }
 }
 
+/// Where the two INSERTs of a pair (`a`, then `r`) take their rows from, in
+/// a statement whose earlier CTEs consumed the code or the old token.
+struct PairFrom {
+    /// The access token's `tenant_id, grant_id` columns.
+    keys: &'static str,
+    /// The access token's scopes and the rows they come from.
+    scopes_from: &'static str,
+    /// The refresh token's parent.
+    parent: &'static str,
+    /// The rows the refresh token comes from (`a`, joined with what gives
+    /// its parent).
+    refresh_from: &'static str,
+}
+
+impl NewPair {
+    /// `a AS (INSERT INTO access_tokens …), r AS (INSERT INTO refresh_tokens
+    /// …)`, each `RETURNING` what the next one (or the final `SELECT`) reads.
+    fn push_pair_ctes<'b>(
+        &'b self,
+        out: &mut AstPass<'_, 'b, Pg>,
+        from: &PairFrom,
+    ) -> QueryResult<()> {
+        out.push_sql(
+            "a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at, scopes) SELECT ",
+        );
+        out.push_sql(from.keys);
+        out.push_sql(", ");
+        self.push_access(out)?;
+        out.push_sql(", ");
+        out.push_sql(from.scopes_from);
+        out.push_sql(
+            " RETURNING id, grant_id, tenant_id, scopes), \
+             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at, scopes) \
+             SELECT a.tenant_id, a.grant_id, ",
+        );
+        self.push_refresh_secret(out)?;
+        out.push_sql(", ");
+        out.push_sql(from.parent);
+        out.push_sql(", a.id, ");
+        self.push_refresh_times(out)?;
+        out.push_sql(", a.scopes FROM ");
+        out.push_sql(from.refresh_from);
+        out.push_sql(" RETURNING id, grant_id)");
+        Ok(())
+    }
+}
+
 fn push_token<'b>(
     out: &mut AstPass<'_, 'b, Pg>,
     secret: &'b NewSecret,

@@ -4,7 +4,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment};
 
-use super::{app_unchanged, statement, NewPair};
+use super::{app_unchanged, statement, NewPair, PairFrom};
 use crate::db::models::token::IssuedPair;
 use crate::db::models::App;
 
@@ -70,23 +70,16 @@ impl QueryFragment<Pg> for Rotate<'_> {
         out.push_bind_param::<Timestamptz, _>(&self.pair.now)?;
         out.push_sql(
             " RETURNING refresh_tokens.id, refresh_tokens.grant_id, refresh_tokens.tenant_id), \
-             s AS (UPDATE grants SET last_refreshed_at = now() FROM u WHERE grants.id = u.grant_id), \
-             a AS (INSERT INTO access_tokens (tenant_id, grant_id, token_digest, hint, created_at, expires_at, scopes) \
-             SELECT u.tenant_id, u.grant_id, ",
+             s AS (UPDATE grants SET last_refreshed_at = now() FROM u WHERE grants.id = u.grant_id), ",
         );
-        self.pair.push_access(&mut out)?;
-        out.push_sql(
-            ", g.scopes FROM u JOIN g ON g.id = u.grant_id RETURNING id, grant_id, tenant_id, scopes), \
-             r AS (INSERT INTO refresh_tokens (tenant_id, grant_id, token_digest, hint, parent_id, access_token_id, created_at, expires_at, scopes) \
-             SELECT a.tenant_id, a.grant_id, ",
-        );
-        self.pair.push_refresh_secret(&mut out)?;
-        out.push_sql(", u.id, a.id, ");
-        self.pair.push_refresh_times(&mut out)?;
-        out.push_sql(
-            ", a.scopes FROM a JOIN u ON u.grant_id = a.grant_id RETURNING id, grant_id) \
-             SELECT r.id, g.scopes FROM r JOIN g ON g.id = r.grant_id",
-        );
+        let from = PairFrom {
+            keys: "u.tenant_id, u.grant_id",
+            scopes_from: "g.scopes FROM u JOIN g ON g.id = u.grant_id",
+            parent: "u.id",
+            refresh_from: "a JOIN u ON u.grant_id = a.grant_id",
+        };
+        self.pair.push_pair_ctes(&mut out, &from)?;
+        out.push_sql(" SELECT r.id, g.scopes FROM r JOIN g ON g.id = r.grant_id");
         Ok(())
     }
 }
