@@ -345,7 +345,6 @@ pub async fn create(
     )
 )]
 #[patch("/t/<t>/api/v1/apps/<id>", data = "<body>")]
-#[allow(clippy::too_many_arguments)]
 pub async fn update(
     t: &str,
     id: &str,
