@@ -6,6 +6,9 @@
 //! here before any database work:
 //! - form and JSON bodies (OAuth endpoints, hosted pages, dashboard) in
 //!   [`crate::oauth::params::Params::insert`], which every body reader uses;
+//!   the HTML forms then declare each field with a type of this module
+//!   ([`Text`], [`Multiline`], [`Checkbox`], [`Confirm`]), read by
+//!   [`crate::auth::CsrfForm`];
 //! - query strings and path segments of every request, in the
 //!   [`BadInputGuard`] fairing, before routing;
 //! - Basic-auth parts, in `ClientCredentials::from_parts`;
@@ -116,6 +119,100 @@ pub fn check_name(name: &str) -> Result<(), InputError> {
     }
     Ok(())
 }
+
+/// A one-line text field of an HTML form, at most `MAX` bytes, with no NUL
+/// or other control character: the form types of the dashboard and the
+/// hosted pages declare each field with it, so a handler cannot get a value
+/// the input layer has not checked. (The body reader has already checked
+/// every field by its name with [`rule`]; each form declares the same
+/// maximum.) A missing field is empty, as a blank one is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Text<const MAX: usize = DEFAULT_MAX>(String);
+
+/// A free-text field: like [`Text`], and newlines and tabs are allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Multiline<const MAX: usize>(String);
+
+macro_rules! text_field {
+    ($ty:ident, $multiline:expr) => {
+        impl<const MAX: usize> $ty<MAX> {
+            /// The value as sent (empty when the field was missing).
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+            /// The value, `None` when empty: a blank field counts as a
+            /// missing one.
+            pub fn get(&self) -> Option<&str> {
+                Some(self.0.as_str()).filter(|v| !v.is_empty())
+            }
+            /// The value without surrounding whitespace.
+            pub fn trimmed(&self) -> String {
+                self.0.trim().to_string()
+            }
+        }
+
+        #[rocket::async_trait]
+        impl<'v, const MAX: usize> rocket::form::FromFormField<'v> for $ty<MAX> {
+            fn from_value(field: rocket::form::ValueField<'v>) -> rocket::form::Result<'v, Self> {
+                let rule = Rule {
+                    max: MAX,
+                    multiline: $multiline,
+                };
+                check_with(field.name.source().as_str(), field.value, rule)
+                    .map_err(|e| rocket::form::Error::validation(e.description()))?;
+                Ok($ty(field.value.to_string()))
+            }
+
+            fn default() -> Option<Self> {
+                Some($ty(String::new()))
+            }
+        }
+    };
+}
+
+text_field!(Text, false);
+text_field!(Multiline, true);
+
+/// A checkbox: ticked when the browser sends its default value `on`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checkbox(pub bool);
+
+/// The confirmation checkbox of a destructive action (`value="yes"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Confirm(pub bool);
+
+impl Confirm {
+    /// Refuses (400, nothing changed) unless the box was ticked.
+    pub fn require(self, what: &str) -> Result<(), PageError> {
+        if self.0 {
+            Ok(())
+        } else {
+            Err(PageError::bad_request(format!(
+                "Nothing was changed: tick the confirmation box to {what}."
+            )))
+        }
+    }
+}
+
+macro_rules! checkbox_field {
+    ($ty:ident, $on:literal) => {
+        #[rocket::async_trait]
+        impl<'v> rocket::form::FromFormField<'v> for $ty {
+            fn from_value(field: rocket::form::ValueField<'v>) -> rocket::form::Result<'v, Self> {
+                check(field.name.source().as_str(), field.value)
+                    .map_err(|e| rocket::form::Error::validation(e.description()))?;
+                Ok($ty(field.value == $on))
+            }
+
+            fn default() -> Option<Self> {
+                Some($ty(false))
+            }
+        }
+    };
+}
+
+checkbox_field!(Checkbox, "on");
+checkbox_field!(Confirm, "yes");
 
 /// Decodes one `application/x-www-form-urlencoded` component as leniently
 /// as any parser downstream might: a bad escape stays literal, invalid

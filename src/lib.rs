@@ -125,6 +125,9 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
 /// large) answered in the surface's own format.
 #[catch(default)]
 fn default_catcher(status: Status, req: &Request<'_>) -> CatcherResponse {
+    if let Some(refusal) = auth::refusal::take(req) {
+        return CatcherResponse::Refused(refusal);
+    }
     if api::is_api_path(req.uri().path().as_str()) {
         return CatcherResponse::Problem(api::problem::caught(status, req));
     }
@@ -170,6 +173,7 @@ enum CatcherResponse {
     OAuth(OAuthError),
     Page(PageError),
     Problem(api::Problem),
+    Refused(auth::refusal::Refusal),
 }
 
 /// Security headers on every response; the HTML ones only on pages.
