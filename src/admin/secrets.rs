@@ -11,18 +11,11 @@ use super::apps::{reveal_redirect, TenantApp};
 use super::reveal::Reveals;
 use super::{AdminUser, ConfirmForm, Id, PageResult, TenantCtx};
 use crate::auth::CsrfForm;
+use crate::db::models::client_secret::grace_choice;
 use crate::db::models::{ClientSecret, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
 use crate::input::{Confirm, Text};
-
-/// The grace periods an admin can choose after a rotation, in seconds.
-pub const GRACE_CHOICES: [(i64, &str); 4] = [
-    (0, "immediately"),
-    (3600, "1 hour"),
-    (86400, "24 hours"),
-    (7 * 86400, "7 days"),
-];
 
 /// The rotation form: how long the older secrets stay valid.
 #[derive(Debug, FromForm)]
@@ -46,7 +39,7 @@ pub async fn rotate(
         .grace
         .get()
         .and_then(|g| g.parse::<i64>().ok())
-        .and_then(|g| GRACE_CHOICES.iter().find(|(s, _)| *s == g))
+        .and_then(grace_choice)
         .ok_or_else(|| {
             PageError::bad_request(
                 "Choose how long the older secrets stay valid: immediately, 1 hour, 24 hours or 7 days.",

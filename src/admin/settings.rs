@@ -10,12 +10,11 @@ use serde_json::json;
 
 use super::{PageResult, Resp, TenantCtx};
 use crate::auth::{CsrfForm, CsrfToken, TenantCache};
-use crate::db::models::tenant::TenantSettings;
+use crate::db::models::tenant::{valid_color, TenantSettings};
 use crate::db::models::{Role, Tenant};
 use crate::db::Db;
 use crate::error::Error;
 use crate::input::{Checkbox, Text};
-use crate::oauth::authorize::valid_color;
 
 /// The settings form.
 #[derive(Debug, FromForm)]

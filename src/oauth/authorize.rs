@@ -17,6 +17,7 @@ use crate::config::AppConfig;
 use crate::crypto::{self, TokenKind};
 use crate::db::models::code::{NewAuthorizationCode, CODE_TTL_SECS};
 use crate::db::models::end_user::{valid_email, validate_password};
+use crate::db::models::tenant::valid_color;
 use crate::db::models::{App, AuthorizationCode, EndUser, EndUserSession, NewAuditEvent, Tenant};
 use crate::db::Db;
 use crate::error::{Error, PageError};
@@ -892,11 +893,6 @@ pub async fn brand_css(tenant: CurrentTenant) -> (ContentType, String) {
         ContentType::CSS,
         format!(":root {{ --accent: {accent}; }}\n"),
     )
-}
-
-/// `#rgb` or `#rrggbb`.
-pub fn valid_color(c: &str) -> bool {
-    c.starts_with('#') && matches!(c.len(), 4 | 7) && c[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
