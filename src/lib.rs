@@ -18,6 +18,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod gate;
 pub mod input;
 pub mod janitor;
 pub mod logwriter;
@@ -98,7 +99,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .attach(admin::stats::StatsFlusher)
         .attach(Template::fairing())
         .attach(RequestLog)
-        .attach(input::BadInputGuard)
+        .attach(gate::BadInputGuard)
         .attach(SecurityHeaders)
         .attach(rocket::fairing::AdHoc::on_liftoff("announce", |rocket| {
             Box::pin(async move {
@@ -114,7 +115,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .attach(janitor)
         .mount("/", oauth::routes())
         .mount("/", ops::routes())
-        .mount("/", input::routes())
+        .mount("/", gate::routes())
         .mount("/", admin::routes())
         .mount("/", api::routes())
         .mount("/static", FileServer::from(static_dir).rank(20))
