@@ -174,11 +174,6 @@ fn find_tenant(conn: &mut PgConnection, slug: &str) -> anyhow::Result<Tenant> {
     Tenant::find_by_slug(conn, slug)?.ok_or_else(|| anyhow!("unknown tenant {slug:?}"))
 }
 
-/// The URLs a tenant pastes into Kit, keyed as `app create --json` prints them.
-pub fn kit_urls(config: &AppConfig, slug: &str) -> Vec<(&'static str, &'static str, String)> {
-    config.kit_urls(slug)
-}
-
 /// Creates an app with its first client secret, in one transaction (the
 /// model's `App::create_with_first_secret`, with its checks).
 pub fn create_app(
@@ -203,7 +198,6 @@ pub fn create_app(
     Ok(App::create_with_first_secret(conn, tenant_id, &settings)?)
 }
 
-/// Runs one non-serve command and returns what to print.
 /// Every text argument of a command through the input layer, before any
 /// database work (one line on refusal, as every other CLI error).
 fn check_args(command: &Command) -> anyhow::Result<()> {
@@ -237,233 +231,267 @@ fn check_args(command: &Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs one non-serve command and returns what to print.
 pub fn run(command: Command, config: &AppConfig) -> anyhow::Result<Output> {
     check_args(&command)?;
     match command {
         Command::Serve => unreachable_serve(),
-        Command::Migrate => {
-            if config.create_database {
-                db::create_database_if_missing(&config.database_url).map_err(|e| anyhow!(e))?;
-            }
-            let n = db::run_migrations(&config.database_url).map_err(|e| anyhow!(e))?;
-            Ok(Output {
-                text: format!("applied {n} migration(s); the database is up to date"),
-                json: json!({"applied": n}),
-            })
-        }
-        Command::Janitor => {
-            let mut conn = connect(config)?;
-            let report = crate::janitor::purge(
-                &mut conn,
-                crate::janitor::Retention::from_config(config),
-                chrono::Utc::now(),
-                crate::janitor::BATCH,
-            )?;
-            Ok(Output {
-                text: format!(
-                    "janitor: deleted {} authorization code(s), {} access token(s), {} refresh token(s), {} creator session(s), {} admin session(s), {} audit event(s), {} idempotency key(s)",
-                    report.authorization_codes,
-                    report.access_tokens,
-                    report.refresh_tokens,
-                    report.end_user_sessions,
-                    report.admin_sessions,
-                    report.audit_events,
-                    report.api_idempotency
-                ),
-                json: json!(report),
-            })
-        }
-        Command::Openapi => {
-            let doc = crate::api::openapi();
-            let json = serde_json::to_value(&doc)?;
-            Ok(Output {
-                text: serde_json::to_string_pretty(&json)?,
-                json,
-            })
-        }
+        Command::Migrate => migrate(config),
+        Command::Janitor => janitor(config),
+        Command::Openapi => openapi(),
         Command::ApiKey(ApiKeyCmd::Create {
             tenant,
             name,
             scopes,
             expires_in_days,
-        }) => {
-            let scopes = scopes
-                .iter()
-                .map(|s| {
-                    ApiScope::parse(s)
-                        .ok_or_else(|| anyhow!("unknown scope {s:?}: use read, write or login"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let new = NewApiKey {
-                name,
-                scopes,
-                expires_in_days,
-                created_by: "cli".into(),
-            };
-            new.validate().map_err(|e| anyhow!(e))?;
-            let mut conn = connect(config)?;
-            let tenant = find_tenant(&mut conn, &tenant)?;
-            let (key, value) = conn.transaction(|conn| {
-                let (key, value) = ApiKey::create(conn, tenant.id, &new)?;
-                crate::db::models::NewAuditEvent::new(tenant.id, "cli", "api_key.created")
-                    .object("api_key", key.id)
-                    .details(json!({"name": key.name, "scopes": key.scopes}))
-                    .insert(conn)?;
-                Ok::<_, diesel::result::Error>((key, value))
-            })?;
-            Ok(Output {
-                text: format!(
-                    "created API key {:?} ({}) in tenant {}\n\n  {value}\n\nThe key is shown this once: store it now.",
-                    key.name,
-                    key.scopes.join(", "),
-                    tenant.slug
-                ),
-                json: json!({
-                    "id": key.id.to_string(),
-                    "name": key.name,
-                    "scopes": key.scopes,
-                    "expires_at": key.expires_at,
-                    "key": value,
-                }),
-            })
-        }
-        Command::Tenant(TenantCmd::Create { slug, name }) => {
-            if !valid_slug(&slug) {
-                bail!("the slug must be 2 to 40 characters of a-z, 0-9 and '-'");
-            }
-            let name = name.trim();
-            if name.is_empty() || name.len() > 200 {
-                bail!("the tenant name must have 1 to 200 characters");
-            }
-            let mut conn = connect(config)?;
-            let tenant = Tenant::create(&mut conn, &NewTenant { slug: &slug, name }).map_err(
-                |e| match e {
-                    diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    ) => {
-                        anyhow!("a tenant with the slug {slug:?} exists already")
-                    }
-                    other => anyhow!(other),
-                },
-            )?;
-            Ok(Output {
-                text: format!("created tenant {} ({})", tenant.slug, tenant.name),
-                json: json!({"id": tenant.id, "slug": tenant.slug, "name": tenant.name}),
-            })
-        }
-        Command::App(AppCmd::Create(args)) => {
-            let mut conn = connect(config)?;
-            let tenant = find_tenant(&mut conn, &args.tenant)?;
-            let (app, secret) = create_app(
-                &mut conn,
-                tenant.id,
-                &args.name,
-                args.redirect_uris,
-                args.scopes,
-            )?;
-            let urls = kit_urls(config, &tenant.slug);
-            let mut text = format!(
-                "created app {:?} in tenant {}\n\nPaste these into Kit (app settings, Authentication tab, Plugin OAuth):\n",
-                app.name, tenant.slug
-            );
-            let mut obj = serde_json::Map::new();
-            obj.insert("client_id".into(), json!(app.client_id));
-            obj.insert("client_secret".into(), json!(secret));
-            for (key, label, url) in &urls {
-                if *key != "introspection_url" {
-                    text.push_str(&format!("  {:<19}{}\n", format!("{label}:"), url));
-                }
-                obj.insert(key.to_string(), json!(url));
-            }
-            text.push_str(&format!("  {:<19}{}\n", "Client ID:", app.client_id));
-            text.push_str(&format!("  {:<19}{}\n", "Client secret:", secret));
-            text.push_str("\nThe client secret is shown this once: store it now.\n");
-            text.push_str(&format!(
-                "Your backend checks Bearer tokens at {} (client credentials as HTTP Basic).",
-                urls[4].2
-            ));
-            Ok(Output {
-                text,
-                json: serde_json::Value::Object(obj),
-            })
-        }
+        }) => api_key_create(config, &tenant, name, &scopes, expires_in_days),
+        Command::Tenant(TenantCmd::Create { slug, name }) => tenant_create(config, &slug, &name),
+        Command::App(AppCmd::Create(args)) => app_create(config, args),
         Command::User(UserCmd::Create {
             tenant,
             email,
             password_stdin,
-        }) => {
-            if !valid_email(&email) {
-                bail!("{email:?} is not a valid email address");
-            }
-            let password = read_password(password_stdin)?;
-            let mut conn = connect(config)?;
-            let tenant = find_tenant(&mut conn, &tenant)?;
-            let hash = crypto::hash_password(&password, config.bcrypt_cost)?;
-            let audit = NewAuditEvent::new(tenant.id, "cli", "creator.created");
-            let user = EndUser::create_audited(&mut conn, tenant.id, &email, &hash, audit)
-                .map_err(|e| match e {
-                    CreateCreatorError::EmailTaken => anyhow!(
-                        "a creator with this email exists already in {}",
-                        tenant.slug
-                    ),
-                    CreateCreatorError::Invalid { message, .. } => anyhow!(message),
-                    CreateCreatorError::Db(e) => anyhow!(e),
-                })?;
-            Ok(Output {
-                text: format!("created creator {} in tenant {}", user.email, tenant.slug),
-                json: json!({"id": user.id, "tenant": tenant.slug, "email": user.email}),
-            })
-        }
+        }) => user_create(config, &tenant, &email, password_stdin),
         Command::Admin(AdminCmd::Create {
             email,
             password_stdin,
             tenant,
             role,
-        }) => {
-            if !valid_email(&email) {
-                bail!("{email:?} is not a valid email address");
-            }
-            let role = Role::parse(&role)
-                .ok_or_else(|| anyhow!("the role must be owner, admin or viewer"))?;
-            let password = read_password(password_stdin)?;
-            let mut conn = connect(config)?;
-            let tenant = tenant
-                .map(|slug| find_tenant(&mut conn, &slug))
-                .transpose()?;
-            let hash = crypto::hash_password(&password, config.bcrypt_cost)?;
-            let admin = conn
-                .transaction(|conn| {
-                    let admin = Admin::create(conn, &email, &hash)?;
-                    if let Some(t) = &tenant {
-                        Membership::add(conn, t.id, admin.id, role)?;
-                    }
-                    Ok::<_, diesel::result::Error>(admin)
-                })
-                .map_err(|e| match e {
-                    diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    ) => {
-                        anyhow!("an admin with this email exists already")
-                    }
-                    other => anyhow!(other),
-                })?;
-            let membership = tenant
-                .as_ref()
-                .map(|t| format!(" ({} of {})", role.as_str(), t.slug))
-                .unwrap_or_default();
-            Ok(Output {
-                text: format!("created admin {}{membership}", admin.email),
-                json: json!({
-                    "id": admin.id,
-                    "email": admin.email,
-                    "tenant": tenant.as_ref().map(|t| t.slug.clone()),
-                    "role": tenant.as_ref().map(|_| role.as_str()),
-                }),
-            })
-        }
+        }) => admin_create(config, &email, password_stdin, tenant, &role),
     }
+}
+
+/// A unique violation as the one line that names what exists already;
+/// any other database error as it is.
+fn exists_already(e: diesel::result::Error, what: impl FnOnce() -> String) -> anyhow::Error {
+    match e {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ) => anyhow!(what()),
+        other => anyhow!(other),
+    }
+}
+
+fn migrate(config: &AppConfig) -> anyhow::Result<Output> {
+    if config.create_database {
+        db::create_database_if_missing(&config.database_url).map_err(|e| anyhow!(e))?;
+    }
+    let n = db::run_migrations(&config.database_url).map_err(|e| anyhow!(e))?;
+    Ok(Output {
+        text: format!("applied {n} migration(s); the database is up to date"),
+        json: json!({"applied": n}),
+    })
+}
+
+fn janitor(config: &AppConfig) -> anyhow::Result<Output> {
+    let mut conn = connect(config)?;
+    let report = crate::janitor::purge(
+        &mut conn,
+        crate::janitor::Retention::from_config(config),
+        chrono::Utc::now(),
+        crate::janitor::BATCH,
+    )?;
+    Ok(Output {
+        text: format!(
+            "janitor: deleted {} authorization code(s), {} access token(s), {} refresh token(s), {} creator session(s), {} admin session(s), {} audit event(s), {} idempotency key(s)",
+            report.authorization_codes,
+            report.access_tokens,
+            report.refresh_tokens,
+            report.end_user_sessions,
+            report.admin_sessions,
+            report.audit_events,
+            report.api_idempotency
+        ),
+        json: json!(report),
+    })
+}
+
+fn openapi() -> anyhow::Result<Output> {
+    let doc = crate::api::openapi();
+    let json = serde_json::to_value(&doc)?;
+    Ok(Output {
+        text: serde_json::to_string_pretty(&json)?,
+        json,
+    })
+}
+
+fn api_key_create(
+    config: &AppConfig,
+    tenant: &str,
+    name: String,
+    scopes: &[String],
+    expires_in_days: Option<i64>,
+) -> anyhow::Result<Output> {
+    let scopes = scopes
+        .iter()
+        .map(|s| {
+            ApiScope::parse(s)
+                .ok_or_else(|| anyhow!("unknown scope {s:?}: use read, write or login"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let new = NewApiKey {
+        name,
+        scopes,
+        expires_in_days,
+        created_by: "cli".into(),
+    };
+    new.validate().map_err(|e| anyhow!(e))?;
+    let mut conn = connect(config)?;
+    let tenant = find_tenant(&mut conn, tenant)?;
+    let (key, value) = conn.transaction(|conn| {
+        let (key, value) = ApiKey::create(conn, tenant.id, &new)?;
+        NewAuditEvent::new(tenant.id, "cli", "api_key.created")
+            .object("api_key", key.id)
+            .details(json!({"name": key.name, "scopes": key.scopes}))
+            .insert(conn)?;
+        Ok::<_, diesel::result::Error>((key, value))
+    })?;
+    Ok(Output {
+        text: format!(
+            "created API key {:?} ({}) in tenant {}\n\n  {value}\n\nThe key is shown this once: store it now.",
+            key.name,
+            key.scopes.join(", "),
+            tenant.slug
+        ),
+        json: json!({
+            "id": key.id.to_string(),
+            "name": key.name,
+            "scopes": key.scopes,
+            "expires_at": key.expires_at,
+            "key": value,
+        }),
+    })
+}
+
+fn tenant_create(config: &AppConfig, slug: &str, name: &str) -> anyhow::Result<Output> {
+    if !valid_slug(slug) {
+        bail!("the slug must be 2 to 40 characters of a-z, 0-9 and '-'");
+    }
+    let name = name.trim();
+    if name.is_empty() || name.len() > 200 {
+        bail!("the tenant name must have 1 to 200 characters");
+    }
+    let mut conn = connect(config)?;
+    let tenant = Tenant::create(&mut conn, &NewTenant { slug, name }).map_err(|e| {
+        exists_already(e, || {
+            format!("a tenant with the slug {slug:?} exists already")
+        })
+    })?;
+    Ok(Output {
+        text: format!("created tenant {} ({})", tenant.slug, tenant.name),
+        json: json!({"id": tenant.id, "slug": tenant.slug, "name": tenant.name}),
+    })
+}
+
+fn app_create(config: &AppConfig, args: AppCreate) -> anyhow::Result<Output> {
+    let mut conn = connect(config)?;
+    let tenant = find_tenant(&mut conn, &args.tenant)?;
+    let (app, secret) = create_app(
+        &mut conn,
+        tenant.id,
+        &args.name,
+        args.redirect_uris,
+        args.scopes,
+    )?;
+    let urls = config.kit_urls(&tenant.slug);
+    let mut text = format!(
+        "created app {:?} in tenant {}\n\nPaste these into Kit (app settings, Authentication tab, Plugin OAuth):\n",
+        app.name, tenant.slug
+    );
+    let mut obj = serde_json::Map::new();
+    obj.insert("client_id".into(), json!(app.client_id));
+    obj.insert("client_secret".into(), json!(secret));
+    for (key, label, url) in &urls {
+        if *key != "introspection_url" {
+            text.push_str(&format!("  {:<19}{}\n", format!("{label}:"), url));
+        }
+        obj.insert(key.to_string(), json!(url));
+    }
+    text.push_str(&format!("  {:<19}{}\n", "Client ID:", app.client_id));
+    text.push_str(&format!("  {:<19}{}\n", "Client secret:", secret));
+    text.push_str("\nThe client secret is shown this once: store it now.\n");
+    text.push_str(&format!(
+        "Your backend checks Bearer tokens at {} (client credentials as HTTP Basic).",
+        urls[4].2
+    ));
+    Ok(Output {
+        text,
+        json: serde_json::Value::Object(obj),
+    })
+}
+
+fn user_create(
+    config: &AppConfig,
+    tenant: &str,
+    email: &str,
+    password_stdin: bool,
+) -> anyhow::Result<Output> {
+    if !valid_email(email) {
+        bail!("{email:?} is not a valid email address");
+    }
+    let password = read_password(password_stdin)?;
+    let mut conn = connect(config)?;
+    let tenant = find_tenant(&mut conn, tenant)?;
+    let hash = crypto::hash_password(&password, config.bcrypt_cost)?;
+    let audit = NewAuditEvent::new(tenant.id, "cli", "creator.created");
+    let user =
+        EndUser::create_audited(&mut conn, tenant.id, email, &hash, audit).map_err(
+            |e| match e {
+                CreateCreatorError::EmailTaken => anyhow!(
+                    "a creator with this email exists already in {}",
+                    tenant.slug
+                ),
+                CreateCreatorError::Invalid { message, .. } => anyhow!(message),
+                CreateCreatorError::Db(e) => anyhow!(e),
+            },
+        )?;
+    Ok(Output {
+        text: format!("created creator {} in tenant {}", user.email, tenant.slug),
+        json: json!({"id": user.id, "tenant": tenant.slug, "email": user.email}),
+    })
+}
+
+fn admin_create(
+    config: &AppConfig,
+    email: &str,
+    password_stdin: bool,
+    tenant: Option<String>,
+    role: &str,
+) -> anyhow::Result<Output> {
+    if !valid_email(email) {
+        bail!("{email:?} is not a valid email address");
+    }
+    let role =
+        Role::parse(role).ok_or_else(|| anyhow!("the role must be owner, admin or viewer"))?;
+    let password = read_password(password_stdin)?;
+    let mut conn = connect(config)?;
+    let tenant = tenant
+        .map(|slug| find_tenant(&mut conn, &slug))
+        .transpose()?;
+    let hash = crypto::hash_password(&password, config.bcrypt_cost)?;
+    let admin = conn
+        .transaction(|conn| {
+            let admin = Admin::create(conn, email, &hash)?;
+            if let Some(t) = &tenant {
+                Membership::add(conn, t.id, admin.id, role)?;
+            }
+            Ok::<_, diesel::result::Error>(admin)
+        })
+        .map_err(|e| exists_already(e, || "an admin with this email exists already".into()))?;
+    let membership = tenant
+        .as_ref()
+        .map(|t| format!(" ({} of {})", role.as_str(), t.slug))
+        .unwrap_or_default();
+    Ok(Output {
+        text: format!("created admin {}{membership}", admin.email),
+        json: json!({
+            "id": admin.id,
+            "email": admin.email,
+            "tenant": tenant.as_ref().map(|t| t.slug.clone()),
+            "role": tenant.as_ref().map(|_| role.as_str()),
+        }),
+    })
 }
 
 fn unreachable_serve() -> anyhow::Result<Output> {

@@ -6,20 +6,18 @@
 //! here before any database work:
 //! - form and JSON bodies (OAuth endpoints, hosted pages, dashboard) in
 //!   [`crate::oauth::params::Params::insert`], which every body reader uses;
+//!   the HTML forms then declare each field with a type of this module
+//!   ([`Text`], [`Multiline`], [`Checkbox`], [`Confirm`]), read by
+//!   [`crate::auth::CsrfForm`];
 //! - query strings and path segments of every request, in the
-//!   [`BadInputGuard`] fairing, before routing;
+//!   [`crate::gate::BadInputGuard`] fairing, before routing;
 //! - Basic-auth parts, in `ClientCredentials::from_parts`;
 //! - the command line's arguments, in `cli`.
 //!
 //! A refusal is `400 invalid_request` on the OAuth endpoints, a 400 page
 //! elsewhere, and one line on the command line. Nothing is written.
 
-use rocket::fairing::{Fairing, Info, Kind};
-use rocket::http::uri::Origin;
-use rocket::http::Method;
-use rocket::{get, Data, Request};
-
-use crate::error::{OAuthError, PageError};
+use crate::error::PageError;
 
 /// Largest value of a field without its own limit.
 pub const DEFAULT_MAX: usize = 2048;
@@ -117,6 +115,100 @@ pub fn check_name(name: &str) -> Result<(), InputError> {
     Ok(())
 }
 
+/// A one-line text field of an HTML form, at most `MAX` bytes, with no NUL
+/// or other control character: the form types of the dashboard and the
+/// hosted pages declare each field with it, so a handler cannot get a value
+/// the input layer has not checked. (The body reader has already checked
+/// every field by its name with [`rule`]; each form declares the same
+/// maximum.) A missing field is empty, as a blank one is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Text<const MAX: usize = DEFAULT_MAX>(String);
+
+/// A free-text field: like [`Text`], and newlines and tabs are allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Multiline<const MAX: usize>(String);
+
+macro_rules! text_field {
+    ($ty:ident, $multiline:expr) => {
+        impl<const MAX: usize> $ty<MAX> {
+            /// The value as sent (empty when the field was missing).
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+            /// The value, `None` when empty: a blank field counts as a
+            /// missing one.
+            pub fn get(&self) -> Option<&str> {
+                Some(self.0.as_str()).filter(|v| !v.is_empty())
+            }
+            /// The value without surrounding whitespace.
+            pub fn trimmed(&self) -> String {
+                self.0.trim().to_string()
+            }
+        }
+
+        #[rocket::async_trait]
+        impl<'v, const MAX: usize> rocket::form::FromFormField<'v> for $ty<MAX> {
+            fn from_value(field: rocket::form::ValueField<'v>) -> rocket::form::Result<'v, Self> {
+                let rule = Rule {
+                    max: MAX,
+                    multiline: $multiline,
+                };
+                check_with(field.name.source().as_str(), field.value, rule)
+                    .map_err(|e| rocket::form::Error::validation(e.description()))?;
+                Ok($ty(field.value.to_string()))
+            }
+
+            fn default() -> Option<Self> {
+                Some($ty(String::new()))
+            }
+        }
+    };
+}
+
+text_field!(Text, false);
+text_field!(Multiline, true);
+
+/// A checkbox: ticked when the browser sends its default value `on`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checkbox(pub bool);
+
+/// The confirmation checkbox of a destructive action (`value="yes"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Confirm(pub bool);
+
+impl Confirm {
+    /// Refuses (400, nothing changed) unless the box was ticked.
+    pub fn require(self, what: &str) -> Result<(), PageError> {
+        if self.0 {
+            Ok(())
+        } else {
+            Err(PageError::bad_request(format!(
+                "Nothing was changed: tick the confirmation box to {what}."
+            )))
+        }
+    }
+}
+
+macro_rules! checkbox_field {
+    ($ty:ident, $on:literal) => {
+        #[rocket::async_trait]
+        impl<'v> rocket::form::FromFormField<'v> for $ty {
+            fn from_value(field: rocket::form::ValueField<'v>) -> rocket::form::Result<'v, Self> {
+                check(field.name.source().as_str(), field.value)
+                    .map_err(|e| rocket::form::Error::validation(e.description()))?;
+                Ok($ty(field.value == $on))
+            }
+
+            fn default() -> Option<Self> {
+                Some($ty(false))
+            }
+        }
+    };
+}
+
+checkbox_field!(Checkbox, "on");
+checkbox_field!(Confirm, "yes");
+
 /// Decodes one `application/x-www-form-urlencoded` component as leniently
 /// as any parser downstream might: a bad escape stays literal, invalid
 /// UTF-8 becomes U+FFFD. So a NUL cannot hide behind a malformed neighbour.
@@ -162,119 +254,6 @@ pub fn check_uri(path: &str, query: Option<&str>) -> Result<(), InputError> {
         check(&key, &decode_component(v))?;
     }
     Ok(())
-}
-
-/// Where a refused request is routed, and why it was refused.
-const BAD_INPUT_PATH: &str = "/_kitauth/bad-input";
-
-struct Refused {
-    description: String,
-    field: String,
-    surface: Surface,
-}
-
-/// Which format a refusal answers in.
-#[derive(Clone, Copy)]
-enum Surface {
-    /// RFC 6749 JSON (the OAuth endpoints).
-    OAuth,
-    /// RFC 9457 problem details (the tenant API).
-    Api,
-    /// An HTML page.
-    Page,
-}
-
-/// Refuses, before routing, any request whose query string or path holds a
-/// value the input layer does not accept: the request is rerouted to one
-/// handler that answers 400 in the surface's format, so no route, guard or
-/// database call sees it.
-pub struct BadInputGuard;
-
-#[rocket::async_trait]
-impl Fairing for BadInputGuard {
-    fn info(&self) -> Info {
-        Info {
-            name: "input layer (query strings and paths)",
-            kind: Kind::Request,
-        }
-    }
-
-    async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
-        let path = req.uri().path().as_str().to_string();
-        let query = req.uri().query().map(|q| q.as_str().to_string());
-        let Err(e) = check_uri(&path, query.as_deref()) else {
-            return;
-        };
-        let surface = if crate::api::is_api_path(&path) {
-            Surface::Api
-        } else if crate::oauth::is_api_path(&path) {
-            Surface::OAuth
-        } else {
-            Surface::Page
-        };
-        req.local_cache(|| {
-            Some(Refused {
-                description: e.description(),
-                field: e.field().to_string(),
-                surface,
-            })
-        });
-        req.set_method(Method::Get);
-        if let Ok(origin) = Origin::parse(BAD_INPUT_PATH) {
-            req.set_uri(origin);
-        }
-    }
-}
-
-#[derive(rocket::Responder)]
-pub enum Refusal {
-    OAuth(OAuthError),
-    Api(crate::api::problem::Problem),
-    Page(PageError),
-}
-
-#[get("/_kitauth/bad-input")]
-pub fn bad_input(req_refused: RefusedGuard) -> Refusal {
-    match req_refused.0 {
-        Some((description, _, Surface::OAuth)) => {
-            Refusal::OAuth(OAuthError::invalid_request(description))
-        }
-        // On the tenant API, a path that the input layer refuses names no
-        // object (404, documented on every operation with an id); a refused
-        // query parameter is an invalid field (422 naming it), as the
-        // handlers' own parameter checks answer.
-        Some((_, field, Surface::Api)) if field == "path" => {
-            Refusal::Api(crate::api::problem::Problem::not_found())
-        }
-        Some((description, field, Surface::Api)) => {
-            Refusal::Api(crate::api::problem::Problem::invalid(field, description))
-        }
-        Some((description, _, Surface::Page)) => Refusal::Page(PageError::bad_request(format!(
-            "The request was refused: {description}."
-        ))),
-        None => Refusal::Page(PageError::not_found()),
-    }
-}
-
-/// What the fairing recorded, if anything (a direct request finds nothing).
-pub struct RefusedGuard(Option<(String, String, Surface)>);
-
-#[rocket::async_trait]
-impl<'r> rocket::request::FromRequest<'r> for RefusedGuard {
-    type Error = std::convert::Infallible;
-
-    async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
-        let found: &Option<Refused> = req.local_cache(|| None);
-        rocket::request::Outcome::Success(RefusedGuard(
-            found
-                .as_ref()
-                .map(|r| (r.description.clone(), r.field.clone(), r.surface)),
-        ))
-    }
-}
-
-pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![bad_input]
 }
 
 #[cfg(test)]

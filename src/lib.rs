@@ -18,6 +18,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod gate;
 pub mod input;
 pub mod janitor;
 pub mod logwriter;
@@ -100,7 +101,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .attach(stats::StatsFlusher)
         .attach(Template::fairing())
         .attach(RequestLog)
-        .attach(input::BadInputGuard)
+        .attach(gate::BadInputGuard)
         .attach(SecurityHeaders)
         .attach(rocket::fairing::AdHoc::on_liftoff("announce", |rocket| {
             Box::pin(async move {
@@ -116,7 +117,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .attach(janitor)
         .mount("/", oauth::routes())
         .mount("/", ops::routes())
-        .mount("/", input::routes())
+        .mount("/", gate::routes())
         .mount("/", admin::routes())
         .mount("/", api::routes())
         .mount("/static", FileServer::from(static_dir).rank(20))
@@ -127,6 +128,9 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
 /// large) answered in the surface's own format.
 #[catch(default)]
 fn default_catcher(status: Status, req: &Request<'_>) -> CatcherResponse {
+    if let Some(refusal) = auth::refusal::take(req) {
+        return CatcherResponse::Refused(refusal);
+    }
     if api::is_api_path(req.uri().path().as_str()) {
         return CatcherResponse::Problem(api::problem::caught(status, req));
     }
@@ -172,6 +176,7 @@ enum CatcherResponse {
     OAuth(OAuthError),
     Page(PageError),
     Problem(api::Problem),
+    Refused(auth::refusal::Refusal),
 }
 
 /// Security headers on every response; the HTML ones only on pages.

@@ -577,3 +577,69 @@ async fn arbitrary_bytes_in_any_field_of_any_form_never_5xx_and_refusals_write_n
         }
     }
 }
+
+/// A `code_challenge` of verifier syntax (44 characters, a `.`, a `~`) is no
+/// S256 challenge: both the authorize request and the consent form that
+/// repeats it answer the client's redirect with `invalid_request`, and no
+/// code is issued.
+#[rocket::async_test]
+async fn authorize_refuses_a_challenge_of_verifier_syntax_with_an_error_redirect() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    sign_in(&app, &seed).await;
+    let csrf = csrf_from(
+        &app.client
+            .get("/t/acme/login")
+            .dispatch()
+            .await
+            .into_string()
+            .await
+            .unwrap(),
+    );
+    let before = app.snapshot();
+    for challenge in [
+        "a".repeat(44),
+        format!("{}.", "a".repeat(42)),
+        format!("{}~", "a".repeat(42)),
+    ] {
+        let extra = [
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("state", "s1"),
+        ];
+        let get = app
+            .client
+            .get(authorize_path(&seed, &extra))
+            .dispatch()
+            .await;
+        let post = app
+            .client
+            .post("/t/acme/oauth/authorize")
+            .header(ContentType::Form)
+            .body(form(&[
+                ("csrf_token", &csrf),
+                ("decision", "allow"),
+                ("client_id", &seed.app.client_id),
+                ("response_type", "code"),
+                ("redirect_uri", KIT_INSTALL),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("state", "s1"),
+            ]))
+            .dispatch()
+            .await;
+        for (how, resp) in [("GET", get), ("POST", post)] {
+            assert_eq!(resp.status(), Status::Found, "{how} {challenge}");
+            let location = resp.headers().get_one("Location").unwrap().to_string();
+            assert!(location.starts_with(KIT_INSTALL), "{how} {location}");
+            assert_eq!(
+                query_param(&location, "error").as_deref(),
+                Some("invalid_request"),
+                "{how} {challenge}"
+            );
+            assert_eq!(query_param(&location, "state").as_deref(), Some("s1"));
+            assert!(query_param(&location, "code").is_none(), "{how}");
+        }
+    }
+    assert_eq!(app.snapshot(), before, "no code was stored");
+}

@@ -5,18 +5,43 @@
 //! neither shows it again nor creates a second key.
 
 use diesel::Connection;
-use rocket::data::Data;
+use rocket::form::FromForm;
 use rocket::http::{Cookie, CookieJar, SameSite};
 use rocket::request::FlashMessage;
 use rocket::{get, post, State};
 use serde_json::json;
 
-use super::{confirmed, parse_id, read_form, when, when_opt, PageResult, Resp, TenantCtx};
-use crate::auth::CsrfToken;
+use super::{when, when_opt, ConfirmForm, Id, PageResult, Resp, TenantCtx};
+use crate::auth::{CsrfForm, CsrfToken};
 use crate::config::AppConfig;
 use crate::db::models::{ApiKey, ApiScope, NewApiKey, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
+use crate::input::{Checkbox, Text};
+
+/// The new-key form: a name, a box per scope, an optional expiry in days.
+#[derive(Debug, FromForm)]
+pub struct NewKeyForm {
+    name: Text<200>,
+    scope_read: Checkbox,
+    scope_write: Checkbox,
+    scope_login: Checkbox,
+    expires_in_days: Text,
+}
+
+impl NewKeyForm {
+    fn scopes(&self) -> Vec<ApiScope> {
+        ApiScope::ALL
+            .into_iter()
+            .filter(|s| match s.as_str() {
+                "read" => self.scope_read.0,
+                "write" => self.scope_write.0,
+                "login" => self.scope_login.0,
+                _ => false,
+            })
+            .collect()
+    }
+}
 
 const REVEAL: &str = "kitauth_key_reveal";
 
@@ -63,29 +88,25 @@ pub async fn list(
     )))
 }
 
-#[post("/admin/t/<_>/api-keys", data = "<data>")]
+#[post("/admin/t/<_>/api-keys", data = "<form>")]
 pub async fn create(
     ctx: TenantCtx,
     db: &State<Db>,
     config: &State<AppConfig>,
     cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    form: CsrfForm<NewKeyForm>,
 ) -> PageResult {
-    let params = read_form(data, cookies).await?;
     ctx.require(Role::Admin)?;
-    let scopes: Vec<ApiScope> = ApiScope::ALL
-        .into_iter()
-        .filter(|s| params.get(&format!("scope_{}", s.as_str())) == Some("on"))
-        .collect();
+    let scopes = form.scopes();
     let expires_in_days =
-        match params.get("expires_in_days").map(str::trim) {
+        match form.expires_in_days.get().map(str::trim) {
             None | Some("") => None,
             Some(d) => Some(d.parse::<i64>().map_err(|_| {
                 PageError::bad_request("The expiry must be a whole number of days.")
             })?),
         };
     let new = NewApiKey {
-        name: params.get("name").unwrap_or("").to_string(),
+        name: form.name.get().unwrap_or("").to_string(),
         scopes,
         expires_in_days,
         created_by: ctx.actor(),
@@ -125,18 +146,16 @@ pub async fn create(
     ))
 }
 
-#[post("/admin/t/<_>/api-keys/<id>/revoke", data = "<data>")]
+#[post("/admin/t/<_>/api-keys/<id>/revoke", data = "<form>")]
 pub async fn revoke(
     ctx: TenantCtx,
-    id: &str,
+    id: Id,
     db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    form: CsrfForm<ConfirmForm>,
 ) -> PageResult {
-    let id = parse_id(id)?;
-    let params = read_form(data, cookies).await?;
+    let Id(id) = id;
     ctx.require(Role::Admin)?;
-    confirmed(&params, "revoke this key")?;
+    form.confirm.require("revoke this key")?;
     let tenant_id = ctx.tenant.id;
     let audit = ctx.audit("api_key.revoked").object("api_key", id);
     let n = db

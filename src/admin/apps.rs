@@ -3,27 +3,41 @@
 
 use chrono::Utc;
 use diesel::Connection;
-use rocket::data::Data;
-use rocket::http::{CookieJar, Status};
-use rocket::request::FlashMessage;
+use rocket::form::FromForm;
+use rocket::http::Status;
+use rocket::request::{FlashMessage, FromRequest, Outcome, Request};
 use rocket::response::Redirect;
 use rocket::{get, post, State};
 use serde_json::{json, Value};
 
 use super::reveal::{RevealKey, RevealKind, Reveals, Taken};
 use super::{
-    confirmed, parse_id, read_form, when, when_opt, AdminUser, PageResult, Resp, TenantCtx,
+    parse_id, path_object, when, when_opt, AdminUser, ConfirmForm, PageResult, Resp, TenantCtx,
 };
-use crate::auth::CsrfToken;
+use crate::auth::{CsrfForm, CsrfToken};
 use crate::config::AppConfig;
 use crate::db::models::app::{validate_redirect_uri, validate_scope, KIT_REDIRECT_URIS};
 use crate::db::models::{App, AppSettings, ClientSecret, Grant, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
-use crate::oauth::params::{split_scopes, Params};
+use crate::input::{Checkbox, Multiline, Text};
+use crate::oauth::params::split_scopes;
 
 /// Bounds for the lifetimes an admin can set, in seconds (the model's).
 pub use crate::db::models::app::{ACCESS_TTL, GRACE, REFRESH_TTL};
+
+/// The app that `/admin/t/{slug}/apps/{id}/...` names, in the admin's
+/// tenant (a guard: 404 before the form of the path is read).
+pub struct TenantApp(pub App);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for TenantApp {
+    type Error = ();
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        path_object(req, App::find).await.map(TenantApp)
+    }
+}
 
 pub async fn load_app(db: &Db, ctx: &TenantCtx, id: &str) -> Result<App, PageError> {
     let id = parse_id(id)?;
@@ -92,15 +106,28 @@ pub fn secrets_json(secrets: &[ClientSecret]) -> Vec<Value> {
         .collect()
 }
 
+/// The app form (new and edit).
+#[derive(Debug, FromForm)]
+pub struct AppForm {
+    name: Text<200>,
+    redirect_uris: Multiline<8192>,
+    scopes: Text,
+    access_token_ttl_secs: Text,
+    refresh_token_ttl_secs: Text,
+    refresh_grace_secs: Text,
+    refresh_without_secret: Checkbox,
+    disabled: Checkbox,
+}
+
 /// Parses and checks the app form. Errors are messages for the form.
-fn parse_settings(params: &Params, current: Option<&App>) -> Result<AppSettings, String> {
-    let name = params.get("name").unwrap_or("").trim().to_string();
+fn parse_settings(form: &AppForm, current: Option<&App>) -> Result<AppSettings, String> {
+    let name = form.name.trimmed();
     if name.is_empty() || name.chars().count() > 200 {
         return Err("The name must have 1 to 200 characters.".into());
     }
-    let redirect_uris: Vec<String> = params
-        .get("redirect_uris")
-        .unwrap_or("")
+    let redirect_uris: Vec<String> = form
+        .redirect_uris
+        .as_str()
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -112,15 +139,14 @@ fn parse_settings(params: &Params, current: Option<&App>) -> Result<AppSettings,
     for uri in &redirect_uris {
         validate_redirect_uri(uri).map_err(|e| format!("Redirect URI: {e}."))?;
     }
-    let scopes = split_scopes(params.get("scopes").unwrap_or(""));
+    let scopes = split_scopes(form.scopes.as_str());
     if scopes.is_empty() || scopes.len() > 50 {
         return Err("Allow 1 to 50 scopes, separated by spaces or commas.".into());
     }
     for s in &scopes {
         validate_scope(s).map_err(|e| format!("Scope: {e}."))?;
     }
-    let number = |key: &str, label: &str, (lo, hi): (i32, i32), default: i32| match params.get(key)
-    {
+    let number = |field: &Text, label: &str, (lo, hi): (i32, i32), default: i32| match field.get() {
         None => Ok(default),
         Some(v) => v
             .trim()
@@ -134,53 +160,43 @@ fn parse_settings(params: &Params, current: Option<&App>) -> Result<AppSettings,
         redirect_uris,
         allowed_scopes: scopes,
         access_token_ttl_secs: number(
-            "access_token_ttl_secs",
+            &form.access_token_ttl_secs,
             "The access token lifetime",
             ACCESS_TTL,
             current.map_or(7200, |a| a.access_token_ttl_secs),
         )?,
         refresh_token_ttl_secs: number(
-            "refresh_token_ttl_secs",
+            &form.refresh_token_ttl_secs,
             "The refresh token lifetime",
             REFRESH_TTL,
             current.map_or(90 * 86400, |a| a.refresh_token_ttl_secs),
         )?,
         refresh_grace_secs: number(
-            "refresh_grace_secs",
+            &form.refresh_grace_secs,
             "The refresh grace window",
             GRACE,
             current.map_or(60, |a| a.refresh_grace_secs),
         )?,
-        refresh_without_secret: params.get("refresh_without_secret") == Some("on"),
-        disabled: params.get("disabled") == Some("on"),
+        refresh_without_secret: form.refresh_without_secret.0,
+        disabled: form.disabled.0,
     };
     // The model's rule is the last word (the messages above are the form's).
     settings.validate().map_err(|(_, e)| format!("{e}."))?;
     Ok(settings)
 }
 
-fn form_json(params: &Params) -> Value {
-    let keys = [
-        "name",
-        "redirect_uris",
-        "scopes",
-        "access_token_ttl_secs",
-        "refresh_token_ttl_secs",
-        "refresh_grace_secs",
-    ];
-    let mut m = serde_json::Map::new();
-    for k in keys {
-        m.insert(k.into(), json!(params.get(k).unwrap_or("")));
-    }
-    m.insert(
-        "refresh_without_secret".into(),
-        json!(params.get("refresh_without_secret") == Some("on")),
-    );
-    m.insert(
-        "disabled".into(),
-        json!(params.get("disabled") == Some("on")),
-    );
-    Value::Object(m)
+/// The form as sent, to show it again with its error.
+fn form_json(form: &AppForm) -> Value {
+    json!({
+        "name": form.name.as_str(),
+        "redirect_uris": form.redirect_uris.as_str(),
+        "scopes": form.scopes.as_str(),
+        "access_token_ttl_secs": form.access_token_ttl_secs.as_str(),
+        "refresh_token_ttl_secs": form.refresh_token_ttl_secs.as_str(),
+        "refresh_grace_secs": form.refresh_grace_secs.as_str(),
+        "refresh_without_secret": form.refresh_without_secret.0,
+        "disabled": form.disabled.0,
+    })
 }
 
 fn app_form_json(app: &App) -> Value {
@@ -254,19 +270,17 @@ pub fn new_get(ctx: TenantCtx, csrf: CsrfToken) -> PageResult {
     )))
 }
 
-#[post("/admin/t/<_>/apps/new", data = "<data>")]
+#[post("/admin/t/<_>/apps/new", data = "<form>")]
 pub async fn new_post(
     ctx: TenantCtx,
     user: AdminUser,
     db: &State<Db>,
     reveals: &State<Reveals>,
-    cookies: &CookieJar<'_>,
     csrf: CsrfToken,
-    data: Data<'_>,
+    form: CsrfForm<AppForm>,
 ) -> PageResult {
-    let params = read_form(data, cookies).await?;
     ctx.require(Role::Admin)?;
-    let settings = match parse_settings(&params, None) {
+    let settings = match parse_settings(&form, None) {
         Ok(s) => s,
         Err(msg) => {
             return Ok(Resp::Status((
@@ -276,7 +290,7 @@ pub async fn new_post(
                     "apps",
                     &csrf,
                     None,
-                    json!({"form": form_json(&params), "is_new": true, "error": msg}),
+                    json!({"form": form_json(&form), "is_new": true, "error": msg}),
                 ),
             )))
         }
@@ -342,37 +356,31 @@ pub async fn reveal(
     csrf: CsrfToken,
 ) -> PageResult {
     let app = load_app(db, &ctx, id).await?;
-    match reveals.take(&secret_key(&ctx, &user, app.id)) {
-        Taken::Now(r) => {
-            show_page(&ctx, db, config, &csrf, None, app, Some(r.value), &r.notice).await
-        }
-        Taken::AlreadyShown | Taken::Nothing => {
-            show_page(
-                &ctx,
-                db,
-                config,
-                &csrf,
-                None,
-                app,
-                None,
-                "This secret was already shown, and kitauth keeps only its digest: it cannot be shown again. If you did not copy it, rotate the secret.",
-            )
-            .await
-        }
-    }
+    let notice = match reveals.take(&secret_key(&ctx, &user, app.id)) {
+        Taken::Now(r) => Notice::NewSecret(r.value, r.notice),
+        Taken::AlreadyShown | Taken::Nothing => Notice::Warning(
+            "This secret was already shown, and kitauth keeps only its digest: it cannot be shown again. If you did not copy it, rotate the secret.",
+        ),
+    };
+    show_page(&ctx, db, config, &csrf, app, notice).await
 }
 
-/// The app page; `new_secret` is a secret value shown this once.
-#[allow(clippy::too_many_arguments)]
+/// What the app page says above the app.
+enum Notice<'f> {
+    /// A new secret, shown this once, and what was done.
+    NewSecret(String, String),
+    Warning(&'static str),
+    Flash(Option<FlashMessage<'f>>),
+}
+
+/// The app page with its secrets and the Kit settings panel.
 async fn show_page(
     ctx: &TenantCtx,
     db: &Db,
     config: &AppConfig,
     csrf: &CsrfToken,
-    flash: Option<FlashMessage<'_>>,
     app: App,
-    new_secret: Option<String>,
-    notice: &str,
+    notice: Notice<'_>,
 ) -> PageResult {
     let tenant_id = ctx.tenant.id;
     let app_id = app.id;
@@ -384,12 +392,12 @@ async fn show_page(
             ))
         })
         .await?;
-    let flash_value = if new_secret.is_some() {
-        json!({"kind": "success", "message": notice})
-    } else if !notice.is_empty() {
-        json!({"kind": "warning", "message": notice})
-    } else {
-        super::flash_json(flash)
+    let (new_secret, flash_value) = match notice {
+        Notice::NewSecret(secret, notice) => {
+            (Some(secret), json!({"kind": "success", "message": notice}))
+        }
+        Notice::Warning(notice) => (None, json!({"kind": "warning", "message": notice})),
+        Notice::Flash(flash) => (None, super::flash_json(flash)),
     };
     Ok(Resp::Page(ctx.render(
         "admin/app",
@@ -417,7 +425,7 @@ pub async fn show(
     flash: Option<FlashMessage<'_>>,
 ) -> PageResult {
     let app = load_app(db, &ctx, id).await?;
-    show_page(&ctx, db, config, &csrf, flash, app, None, "").await
+    show_page(&ctx, db, config, &csrf, app, Notice::Flash(flash)).await
 }
 
 #[get("/admin/t/<_>/apps/<id>/edit")]
@@ -433,19 +441,17 @@ pub async fn edit_get(ctx: TenantCtx, id: &str, db: &State<Db>, csrf: CsrfToken)
     )))
 }
 
-#[post("/admin/t/<_>/apps/<id>/edit", data = "<data>")]
+#[post("/admin/t/<_>/apps/<_>/edit", data = "<form>")]
 pub async fn edit_post(
     ctx: TenantCtx,
-    id: &str,
     db: &State<Db>,
-    cookies: &CookieJar<'_>,
     csrf: CsrfToken,
-    data: Data<'_>,
+    app: TenantApp,
+    form: CsrfForm<AppForm>,
 ) -> PageResult {
-    let app = load_app(db, &ctx, id).await?;
-    let params = read_form(data, cookies).await?;
+    let TenantApp(app) = app;
     ctx.require(Role::Admin)?;
-    let settings = match parse_settings(&params, Some(&app)) {
+    let settings = match parse_settings(&form, Some(&app)) {
         Ok(s) => s,
         Err(msg) => {
             return Ok(Resp::Status((
@@ -455,7 +461,7 @@ pub async fn edit_post(
                     "apps",
                     &csrf,
                     None,
-                    json!({"form": form_json(&params), "is_new": false, "app": app_json(&app), "error": msg}),
+                    json!({"form": form_json(&form), "is_new": false, "app": app_json(&app), "error": msg}),
                 ),
             )))
         }
@@ -507,18 +513,16 @@ pub async fn delete_get(ctx: TenantCtx, id: &str, db: &State<Db>, csrf: CsrfToke
     )))
 }
 
-#[post("/admin/t/<_>/apps/<id>/delete", data = "<data>")]
+#[post("/admin/t/<_>/apps/<_>/delete", data = "<form>")]
 pub async fn delete_post(
     ctx: TenantCtx,
-    id: &str,
     db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    app: TenantApp,
+    form: CsrfForm<ConfirmForm>,
 ) -> PageResult {
-    let app = load_app(db, &ctx, id).await?;
-    let params = read_form(data, cookies).await?;
+    let TenantApp(app) = app;
     ctx.require(Role::Admin)?;
-    confirmed(&params, "delete this app")?;
+    form.confirm.require("delete this app")?;
     let tenant_id = ctx.tenant.id;
     let app_id = app.id;
     let audit = ctx.audit("app.deleted");

@@ -2,18 +2,19 @@
 //! disable (which revokes their grants), enable, set a new password.
 
 use diesel::Connection;
-use rocket::data::Data;
-use rocket::http::{CookieJar, Status};
-use rocket::request::FlashMessage;
+use rocket::form::FromForm;
+use rocket::http::Status;
+use rocket::request::{FlashMessage, FromRequest, Outcome, Request};
 use rocket::{get, post, State};
 use serde_json::{json, Value};
 
 use super::installs::install_page;
 use super::{
-    confirmed, encode_query, page_number, pager, parse_id, read_form, search_term, when,
+    encode_query, page_number, pager, parse_id, path_object, search_term, when, ConfirmForm,
     PageResult, Resp, TenantCtx, PER_PAGE,
 };
-use crate::auth::CsrfToken;
+use crate::auth::csrf::NoFields;
+use crate::auth::{CsrfForm, CsrfToken};
 use crate::config::AppConfig;
 use crate::crypto;
 use crate::db::models::dashboard::{self, InstallFilter};
@@ -21,6 +22,46 @@ use crate::db::models::end_user::{check_new_creator, validate_password, CreateCr
 use crate::db::models::{EndUser, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
+use crate::input::Text;
+
+/// The creator that `/admin/t/{slug}/creators/{id}/...` names, in the
+/// admin's tenant (a guard: 404 before the form of the path is read).
+pub struct TenantCreator(pub EndUser);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for TenantCreator {
+    type Error = ();
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        path_object(req, EndUser::find).await.map(TenantCreator)
+    }
+}
+
+/// The list's search and page (`?q=&page=`).
+#[derive(Debug, Default, FromForm)]
+pub struct ListQuery {
+    q: Option<String>,
+    page: Option<i64>,
+}
+
+/// A creator form that was refused: what to show again, and why.
+struct Refused {
+    form: Value,
+    error: String,
+}
+
+/// The new-creator form.
+#[derive(Debug, FromForm)]
+pub struct NewCreatorForm {
+    email: Text<320>,
+    password: Text<1024>,
+}
+
+/// The new-password form.
+#[derive(Debug, FromForm)]
+pub struct PasswordForm {
+    password: Text<1024>,
+}
 
 async fn hash(config: &AppConfig, password: String) -> Result<String, PageError> {
     let cost = config.bcrypt_cost;
@@ -39,17 +80,20 @@ async fn load_creator(db: &Db, ctx: &TenantCtx, id: &str) -> Result<EndUser, Pag
         .ok_or_else(PageError::not_found)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn list_page(
     ctx: &TenantCtx,
     db: &Db,
     csrf: &CsrfToken,
     flash: Option<FlashMessage<'_>>,
-    q: Option<String>,
-    page: i64,
-    form: Value,
-    error: Option<String>,
+    query: &ListQuery,
+    refused: Option<Refused>,
 ) -> Result<rocket_dyn_templates::Template, PageError> {
+    let q = search_term(query.q.as_deref());
+    let page = page_number(query.page);
+    let (form, error) = match refused {
+        Some(r) => (r.form, Some(r.error)),
+        None => (json!({}), None),
+    };
     let tenant_id = ctx.tenant.id;
     let term = q.clone();
     let rows = db
@@ -89,42 +133,29 @@ async fn list_page(
     ))
 }
 
-#[get("/admin/t/<_>/creators?<q>&<page>")]
+#[get("/admin/t/<_>/creators?<query..>")]
 pub async fn list(
     ctx: TenantCtx,
     db: &State<Db>,
     csrf: CsrfToken,
     flash: Option<FlashMessage<'_>>,
-    q: Option<&str>,
-    page: Option<i64>,
+    query: ListQuery,
 ) -> PageResult {
-    let page = list_page(
-        &ctx,
-        db,
-        &csrf,
-        flash,
-        search_term(q),
-        page_number(page),
-        json!({}),
-        None,
-    )
-    .await?;
+    let page = list_page(&ctx, db, &csrf, flash, &query, None).await?;
     Ok(Resp::Page(page))
 }
 
-#[post("/admin/t/<_>/creators", data = "<data>")]
+#[post("/admin/t/<_>/creators", data = "<form>")]
 pub async fn create(
     ctx: TenantCtx,
     db: &State<Db>,
     config: &State<AppConfig>,
-    cookies: &CookieJar<'_>,
     csrf: CsrfToken,
-    data: Data<'_>,
+    form: CsrfForm<NewCreatorForm>,
 ) -> PageResult {
-    let params = read_form(data, cookies).await?;
     ctx.require(Role::Admin)?;
-    let email = params.get("email").unwrap_or("").trim().to_string();
-    let password = params.get("password").unwrap_or("").to_string();
+    let email = form.email.trimmed();
+    let password = form.password.as_str().to_string();
     let problem = match check_new_creator(&email, &password) {
         Err(CreateCreatorError::Invalid { field: "email", .. }) => {
             Some("Enter a valid email address.".to_string())
@@ -134,16 +165,21 @@ pub async fn create(
         }
         _ => None,
     };
-    let refuse = |msg: String| async {
+    let refuse = |error: String| async {
+        let refused = Refused {
+            form: json!({"email": email}),
+            error,
+        };
         let page = list_page(
             &ctx,
             db,
             &csrf,
             None,
-            None,
-            1,
-            json!({"email": email}),
-            Some(msg),
+            &ListQuery {
+                q: None,
+                page: None,
+            },
+            Some(refused),
         )
         .await?;
         Ok::<_, PageError>(Resp::Status((Status::BadRequest, page)))
@@ -206,18 +242,17 @@ pub async fn show(
     )))
 }
 
-#[post("/admin/t/<_>/creators/<id>/disable", data = "<data>")]
+#[post("/admin/t/<_>/creators/<_>/disable", data = "<form>")]
 pub async fn disable(
     ctx: TenantCtx,
-    id: &str,
     db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    creator: TenantCreator,
+    form: CsrfForm<ConfirmForm>,
 ) -> PageResult {
-    let user = load_creator(db, &ctx, id).await?;
-    let params = read_form(data, cookies).await?;
+    let TenantCreator(user) = creator;
     ctx.require(Role::Admin)?;
-    confirmed(&params, "disable this creator and revoke their installs")?;
+    form.confirm
+        .require("disable this creator and revoke their installs")?;
     let tenant_id = ctx.tenant.id;
     let uid = user.id;
     let audit = ctx.audit("creator.disabled");
@@ -231,16 +266,14 @@ pub async fn disable(
     ))
 }
 
-#[post("/admin/t/<_>/creators/<id>/enable", data = "<data>")]
+#[post("/admin/t/<_>/creators/<_>/enable", data = "<_form>")]
 pub async fn enable(
     ctx: TenantCtx,
-    id: &str,
     db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    creator: TenantCreator,
+    _form: CsrfForm<NoFields>,
 ) -> PageResult {
-    let user = load_creator(db, &ctx, id).await?;
-    read_form(data, cookies).await?;
+    let TenantCreator(user) = creator;
     ctx.require(Role::Admin)?;
     let tenant_id = ctx.tenant.id;
     let uid = user.id;
@@ -253,19 +286,17 @@ pub async fn enable(
     ))
 }
 
-#[post("/admin/t/<_>/creators/<id>/password", data = "<data>")]
+#[post("/admin/t/<_>/creators/<_>/password", data = "<form>")]
 pub async fn password(
     ctx: TenantCtx,
-    id: &str,
     db: &State<Db>,
     config: &State<AppConfig>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    creator: TenantCreator,
+    form: CsrfForm<PasswordForm>,
 ) -> PageResult {
-    let user = load_creator(db, &ctx, id).await?;
-    let params = read_form(data, cookies).await?;
+    let TenantCreator(user) = creator;
     ctx.require(Role::Admin)?;
-    let password = params.get("password").unwrap_or("").to_string();
+    let password = form.password.as_str().to_string();
     if let Err(e) = validate_password(&password) {
         return Ok(ctx.flash_error_to(
             &format!("/creators/{}", user.id),

@@ -4,22 +4,34 @@
 //! grants of a creator.
 
 use chrono::Utc;
-use rocket::data::Data;
-use rocket::http::CookieJar;
-use rocket::request::FlashMessage;
+use rocket::request::{FlashMessage, FromRequest, Outcome, Request};
 use rocket::{get, post, State};
 use serde_json::{json, Value};
 
-use super::apps::{app_json, load_app};
+use super::apps::{app_json, load_app, TenantApp};
+use super::creators::TenantCreator;
 use super::{
-    confirmed, encode_query, page_number, pager, parse_id, read_form, search_term, when, when_opt,
-    PageResult, Resp, TenantCtx, PER_PAGE,
+    encode_query, page_number, pager, parse_id, path_object, search_term, when, when_opt,
+    ConfirmForm, PageResult, Resp, TenantCtx, PER_PAGE,
 };
-use crate::auth::CsrfToken;
+use crate::auth::{CsrfForm, CsrfToken};
 use crate::db::models::dashboard::{self, InstallFilter, InstallRow};
-use crate::db::models::{AccessToken, EndUser, Grant, RefreshToken, Role};
+use crate::db::models::{AccessToken, Grant, RefreshToken, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
+
+/// The install that `/admin/t/{slug}/installs/{id}/...` names, in the
+/// admin's tenant (a guard: 404 before the form of the path is read).
+pub struct TenantGrant(pub Grant);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for TenantGrant {
+    type Error = ();
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        path_object(req, Grant::find).await.map(TenantGrant)
+    }
+}
 
 pub fn install_json(row: &InstallRow) -> Value {
     json!({
@@ -170,22 +182,17 @@ pub async fn show(
     )))
 }
 
-#[post("/admin/t/<_>/installs/<gid>/revoke", data = "<data>")]
+#[post("/admin/t/<_>/installs/<_>/revoke", data = "<form>")]
 pub async fn revoke_one(
     ctx: TenantCtx,
-    gid: &str,
     db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    grant: TenantGrant,
+    form: CsrfForm<ConfirmForm>,
 ) -> PageResult {
-    let gid = parse_id(gid)?;
+    let gid = grant.0.id;
     let tenant_id = ctx.tenant.id;
-    db.run(move |conn| Grant::find(conn, tenant_id, gid).map_err(Error::from))
-        .await?
-        .ok_or_else(PageError::not_found)?;
-    let params = read_form(data, cookies).await?;
     ctx.require(Role::Admin)?;
-    confirmed(&params, "revoke this install")?;
+    form.confirm.require("revoke this install")?;
     let audit = ctx.audit("grant.revoked");
     let changed = db
         .run(move |conn| {
@@ -201,18 +208,16 @@ pub async fn revoke_one(
     Ok(ctx.flash_to(&format!("/installs/{gid}"), msg))
 }
 
-#[post("/admin/t/<_>/apps/<id>/installs/revoke", data = "<data>")]
+#[post("/admin/t/<_>/apps/<_>/installs/revoke", data = "<form>")]
 pub async fn revoke_app(
     ctx: TenantCtx,
-    id: &str,
     db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    app: TenantApp,
+    form: CsrfForm<ConfirmForm>,
 ) -> PageResult {
-    let app = load_app(db, &ctx, id).await?;
-    let params = read_form(data, cookies).await?;
+    let TenantApp(app) = app;
     ctx.require(Role::Admin)?;
-    confirmed(&params, "revoke every install of this app")?;
+    form.confirm.require("revoke every install of this app")?;
     let tenant_id = ctx.tenant.id;
     let app_id = app.id;
     let audit = ctx.audit("grant.revoked_all_for_app");
@@ -228,23 +233,18 @@ pub async fn revoke_app(
     ))
 }
 
-#[post("/admin/t/<_>/creators/<cid>/installs/revoke", data = "<data>")]
+#[post("/admin/t/<_>/creators/<_>/installs/revoke", data = "<form>")]
 pub async fn revoke_creator(
     ctx: TenantCtx,
-    cid: &str,
     db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    creator: TenantCreator,
+    form: CsrfForm<ConfirmForm>,
 ) -> PageResult {
-    let cid = parse_id(cid)?;
-    let tenant_id = ctx.tenant.id;
-    let user = db
-        .run(move |conn| EndUser::find(conn, tenant_id, cid).map_err(Error::from))
-        .await?
-        .ok_or_else(PageError::not_found)?;
-    let params = read_form(data, cookies).await?;
+    let TenantCreator(user) = creator;
+    let (tenant_id, cid) = (ctx.tenant.id, user.id);
     ctx.require(Role::Admin)?;
-    confirmed(&params, "revoke every install of this creator")?;
+    form.confirm
+        .require("revoke every install of this creator")?;
     let audit = ctx.audit("grant.revoked_all_for_creator");
     let n = db
         .run(move |conn| {

@@ -4,21 +4,36 @@
 
 use chrono::Utc;
 use diesel::Connection;
-use rocket::data::Data;
-use rocket::http::{CookieJar, Status};
+use rocket::form::FromForm;
+use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::{get, post, State};
 use serde_json::{json, Value};
 
 use super::reveal::{RevealKey, RevealKind, Reveals, Taken};
-use super::{confirmed, parse_id, read_form, when, AdminUser, PageResult, Resp, TenantCtx};
-use crate::auth::CsrfToken;
+use super::{parse_id, when, AdminUser, ConfirmForm, Id, PageResult, Resp, TenantCtx};
+use crate::auth::csrf::NoFields;
+use crate::auth::{CsrfForm, CsrfToken};
 use crate::config::AppConfig;
 use crate::db::models::admin::MembershipChange;
 use crate::db::models::end_user::valid_email;
 use crate::db::models::{AdminInvite, Membership, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
+use crate::input::Text;
+
+/// The invitation form.
+#[derive(Debug, FromForm)]
+pub struct InviteForm {
+    email: Text<320>,
+    role: Text<100>,
+}
+
+/// The role form of a member.
+#[derive(Debug, FromForm)]
+pub struct RoleForm {
+    role: Text<100>,
+}
 
 async fn page(
     ctx: &TenantCtx,
@@ -69,20 +84,18 @@ pub async fn list(
     Ok(Resp::Page(page(&ctx, db, &csrf, flash, json!({})).await?))
 }
 
-#[post("/admin/t/<_>/members/invite", data = "<data>")]
+#[post("/admin/t/<_>/members/invite", data = "<form>")]
 pub async fn invite(
     ctx: TenantCtx,
     user: AdminUser,
     db: &State<Db>,
     reveals: &State<Reveals>,
-    cookies: &CookieJar<'_>,
     csrf: CsrfToken,
-    data: Data<'_>,
+    form: CsrfForm<InviteForm>,
 ) -> PageResult {
-    let params = read_form(data, cookies).await?;
     ctx.require(Role::Owner)?;
-    let email = params.get("email").unwrap_or("").trim().to_lowercase();
-    let role = params.get("role").and_then(Role::parse);
+    let email = form.email.trimmed().to_lowercase();
+    let role = form.role.get().and_then(Role::parse);
     let (Some(role), true) = (role, valid_email(&email)) else {
         let p = page(
             &ctx,
@@ -157,16 +170,14 @@ pub async fn invite_link(
     Ok(Resp::Page(page(&ctx, db, &csrf, None, extra).await?))
 }
 
-#[post("/admin/t/<_>/members/invites/<iid>/revoke", data = "<data>")]
+#[post("/admin/t/<_>/members/invites/<iid>/revoke", data = "<_form>")]
 pub async fn revoke_invite(
     ctx: TenantCtx,
-    iid: &str,
+    iid: Id,
     db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    _form: CsrfForm<NoFields>,
 ) -> PageResult {
-    let iid = parse_id(iid)?;
-    read_form(data, cookies).await?;
+    let Id(iid) = iid;
     ctx.require(Role::Owner)?;
     let tenant_id = ctx.tenant.id;
     let audit = ctx.audit("member.invite_revoked").object("invite", iid);
@@ -190,19 +201,13 @@ pub async fn revoke_invite(
     ))
 }
 
-#[post("/admin/t/<_>/members/<aid>/role", data = "<data>")]
-pub async fn role(
-    ctx: TenantCtx,
-    aid: &str,
-    db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
-) -> PageResult {
-    let aid = parse_id(aid)?;
-    let params = read_form(data, cookies).await?;
+#[post("/admin/t/<_>/members/<aid>/role", data = "<form>")]
+pub async fn role(ctx: TenantCtx, aid: Id, db: &State<Db>, form: CsrfForm<RoleForm>) -> PageResult {
+    let Id(aid) = aid;
     ctx.require(Role::Owner)?;
-    let role = params
-        .get("role")
+    let role = form
+        .role
+        .get()
         .and_then(Role::parse)
         .ok_or_else(|| PageError::bad_request("Choose owner, admin or viewer."))?;
     let tenant_id = ctx.tenant.id;
@@ -234,18 +239,16 @@ pub async fn role(
     }
 }
 
-#[post("/admin/t/<_>/members/<aid>/remove", data = "<data>")]
+#[post("/admin/t/<_>/members/<aid>/remove", data = "<form>")]
 pub async fn remove(
     ctx: TenantCtx,
-    aid: &str,
+    aid: Id,
     db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    form: CsrfForm<ConfirmForm>,
 ) -> PageResult {
-    let aid = parse_id(aid)?;
-    let params = read_form(data, cookies).await?;
+    let Id(aid) = aid;
     ctx.require(Role::Owner)?;
-    confirmed(&params, "remove this member")?;
+    form.confirm.require("remove this member")?;
     let tenant_id = ctx.tenant.id;
     let audit = ctx.audit("member.removed").object("admin", aid);
     let outcome = db

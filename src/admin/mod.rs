@@ -1,8 +1,11 @@
 //! The tenant admin dashboard under `/admin`: server-rendered pages, one
 //! file per resource. Every page under `/admin/t/{slug}` goes through the
 //! [`TenantCtx`] guard (signed-in admin + membership of that tenant); every
-//! POST reads its form through [`read_form`] (CSRF-checked) and checks the
-//! role before it changes anything.
+//! POST takes its typed form through the CSRF-checked
+//! [`CsrfForm`](crate::auth::CsrfForm) data guard and checks the role before
+//! it changes anything. Objects named in the path are loaded by guards
+//! ([`path_object`]), so a path naming nothing answers 404 before its form
+//! is read.
 
 pub mod api_keys;
 pub mod apps;
@@ -17,21 +20,23 @@ pub mod session;
 pub mod settings;
 
 use chrono::{DateTime, Utc};
-use rocket::data::Data;
+use diesel::{PgConnection, QueryResult};
+use rocket::form::FromForm;
 use rocket::http::{Cookie, CookieJar, SameSite, Status};
-use rocket::request::{FlashMessage, FromRequest, Outcome, Request};
+use rocket::request::{FlashMessage, FromParam, FromRequest, Outcome, Request};
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, Responder, State};
 use rocket_dyn_templates::Template;
 use serde_json::{json, Value};
 
-use crate::auth::{client_ip, csrf, CsrfToken};
+use crate::auth::refusal::{self, Refusal};
+use crate::auth::{client_ip, CsrfToken};
 use crate::config::AppConfig;
 use crate::db::models::admin::SessionPolicy;
 use crate::db::models::{Admin, AdminSession, Membership, NewAuditEvent, Role, Tenant};
 use crate::db::Db;
 use crate::error::{Error, PageError};
-use crate::oauth::params::{parse_body, read_body, Params};
+use crate::input::Confirm;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
@@ -178,40 +183,108 @@ impl<'r> FromRequest<'r> for TenantCtx {
     type Error = ();
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
-        let user = match req.guard::<AdminUser>().await {
-            Outcome::Success(u) => u,
-            Outcome::Forward(s) => return Outcome::Forward(s),
-            Outcome::Error(e) => return Outcome::Error(e),
-        };
-        let Some(slug) = req.routed_segment(2).map(str::to_string) else {
-            return Outcome::Error((Status::NotFound, ()));
-        };
-        let Some(db) = req.rocket().state::<Db>() else {
-            return Outcome::Error((Status::InternalServerError, ()));
-        };
-        let admin_id = user.admin.id;
-        let found = db
-            .run(move |conn| -> Result<_, Error> {
-                if !crate::db::models::tenant::valid_slug(&slug) {
-                    return Ok(None);
+        // Cached: the guards of objects in the path build on it.
+        let cached: &Result<TenantCtx, (bool, Status)> = req
+            .local_cache_async(async {
+                match tenant_ctx(req).await {
+                    Outcome::Success(ctx) => Ok(ctx),
+                    Outcome::Forward(s) => Err((true, s)),
+                    Outcome::Error((s, ())) => Err((false, s)),
                 }
-                let Some(tenant) = Tenant::find_by_slug(conn, &slug)? else {
-                    return Ok(None);
-                };
-                Ok(Membership::role_of(conn, tenant.id, admin_id)?.map(|role| (tenant, role)))
             })
             .await;
-        match found {
-            Ok(Some((tenant, role))) => Outcome::Success(TenantCtx {
-                admin: user.admin,
-                tenant,
-                role,
-                ip: client_ip(req),
-            }),
-            Ok(None) => Outcome::Error((Status::NotFound, ())),
-            Err(_) => Outcome::Error((Status::ServiceUnavailable, ())),
+        match cached {
+            Ok(ctx) => Outcome::Success(ctx.clone()),
+            Err((true, s)) => Outcome::Forward(*s),
+            Err((false, s)) => Outcome::Error((*s, ())),
         }
     }
+}
+
+async fn tenant_ctx(req: &Request<'_>) -> Outcome<TenantCtx, ()> {
+    let user = match req.guard::<AdminUser>().await {
+        Outcome::Success(u) => u,
+        Outcome::Forward(s) => return Outcome::Forward(s),
+        Outcome::Error(e) => return Outcome::Error(e),
+    };
+    let Some(slug) = req.routed_segment(2).map(str::to_string) else {
+        return Outcome::Error((Status::NotFound, ()));
+    };
+    let Some(db) = req.rocket().state::<Db>() else {
+        return Outcome::Error((Status::InternalServerError, ()));
+    };
+    let admin_id = user.admin.id;
+    let found = db
+        .run(move |conn| -> Result<_, Error> {
+            if !crate::db::models::tenant::valid_slug(&slug) {
+                return Ok(None);
+            }
+            let Some(tenant) = Tenant::find_by_slug(conn, &slug)? else {
+                return Ok(None);
+            };
+            Ok(Membership::role_of(conn, tenant.id, admin_id)?.map(|role| (tenant, role)))
+        })
+        .await;
+    match found {
+        Ok(Some((tenant, role))) => Outcome::Success(TenantCtx {
+            admin: user.admin,
+            tenant,
+            role,
+            ip: client_ip(req),
+        }),
+        Ok(None) => Outcome::Error((Status::NotFound, ())),
+        Err(_) => Outcome::Error((Status::ServiceUnavailable, ())),
+    }
+}
+
+/// The object of the admin's tenant that the path names by its id (the
+/// segment after the resource, as in `/admin/t/{slug}/apps/{id}/...`), for
+/// the guards of such paths. An id that is not a number, or names nothing
+/// in this tenant, answers the 404 page.
+pub async fn path_object<T: Send + 'static>(
+    req: &Request<'_>,
+    find: fn(&mut PgConnection, i64, i64) -> QueryResult<Option<T>>,
+) -> Outcome<T, ()> {
+    let ctx = match req.guard::<TenantCtx>().await {
+        Outcome::Success(ctx) => ctx,
+        Outcome::Forward(s) => return Outcome::Forward(s),
+        Outcome::Error(e) => return Outcome::Error(e),
+    };
+    let refuse = |page: PageError| Outcome::Error((refusal::refuse(req, Refusal::Page(page)), ()));
+    let Some(id) = req.routed_segment(4).and_then(|s| parse_id(s).ok()) else {
+        return refuse(PageError::not_found());
+    };
+    let Some(db) = req.rocket().state::<Db>() else {
+        return Outcome::Error((Status::InternalServerError, ()));
+    };
+    let tenant_id = ctx.tenant.id;
+    match db
+        .run(move |conn| find(conn, tenant_id, id).map_err(Error::from))
+        .await
+    {
+        Ok(Some(found)) => Outcome::Success(found),
+        Ok(None) => refuse(PageError::not_found()),
+        Err(e) => refuse(e.into()),
+    }
+}
+
+/// A positive numeric id in a path. Anything else matches no route, and
+/// the dashboard's fallback answers the 404 page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Id(pub i64);
+
+impl<'a> FromParam<'a> for Id {
+    type Error = ();
+
+    fn from_param(param: &'a str) -> Result<Self, ()> {
+        parse_id(param).map(Id).map_err(|_| ())
+    }
+}
+
+/// The form of a destructive action: its confirmation checkbox.
+#[derive(Debug, FromForm)]
+pub struct ConfirmForm {
+    pub confirm: Confirm,
 }
 
 impl TenantCtx {
@@ -310,33 +383,6 @@ pub enum Resp {
 }
 
 pub type PageResult = Result<Resp, PageError>;
-
-/// Reads a form body and checks its CSRF token; a failed check is a 403
-/// page, before anything is changed.
-pub async fn read_form(data: Data<'_>, cookies: &CookieJar<'_>) -> Result<Params, PageError> {
-    let bytes = read_body(data).await.map_err(|e| {
-        PageError::bad_request(format!("The form could not be read: {}.", e.description()))
-    })?;
-    let params = parse_body(&bytes).map_err(|e| {
-        PageError::bad_request(format!("The form could not be read: {}.", e.description()))
-    })?;
-    if csrf::verify(cookies, params.get(csrf::FIELD).unwrap_or("")) {
-        Ok(params)
-    } else {
-        Err(PageError::csrf())
-    }
-}
-
-/// Destructive actions need the explicit confirmation checkbox.
-pub fn confirmed(params: &Params, what: &str) -> Result<(), PageError> {
-    if params.get("confirm") == Some("yes") {
-        Ok(())
-    } else {
-        Err(PageError::bad_request(format!(
-            "Nothing was changed: tick the confirmation box to {what}."
-        )))
-    }
-}
 
 /// A numeric id from a path or form; anything else is a clear 404.
 pub fn parse_id(raw: &str) -> Result<i64, PageError> {

@@ -3,50 +3,50 @@
 
 use chrono::Duration;
 use diesel::Connection;
-use rocket::data::Data;
-use rocket::http::CookieJar;
+use rocket::form::FromForm;
 use rocket::{post, State};
 use serde_json::json;
 
-use super::apps::{load_app, reveal_redirect};
+use super::apps::{reveal_redirect, TenantApp};
 use super::reveal::Reveals;
-use super::{confirmed, parse_id, read_form, AdminUser, PageResult, TenantCtx};
+use super::{AdminUser, ConfirmForm, Id, PageResult, TenantCtx};
+use crate::auth::CsrfForm;
+use crate::db::models::client_secret::grace_choice;
 use crate::db::models::{ClientSecret, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
+use crate::input::{Confirm, Text};
 
-/// The grace periods an admin can choose after a rotation, in seconds.
-pub const GRACE_CHOICES: [(i64, &str); 4] = [
-    (0, "immediately"),
-    (3600, "1 hour"),
-    (86400, "24 hours"),
-    (7 * 86400, "7 days"),
-];
+/// The rotation form: how long the older secrets stay valid.
+#[derive(Debug, FromForm)]
+pub struct RotateForm {
+    grace: Text<100>,
+    confirm: Confirm,
+}
 
-#[post("/admin/t/<_>/apps/<id>/secrets/rotate", data = "<data>")]
+#[post("/admin/t/<_>/apps/<_>/secrets/rotate", data = "<form>")]
 pub async fn rotate(
     ctx: TenantCtx,
     user: AdminUser,
-    id: &str,
     db: &State<Db>,
     reveals: &State<Reveals>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    app: TenantApp,
+    form: CsrfForm<RotateForm>,
 ) -> PageResult {
-    let app = load_app(db, &ctx, id).await?;
-    let params = read_form(data, cookies).await?;
+    let TenantApp(app) = app;
     ctx.require(Role::Admin)?;
-    let grace = params
-        .get("grace")
+    let grace = form
+        .grace
+        .get()
         .and_then(|g| g.parse::<i64>().ok())
-        .and_then(|g| GRACE_CHOICES.iter().find(|(s, _)| *s == g))
+        .and_then(grace_choice)
         .ok_or_else(|| {
             PageError::bad_request(
                 "Choose how long the older secrets stay valid: immediately, 1 hour, 24 hours or 7 days.",
             )
         })?;
     if grace.0 == 0 {
-        confirmed(&params, "end the older secrets immediately")?;
+        form.confirm.require("end the older secrets immediately")?;
     }
     let tenant_id = ctx.tenant.id;
     let app_id = app.id;
@@ -78,20 +78,17 @@ pub async fn rotate(
     ))
 }
 
-#[post("/admin/t/<_>/apps/<id>/secrets/<sid>/revoke", data = "<data>")]
+#[post("/admin/t/<_>/apps/<_>/secrets/<sid>/revoke", data = "<form>")]
 pub async fn revoke(
     ctx: TenantCtx,
-    id: &str,
-    sid: &str,
+    sid: Id,
     db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
+    app: TenantApp,
+    form: CsrfForm<ConfirmForm>,
 ) -> PageResult {
-    let app = load_app(db, &ctx, id).await?;
-    let sid = parse_id(sid)?;
-    let params = read_form(data, cookies).await?;
+    let (TenantApp(app), Id(sid)) = (app, sid);
     ctx.require(Role::Admin)?;
-    confirmed(&params, "revoke this secret")?;
+    form.confirm.require("revoke this secret")?;
     let tenant_id = ctx.tenant.id;
     let app_id = app.id;
     let audit = ctx.audit("client_secret.revoked");

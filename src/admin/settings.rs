@@ -2,20 +2,42 @@
 //! of the hosted sign-in and consent pages. Owners only change them.
 
 use diesel::Connection;
-use rocket::data::Data;
-use rocket::http::{CookieJar, Status};
+use rocket::form::FromForm;
+use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::{get, post, State};
 use serde_json::json;
 
-use super::{read_form, PageResult, Resp, TenantCtx};
-use crate::auth::{CsrfToken, TenantCache};
-use crate::db::models::tenant::TenantSettings;
+use super::{PageResult, Resp, TenantCtx};
+use crate::auth::{CsrfForm, CsrfToken, TenantCache};
+use crate::db::models::tenant::{valid_color, TenantSettings};
 use crate::db::models::{Role, Tenant};
 use crate::db::Db;
 use crate::error::Error;
-use crate::oauth::authorize::valid_color;
-use crate::oauth::params::Params;
+use crate::input::{Checkbox, Text};
+
+/// The settings form.
+#[derive(Debug, FromForm)]
+pub struct SettingsForm {
+    name: Text<200>,
+    signup_allowed: Checkbox,
+    brand_display_name: Text<200>,
+    brand_accent_color: Text,
+    brand_logo_url: Text,
+}
+
+impl SettingsForm {
+    /// The form as sent, to show it again with its error.
+    fn echo(&self) -> serde_json::Value {
+        json!({
+            "name": self.name.as_str(),
+            "signup_allowed": self.signup_allowed.0,
+            "brand_display_name": self.brand_display_name.as_str(),
+            "brand_accent_color": self.brand_accent_color.as_str(),
+            "brand_logo_url": self.brand_logo_url.as_str(),
+        })
+    }
+}
 
 fn tenant_form(t: &Tenant) -> serde_json::Value {
     json!({
@@ -27,27 +49,27 @@ fn tenant_form(t: &Tenant) -> serde_json::Value {
     })
 }
 
-fn parse(params: &Params) -> Result<TenantSettings, String> {
-    let name = params.get("name").unwrap_or("").trim().to_string();
+fn parse(form: &SettingsForm) -> Result<TenantSettings, String> {
+    let name = form.name.trimmed();
     if name.is_empty() || name.chars().count() > 200 {
         return Err("The workspace name must have 1 to 200 characters.".into());
     }
-    let opt = |k: &str| {
-        params
-            .get(k)
+    fn opt<const MAX: usize>(field: &Text<MAX>) -> Option<String> {
+        field
+            .get()
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_string)
-    };
-    let display = opt("brand_display_name");
+    }
+    let display = opt(&form.brand_display_name);
     if display.as_ref().is_some_and(|d| d.chars().count() > 100) {
         return Err("The display name must have at most 100 characters.".into());
     }
-    let color = opt("brand_accent_color");
+    let color = opt(&form.brand_accent_color);
     if color.as_deref().is_some_and(|c| !valid_color(c)) {
         return Err("The accent colour must look like #4f46e5 or #46e.".into());
     }
-    let logo = opt("brand_logo_url");
+    let logo = opt(&form.brand_logo_url);
     if let Some(l) = &logo {
         let ok = l.len() <= 2000
             && url::Url::parse(l).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
@@ -57,7 +79,7 @@ fn parse(params: &Params) -> Result<TenantSettings, String> {
     }
     Ok(TenantSettings {
         name,
-        signup_allowed: params.get("signup_allowed") == Some("on"),
+        signup_allowed: form.signup_allowed.0,
         brand_display_name: display,
         brand_accent_color: color,
         brand_logo_url: logo,
@@ -76,27 +98,19 @@ pub fn get(ctx: TenantCtx, csrf: CsrfToken, flash: Option<FlashMessage<'_>>) -> 
     )))
 }
 
-#[post("/admin/t/<_>/settings", data = "<data>")]
+#[post("/admin/t/<_>/settings", data = "<form>")]
 pub async fn post(
     ctx: TenantCtx,
     db: &State<Db>,
     cache: &State<TenantCache>,
-    cookies: &CookieJar<'_>,
     csrf: CsrfToken,
-    data: Data<'_>,
+    form: CsrfForm<SettingsForm>,
 ) -> PageResult {
-    let params = read_form(data, cookies).await?;
     ctx.require(Role::Owner)?;
-    let settings = match parse(&params) {
+    let settings = match parse(&form) {
         Ok(s) => s,
         Err(msg) => {
-            let form = json!({
-                "name": params.get("name").unwrap_or(""),
-                "signup_allowed": params.get("signup_allowed") == Some("on"),
-                "brand_display_name": params.get("brand_display_name").unwrap_or(""),
-                "brand_accent_color": params.get("brand_accent_color").unwrap_or(""),
-                "brand_logo_url": params.get("brand_logo_url").unwrap_or(""),
-            });
+            let form = form.echo();
             return Ok(Resp::Status((
                 Status::BadRequest,
                 ctx.render(

@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 use super::idempotency;
 use super::{Answer, ApiJson, ApiResult, IdempotencyKey, IfMatch, Problem, ReadKey, WriteKey};
-use crate::admin::secrets::GRACE_CHOICES;
 use crate::config::{AppConfig, KitPanel};
+use crate::db::models::client_secret::grace_choice;
 use crate::db::models::{App, AppSettings, ClientSecret, Grant};
 use crate::db::Db;
 
@@ -345,7 +345,6 @@ pub async fn create(
     )
 )]
 #[patch("/t/<t>/api/v1/apps/<id>", data = "<body>")]
-#[allow(clippy::too_many_arguments)]
 pub async fn update(
     t: &str,
     id: &str,
@@ -631,7 +630,7 @@ pub async fn rotate_secret(
 ) -> ApiResult {
     let _ = t;
     let grace = body.value.grace_secs;
-    if !GRACE_CHOICES.iter().any(|(s, _)| *s == grace) {
+    if grace_choice(grace).is_none() {
         return Err(Problem::invalid(
             "grace_secs",
             "must be 0, 3600, 86400 or 604800",

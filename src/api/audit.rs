@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::installs::{page_of, time_of};
-use super::{Answer, ApiResult, Problem, ReadKey};
+use super::{Answer, ApiResult, Problem, QueryFilter, ReadKey};
 use crate::db::models::dashboard::{self, AuditQuery, AuditRow};
 use crate::db::Db;
 
@@ -62,6 +62,19 @@ fn text_of(field: &str, raw: Option<&str>) -> Result<Option<String>, Problem> {
     }
 }
 
+/// The query parameters of the audit list, as sent.
+#[derive(Debug, rocket::form::FromForm)]
+pub struct AuditParams {
+    kind: Option<String>,
+    kind_prefix: Option<String>,
+    object_type: Option<String>,
+    object_id: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
 /// Lists audit events, newest first, with filters and cursor paging.
 #[utoipa::path(
     operation_id = "audit_event_list",
@@ -87,31 +100,24 @@ fn text_of(field: &str, raw: Option<&str>) -> Result<Option<String>, Problem> {
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[allow(clippy::too_many_arguments)]
-#[get("/t/<t>/api/v1/audit-events?<kind>&<kind_prefix>&<object_type>&<object_id>&<after>&<before>&<limit>&<cursor>")]
+#[get("/t/<t>/api/v1/audit-events")]
 pub async fn list(
     t: &str,
     key: ReadKey,
     db: &State<Db>,
-    kind: Option<&str>,
-    kind_prefix: Option<&str>,
-    object_type: Option<&str>,
-    object_id: Option<&str>,
-    after: Option<&str>,
-    before: Option<&str>,
-    limit: Option<&str>,
-    cursor: Option<&str>,
+    filter: QueryFilter<AuditParams>,
 ) -> ApiResult {
     let _ = t;
+    let QueryFilter(f) = filter;
     let query = AuditQuery {
-        kind: text_of("kind", kind)?,
-        kind_prefix: text_of("kind_prefix", kind_prefix)?,
-        object_type: text_of("object_type", object_type)?,
-        object_id: text_of("object_id", object_id)?,
-        after: time_of("after", after)?,
-        before: time_of("before", before)?,
+        kind: text_of("kind", f.kind.as_deref())?,
+        kind_prefix: text_of("kind_prefix", f.kind_prefix.as_deref())?,
+        object_type: text_of("object_type", f.object_type.as_deref())?,
+        object_id: text_of("object_id", f.object_id.as_deref())?,
+        after: time_of("after", f.after.as_deref())?,
+        before: time_of("before", f.before.as_deref())?,
     };
-    let page = page_of(cursor, limit)?;
+    let page = page_of(f.cursor.as_deref(), f.limit.as_deref())?;
     let tenant_id = key.tenant_id();
     let rows = db
         .run(move |conn| {

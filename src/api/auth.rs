@@ -105,44 +105,7 @@ pub async fn authenticate(req: &Request<'_>, scope: ApiScope) -> Result<Caller, 
         tenant.id,
         ip.clone().unwrap_or_else(|| "unknown".into()),
     )];
-    let Some(presented) = bearer(req) else {
-        return Err(fail(
-            req,
-            Problem::unauthorized("send an API key as `Authorization: Bearer kak_…`")
-                .with_field("Authorization", "missing or not a Bearer credential"),
-        ));
-    };
-    let presented = presented.to_string();
-    let tenant_id = tenant.id;
-    let found = db
-        .run(move |conn| {
-            ApiKey::authenticate(conn, tenant_id, &presented, Utc::now()).map_err(Error::from)
-        })
-        .await;
-    let key = match found {
-        Ok(Ok(key)) => key,
-        Ok(Err(why)) => {
-            // Over budget, a refused key answers 429 instead of 401; a key
-            // that verifies is never refused here (as on the OAuth endpoints).
-            limits.auth_ip.record_failure(&ip_key);
-            if let Some(wait) = limits.auth_ip.blocked(&ip_key) {
-                return Err(fail(
-                    req,
-                    Problem::too_many(
-                        wait.as_secs() + 1,
-                        "too many failed API key authentications from this address",
-                    ),
-                ));
-            }
-            let detail = match why {
-                KeyRefusal::Unknown => "the API key is not valid for this tenant",
-                KeyRefusal::Revoked => "the API key has been revoked",
-                KeyRefusal::Expired => "the API key has expired",
-            };
-            return Err(fail(req, Problem::unauthorized(detail)));
-        }
-        Err(e) => return Err(fail(req, Problem::from(e))),
-    };
+    let key = verify_key(req, db, limits, tenant.id, &ip_key).await?;
     let budget = [LimitKey::ApiKey(key.id)];
     if let Some(wait) = limits.per_key.blocked(&budget) {
         return Err(fail(
@@ -171,6 +134,54 @@ pub async fn authenticate(req: &Request<'_>, scope: ApiScope) -> Result<Caller, 
             .await;
     }
     Ok(Caller { tenant, key, ip })
+}
+
+/// The live API key of the tenant that the request presents. A refused key
+/// counts against the address's budget, and over it answers 429.
+async fn verify_key(
+    req: &Request<'_>,
+    db: &Db,
+    limits: &ApiLimits,
+    tenant_id: i64,
+    ip_key: &[LimitKey],
+) -> Result<ApiKey, Status> {
+    let Some(presented) = bearer(req) else {
+        return Err(fail(
+            req,
+            Problem::unauthorized("send an API key as `Authorization: Bearer kak_…`")
+                .with_field("Authorization", "missing or not a Bearer credential"),
+        ));
+    };
+    let presented = presented.to_string();
+    let found = db
+        .run(move |conn| {
+            ApiKey::authenticate(conn, tenant_id, &presented, Utc::now()).map_err(Error::from)
+        })
+        .await;
+    match found {
+        Ok(Ok(key)) => Ok(key),
+        Ok(Err(why)) => {
+            // Over budget, a refused key answers 429 instead of 401; a key
+            // that verifies is never refused here (as on the OAuth endpoints).
+            limits.auth_ip.record_failure(ip_key);
+            if let Some(wait) = limits.auth_ip.blocked(ip_key) {
+                return Err(fail(
+                    req,
+                    Problem::too_many(
+                        wait.as_secs() + 1,
+                        "too many failed API key authentications from this address",
+                    ),
+                ));
+            }
+            let detail = match why {
+                KeyRefusal::Unknown => "the API key is not valid for this tenant",
+                KeyRefusal::Revoked => "the API key has been revoked",
+                KeyRefusal::Expired => "the API key has expired",
+            };
+            Err(fail(req, Problem::unauthorized(detail)))
+        }
+        Err(e) => Err(fail(req, Problem::from(e))),
+    }
 }
 
 /// Which scope a guard demands.

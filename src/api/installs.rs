@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::apps::parse_id;
-use super::{Answer, ApiResult, Problem, ReadKey, WriteKey};
+use super::{Answer, ApiResult, Problem, QueryFilter, ReadKey, WriteKey};
 use crate::db::models::dashboard::{self, InstallQuery, InstallRow, InstallStatus};
 use crate::db::models::paging::{PageRequest, PagingError};
 use crate::db::models::{AccessToken, EndUser, Grant, RefreshToken};
@@ -49,6 +49,18 @@ pub fn id_of(field: &str, raw: Option<&str>) -> Result<Option<i64>, Problem> {
             .map_err(|_| Problem::invalid(field, "an id is a whole number"))
     })
     .transpose()
+}
+
+/// The query parameters of the install list, as sent.
+#[derive(Debug, rocket::form::FromForm)]
+pub struct InstallParams {
+    app: Option<String>,
+    creator: Option<String>,
+    status: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -158,34 +170,30 @@ pub struct Revoked {
         (status = 429, body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[allow(clippy::too_many_arguments)]
-#[get("/t/<t>/api/v1/installs?<app>&<creator>&<status>&<created_after>&<created_before>&<limit>&<cursor>")]
+#[get("/t/<t>/api/v1/installs")]
 pub async fn list(
     t: &str,
     key: ReadKey,
     db: &State<Db>,
-    app: Option<&str>,
-    creator: Option<&str>,
-    status: Option<&str>,
-    created_after: Option<&str>,
-    created_before: Option<&str>,
-    limit: Option<&str>,
-    cursor: Option<&str>,
+    filter: QueryFilter<InstallParams>,
 ) -> ApiResult {
     let _ = t;
+    let QueryFilter(f) = filter;
     let query = InstallQuery {
-        app_id: id_of("app", app)?,
-        end_user_id: id_of("creator", creator)?,
-        status: status
+        app_id: id_of("app", f.app.as_deref())?,
+        end_user_id: id_of("creator", f.creator.as_deref())?,
+        status: f
+            .status
+            .as_deref()
             .map(|s| {
                 InstallStatus::parse(s)
                     .ok_or_else(|| Problem::invalid("status", "live, revoked or expired"))
             })
             .transpose()?,
-        created_after: time_of("created_after", created_after)?,
-        created_before: time_of("created_before", created_before)?,
+        created_after: time_of("created_after", f.created_after.as_deref())?,
+        created_before: time_of("created_before", f.created_before.as_deref())?,
     };
-    let page = page_of(cursor, limit)?;
+    let page = page_of(f.cursor.as_deref(), f.limit.as_deref())?;
     let tenant_id = key.tenant_id();
     let rows = db
         .run(move |conn| {

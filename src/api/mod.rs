@@ -42,6 +42,31 @@ pub use auth::{ApiLimits, Caller, LoginKey, ReadKey, WriteKey};
 pub use body::{Answer, ApiJson, ApiResult, IdempotencyKey, IfMatch};
 pub use problem::Problem;
 
+/// The query string of a list as its typed filter `T` (a struct deriving
+/// `FromForm`), read exactly as Rocket reads `?<name>` parameters (decoded,
+/// lenient, the first of repeated names). A request guard rather than
+/// `?<filter..>`, so the OpenAPI document keeps its own parameter list.
+pub struct QueryFilter<T>(pub T);
+
+#[rocket::async_trait]
+impl<'r, T> rocket::request::FromRequest<'r> for QueryFilter<T>
+where
+    T: for<'a> rocket::form::FromForm<'a> + Send + 'static,
+{
+    type Error = ();
+
+    async fn from_request(
+        req: &'r rocket::Request<'_>,
+    ) -> rocket::request::Outcome<Self, Self::Error> {
+        match rocket::form::Form::<T>::parse_iter(req.query_fields()) {
+            Ok(filter) => rocket::request::Outcome::Success(QueryFilter(filter)),
+            Err(_) => {
+                rocket::request::Outcome::Error((rocket::http::Status::UnprocessableEntity, ()))
+            }
+        }
+    }
+}
+
 /// The prefix of every API path.
 pub const PREFIX: &str = "/t/<t>/api/v1";
 

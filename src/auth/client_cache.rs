@@ -8,8 +8,7 @@
 //! as read with it, and the statement that uses it reads the app's current
 //! `auth_version` in the same snapshot: introspection's token lookup
 //! returns it, and the token endpoint's one-statement exchange and refresh
-//! write only if it still matches (`app_unchanged` in
-//! `db/models/token.rs`). Triggers give the app a new number in the
+//! write only if it still matches (`app_unchanged` in `db/sql/`). Triggers give the app a new number in the
 //! transaction that changes any column of the app but `updated_at`
 //! (migrations 000004 and 000005), or any of its secrets (created, revoked,
 //! expiry set, deleted). So a copy whose number still matches is exactly

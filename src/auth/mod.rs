@@ -1,16 +1,18 @@
-//! Request guards: tenant, creator session, client credentials, CSRF.
+//! Request guards: tenant, creator session, client credentials, CSRF
+//! (and the CSRF-checked form reader), and the pages guards refuse with.
 
 pub mod client;
 pub mod client_cache;
 pub mod creator;
 pub mod csrf;
+pub mod refusal;
 pub mod resolver;
 pub mod tenant;
 
 pub use client::{authenticate_client, AuthenticatedClient, ClientCredentials, SecretRequirement};
 pub use client_cache::ClientCache;
 pub use creator::CreatorSessionCookie;
-pub use csrf::CsrfToken;
+pub use csrf::{CsrfForm, CsrfToken};
 pub use tenant::{CurrentTenant, TenantCache};
 
 use rocket::request::Request;

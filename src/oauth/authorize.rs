@@ -2,23 +2,75 @@
 //! consent pages, branded for the tenant.
 
 use chrono::{Duration, Utc};
-use rocket::data::Data;
+use rocket::form::FromForm;
 use rocket::http::{ContentType, CookieJar, Header, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::Redirect;
-use rocket::{get, post, Responder, State};
+use rocket::{get, post, Responder};
 use rocket_dyn_templates::{context, Template};
 
-use super::params::{parse_body, read_body, split_scopes, Params};
-use crate::auth::{csrf, ClientIp, CreatorSessionCookie, CsrfToken, CurrentTenant};
+use super::params::{parse_body, split_scopes, Params};
+use crate::auth::csrf::NoFields;
+use crate::auth::refusal::{self, Refusal};
+use crate::auth::{client_ip, CreatorSessionCookie, CsrfForm, CsrfToken, CurrentTenant};
 use crate::config::AppConfig;
 use crate::crypto::{self, TokenKind};
 use crate::db::models::code::{NewAuthorizationCode, CODE_TTL_SECS};
 use crate::db::models::end_user::{valid_email, validate_password};
+use crate::db::models::tenant::valid_color;
 use crate::db::models::{App, AuthorizationCode, EndUser, EndUserSession, NewAuditEvent, Tenant};
 use crate::db::Db;
 use crate::error::{Error, PageError};
+use crate::input::Text;
 use crate::ratelimit::{LimitKey, RateLimiter};
+
+/// What every hosted page handler needs: the tenant of `/t/{t}`, the pool,
+/// the configuration, the cookies, the caller's address and the sign-in
+/// limits. Fails as the tenant guard does (404 for an unknown tenant).
+pub struct Hosted<'r> {
+    pub tenant: CurrentTenant,
+    pub db: &'r Db,
+    pub config: &'r AppConfig,
+    pub cookies: &'r CookieJar<'r>,
+    /// The caller's address, `""` when unknown (throttling keys).
+    pub ip: Option<String>,
+    pub limiter: &'r RateLimiter,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Hosted<'r> {
+    type Error = ();
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        let tenant = match req.guard::<CurrentTenant>().await {
+            Outcome::Success(t) => t,
+            Outcome::Forward(s) => return Outcome::Forward(s),
+            Outcome::Error((s, _)) => return Outcome::Error((s, ())),
+        };
+        let rocket = req.rocket();
+        let (Some(db), Some(config), Some(limiter)) = (
+            rocket.state::<Db>(),
+            rocket.state::<AppConfig>(),
+            rocket.state::<RateLimiter>(),
+        ) else {
+            return Outcome::Error((Status::InternalServerError, ()));
+        };
+        Outcome::Success(Hosted {
+            tenant,
+            db,
+            config,
+            cookies: req.cookies(),
+            ip: client_ip(req),
+            limiter,
+        })
+    }
+}
+
+impl Hosted<'_> {
+    fn addr(&self) -> String {
+        self.ip.clone().unwrap_or_default()
+    }
+}
 
 /// What the hosted pages answer: a page, a redirect, or an error page.
 #[derive(Responder)]
@@ -70,6 +122,68 @@ impl<'r> FromRequest<'r> for RawQuery {
         };
         Outcome::Success(RawQuery(parsed))
     }
+}
+
+/// The parameters of an authorization request, from the query string (GET)
+/// or the consent form (POST); an empty value counts as a missing one.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AuthParams<'a> {
+    pub client_id: Option<&'a str>,
+    pub redirect_uri: Option<&'a str>,
+    pub response_type: Option<&'a str>,
+    pub scope: Option<&'a str>,
+    pub state: Option<&'a str>,
+    pub code_challenge: Option<&'a str>,
+    pub code_challenge_method: Option<&'a str>,
+}
+
+impl<'a> AuthParams<'a> {
+    pub fn from_params(p: &'a Params) -> Self {
+        AuthParams {
+            client_id: p.get("client_id"),
+            redirect_uri: p.get("redirect_uri"),
+            response_type: p.get("response_type"),
+            scope: p.get("scope"),
+            state: p.get("state"),
+            code_challenge: p.get("code_challenge"),
+            code_challenge_method: p.get("code_challenge_method"),
+        }
+    }
+}
+
+/// The consent form: the authorization request again, and the decision.
+#[derive(Debug, FromForm)]
+pub struct ConsentForm {
+    client_id: Text,
+    redirect_uri: Text,
+    response_type: Text,
+    scope: Text,
+    state: Text,
+    code_challenge: Text,
+    code_challenge_method: Text,
+    decision: Text<100>,
+}
+
+impl ConsentForm {
+    fn request(&self) -> AuthParams<'_> {
+        AuthParams {
+            client_id: self.client_id.get(),
+            redirect_uri: self.redirect_uri.get(),
+            response_type: self.response_type.get(),
+            scope: self.scope.get(),
+            state: self.state.get(),
+            code_challenge: self.code_challenge.get(),
+            code_challenge_method: self.code_challenge_method.get(),
+        }
+    }
+}
+
+/// The sign-in and sign-up form of the hosted pages.
+#[derive(Debug, FromForm)]
+pub struct CredentialsForm {
+    email: Text<320>,
+    password: Text<1024>,
+    next: Text,
 }
 
 /// A validated authorization request.
@@ -160,111 +274,129 @@ impl From<AuthorizeFailure> for PageResponse {
     }
 }
 
-fn page_bad(msg: &str) -> AuthorizeFailure {
-    AuthorizeFailure::Page(PageError::bad_request(msg.to_string()))
+fn page_bad(msg: &'static str) -> AuthorizeFailure {
+    AuthorizeFailure::Page(PageError::bad_request(msg))
 }
 
-/// Validates an authorization request against the app's registration.
+/// Validates an authorization request against the app's registration, in
+/// the order of RFC 6749 §4.1.2.1: what makes the redirect untrustworthy is
+/// an error page; everything after is an error redirect.
 #[allow(clippy::result_large_err)]
 pub fn validate_request(
     app: Option<App>,
-    params: &Params,
+    params: &AuthParams<'_>,
 ) -> Result<AuthRequest, AuthorizeFailure> {
-    let client_id = params.get("client_id");
-    if client_id.is_none() {
-        return Err(page_bad(
-            "The request does not name an application (client_id is missing).",
-        ));
-    }
-    let app = app.ok_or_else(|| page_bad("The application in this request is not known here."))?;
-    if app.disabled {
-        return Err(page_bad("This application is disabled."));
-    }
-    let redirect_uri = match params.get("redirect_uri") {
-        Some(uri) if app.has_redirect_uri(uri) => uri.to_string(),
-        Some(_) => {
-            return Err(page_bad(
-                "The redirect URI in this request is not registered for this application.",
-            ))
-        }
-        None if app.redirect_uris.len() == 1 => app.redirect_uris[0].clone(),
-        None => return Err(page_bad("The request has no redirect_uri.")),
-    };
-    let state = params.get("state").map(str::to_string);
-    let redirect_uri_sent = params.get("redirect_uri").is_some();
+    let app = trusted_app(app, params.client_id).map_err(page_bad)?;
+    let redirect_uri = registered_redirect_uri(&app, params.redirect_uri).map_err(page_bad)?;
     let mut req = AuthRequest {
         app,
         redirect_uri,
-        redirect_uri_sent,
-        state,
+        redirect_uri_sent: params.redirect_uri.is_some(),
+        state: params.state.map(str::to_string),
         scopes: Vec::new(),
         code_challenge: None,
     };
-    let fail = |req: &AuthRequest, error: &str, description: &str| {
-        AuthorizeFailure::Redirect(redirect_with(
+    let checked = check_response_type(params.response_type)
+        .and_then(|()| granted_scopes(&req.app, params.scope))
+        .and_then(|scopes| {
+            let challenge = pkce_challenge(params.code_challenge, params.code_challenge_method)?;
+            Ok((scopes, challenge))
+        });
+    match checked {
+        Ok((scopes, challenge)) => {
+            req.scopes = scopes;
+            req.code_challenge = challenge;
+            Ok(req)
+        }
+        Err((error, description)) => Err(AuthorizeFailure::Redirect(redirect_with(
             &req.redirect_uri,
             &[("error", error), ("error_description", description)],
             req.state.as_deref(),
-        ))
-    };
-    match params.get("response_type") {
-        Some("code") => {}
-        Some(_) => {
-            return Err(fail(
-                &req,
-                "unsupported_response_type",
-                "only response_type=code is supported",
-            ))
-        }
-        None => return Err(fail(&req, "invalid_request", "response_type is required")),
+        ))),
     }
-    let requested = params.get("scope").map(split_scopes).unwrap_or_default();
-    req.scopes = if requested.is_empty() {
-        req.app.allowed_scopes.clone()
-    } else if requested.iter().all(|s| req.app.allowed_scopes.contains(s)) {
-        requested
+}
+
+/// An error for the client's redirect URI: the RFC 6749 code and a description.
+pub type RedirectError = (&'static str, &'static str);
+
+/// The request names an app that exists here and is enabled.
+pub fn trusted_app(app: Option<App>, client_id: Option<&str>) -> Result<App, &'static str> {
+    if client_id.is_none() {
+        return Err("The request does not name an application (client_id is missing).");
+    }
+    let app = app.ok_or("The application in this request is not known here.")?;
+    if app.disabled {
+        return Err("This application is disabled.");
+    }
+    Ok(app)
+}
+
+/// Where the answer goes: the `redirect_uri` sent, exactly as registered, or
+/// the app's only registered one when none was sent (RFC 6749 §3.1.2.3).
+pub fn registered_redirect_uri(app: &App, sent: Option<&str>) -> Result<String, &'static str> {
+    match sent {
+        Some(uri) if app.has_redirect_uri(uri) => Ok(uri.to_string()),
+        Some(_) => Err("The redirect URI in this request is not registered for this application."),
+        None if app.redirect_uris.len() == 1 => Ok(app.redirect_uris[0].clone()),
+        None => Err("The request has no redirect_uri."),
+    }
+}
+
+/// Only the authorization code flow.
+pub fn check_response_type(response_type: Option<&str>) -> Result<(), RedirectError> {
+    match response_type {
+        Some("code") => Ok(()),
+        Some(_) => Err((
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        )),
+        None => Err(("invalid_request", "response_type is required")),
+    }
+}
+
+/// The scopes asked for, each allowed for the app; none asked means all
+/// the app allows.
+pub fn granted_scopes(app: &App, scope: Option<&str>) -> Result<Vec<String>, RedirectError> {
+    let requested = scope.map(split_scopes).unwrap_or_default();
+    if requested.is_empty() {
+        Ok(app.allowed_scopes.clone())
+    } else if requested.iter().all(|s| app.allowed_scopes.contains(s)) {
+        Ok(requested)
     } else {
-        return Err(fail(
-            &req,
+        Err((
             "invalid_scope",
             "a requested scope is not allowed for this application",
-        ));
-    };
-    match (
-        params.get("code_challenge"),
-        params.get("code_challenge_method"),
-    ) {
-        (None, None) => {}
-        (Some(c), Some("S256")) if crypto::valid_pkce_challenge(c) => {
-            req.code_challenge = Some(c.to_string())
-        }
-        (Some(_), Some("S256")) => {
-            return Err(fail(&req, "invalid_request", "code_challenge is malformed"))
-        }
-        (Some(_), None) | (Some(_), Some("plain")) => {
-            return Err(fail(
-                &req,
-                "invalid_request",
-                "only code_challenge_method=S256 is supported",
-            ))
-        }
-        _ => {
-            return Err(fail(
-                &req,
-                "invalid_request",
-                "code_challenge_method needs a code_challenge",
-            ))
-        }
+        ))
     }
-    Ok(req)
+}
+
+/// PKCE (RFC 7636): no challenge, or an S256 challenge of the challenge's
+/// own syntax ([`crypto::valid_pkce_challenge`]).
+pub fn pkce_challenge(
+    challenge: Option<&str>,
+    method: Option<&str>,
+) -> Result<Option<String>, RedirectError> {
+    match (challenge, method) {
+        (None, None) => Ok(None),
+        (Some(c), Some("S256")) if crypto::valid_pkce_challenge(c) => Ok(Some(c.to_string())),
+        (Some(_), Some("S256")) => Err(("invalid_request", "code_challenge is malformed")),
+        (Some(_), None) | (Some(_), Some("plain")) => Err((
+            "invalid_request",
+            "only code_challenge_method=S256 is supported",
+        )),
+        _ => Err((
+            "invalid_request",
+            "code_challenge_method needs a code_challenge",
+        )),
+    }
 }
 
 async fn load_and_validate(
     db: &Db,
     tenant_id: i64,
-    params: &Params,
+    params: &AuthParams<'_>,
 ) -> Result<AuthRequest, AuthorizeFailure> {
-    let app = match params.get("client_id") {
+    let app = match params.client_id {
         Some(id) if crate::db::models::app::looks_like_client_id(id) => {
             let id = id.to_string();
             db.run(move |conn| App::find_by_client_id(conn, tenant_id, &id).map_err(Error::from))
@@ -357,13 +489,7 @@ fn signed_up_location(slug: &str, next: &str) -> String {
 }
 
 #[get("/t/<_>/oauth/authorize")]
-pub async fn authorize_get(
-    tenant: CurrentTenant,
-    db: &State<Db>,
-    query: RawQuery,
-    cookies: &CookieJar<'_>,
-    csrf: CsrfToken,
-) -> PageResponse {
+pub async fn authorize_get(hosted: Hosted<'_>, query: RawQuery, csrf: CsrfToken) -> PageResponse {
     let params = match query.0 {
         Ok(p) => p,
         Err(e) => {
@@ -371,14 +497,20 @@ pub async fn authorize_get(
                 .into()
         }
     };
-    let req = match load_and_validate(db, tenant.id, &params).await {
+    let Hosted {
+        tenant,
+        db,
+        cookies,
+        ..
+    } = &hosted;
+    let req = match load_and_validate(db, tenant.id, &AuthParams::from_params(&params)).await {
         Ok(r) => r,
         Err(f) => return f.into(),
     };
     match current_creator(db, tenant.id, cookies).await {
-        Ok(Some(user)) => PageResponse::Page(consent_page(&tenant, &req, &user, csrf.value())),
+        Ok(Some(user)) => PageResponse::Page(consent_page(tenant, &req, &user, csrf.value())),
         Ok(None) => PageResponse::Page(login_page(
-            &tenant,
+            tenant,
             &req.resume_path(&tenant.slug),
             csrf.value(),
             "",
@@ -388,37 +520,15 @@ pub async fn authorize_get(
     }
 }
 
-async fn read_form(data: Data<'_>) -> Result<Params, PageError> {
-    let bytes = read_body(data)
-        .await
-        .map_err(|e| PageError::bad_request(e.description()))?;
-    parse_body(&bytes).map_err(|e| PageError::bad_request(e.description()))
-}
-
-fn check_csrf(cookies: &CookieJar<'_>, params: &Params) -> Result<(), PageError> {
-    if csrf::verify(cookies, params.get(csrf::FIELD).unwrap_or("")) {
-        Ok(())
-    } else {
-        Err(PageError::csrf())
-    }
-}
-
-#[post("/t/<_>/oauth/authorize", data = "<data>")]
-pub async fn authorize_post(
-    tenant: CurrentTenant,
-    db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    ip: ClientIp,
-    data: Data<'_>,
-) -> PageResponse {
-    let params = match read_form(data).await {
-        Ok(p) => p,
-        Err(e) => return e.into(),
-    };
-    if let Err(e) = check_csrf(cookies, &params) {
-        return e.into();
-    }
-    let req = match load_and_validate(db, tenant.id, &params).await {
+#[post("/t/<_>/oauth/authorize", data = "<form>")]
+pub async fn authorize_post(hosted: Hosted<'_>, form: CsrfForm<ConsentForm>) -> PageResponse {
+    let Hosted {
+        tenant,
+        db,
+        cookies,
+        ..
+    } = &hosted;
+    let req = match load_and_validate(db, tenant.id, &form.request()).await {
         Ok(r) => r,
         Err(f) => return f.into(),
     };
@@ -429,9 +539,9 @@ pub async fn authorize_post(
         }
         Err(e) => return e.into(),
     };
-    match params.get("decision") {
-        Some("allow") => {}
-        Some("deny") => {
+    match form.decision.as_str() {
+        "allow" => {}
+        "deny" => {
             return PageResponse::Redirect(req.redirect(&[
                 ("error", "access_denied"),
                 ("error_description", "the user denied the request"),
@@ -439,9 +549,24 @@ pub async fn authorize_post(
         }
         _ => return PageError::bad_request("Choose Allow or Deny.").into(),
     }
+    match issue_code(&hosted, &req, &user).await {
+        Ok(Some(code)) => PageResponse::Redirect(req.redirect(&[("code", &code)])),
+        Ok(None) => PageError::forbidden("This account is disabled.").into(),
+        Err(e) => e.into(),
+    }
+}
+
+/// Stores a new authorization code for the creator's consent, audited;
+/// `None` when the creator was disabled meanwhile.
+async fn issue_code(
+    hosted: &Hosted<'_>,
+    req: &AuthRequest,
+    user: &EndUser,
+) -> Result<Option<String>, Error> {
     let code = crypto::generate(TokenKind::AuthorizationCode);
+    let tenant_id = hosted.tenant.id;
     let new = NewAuthorizationCode {
-        tenant_id: tenant.id,
+        tenant_id,
         app_id: req.app.id,
         end_user_id: user.id,
         code_digest: code.digest,
@@ -454,10 +579,11 @@ pub async fn authorize_post(
         code_challenge: req.code_challenge.clone(),
         expires_at: Utc::now() + Duration::seconds(CODE_TTL_SECS),
     };
-    let tenant_id = tenant.id;
     let app_id = req.app.id;
-    let ip = ip.0;
-    let stored = db
+    let user_id = user.id;
+    let ip = hosted.ip.clone();
+    let stored = hosted
+        .db
         .run(move |conn| {
             crate::db::transaction(conn, |conn| {
                 // The creator is checked in the code's own transaction (a
@@ -467,24 +593,16 @@ pub async fn authorize_post(
                     return Ok(false);
                 }
                 AuthorizationCode::create(conn, &new)?;
-                NewAuditEvent::new(
-                    tenant_id,
-                    format!("creator:{}", user.id),
-                    "authorize.allowed",
-                )
-                .object("app", app_id)
-                .ip(ip.clone())
-                .insert(conn)?;
+                NewAuditEvent::new(tenant_id, format!("creator:{user_id}"), "authorize.allowed")
+                    .object("app", app_id)
+                    .ip(ip.clone())
+                    .insert(conn)?;
                 Ok::<_, diesel::result::Error>(true)
             })
             .map_err(Error::from)
         })
-        .await;
-    match stored {
-        Ok(true) => PageResponse::Redirect(req.redirect(&[("code", &code.value)])),
-        Ok(false) => PageError::forbidden("This account is disabled.").into(),
-        Err(e) => e.into(),
-    }
+        .await?;
+    Ok(stored.then_some(code.value))
 }
 
 /// `next` must lead back into this tenant's authorize endpoint.
@@ -506,20 +624,19 @@ fn safe_next(slug: &str, next: Option<&str>) -> String {
 
 #[get("/t/<_>/login?<next>&<notice>")]
 pub async fn login_get(
-    tenant: CurrentTenant,
-    db: &State<Db>,
-    cookies: &CookieJar<'_>,
+    hosted: Hosted<'_>,
     csrf: CsrfToken,
     next: Option<&str>,
     notice: Option<&str>,
 ) -> PageResponse {
-    match current_creator(db, tenant.id, cookies).await {
+    let tenant = &hosted.tenant;
+    match current_creator(hosted.db, tenant.id, hosted.cookies).await {
         Ok(Some(user)) => PageResponse::Page(Template::render(
             "oauth/signed_in",
-            context! { tenant: brand(&tenant), email: user.email, csrf_token: csrf.value() },
+            context! { tenant: brand(tenant), email: user.email, csrf_token: csrf.value() },
         )),
         Ok(None) => PageResponse::Page(login_page_with_notice(
-            &tenant,
+            tenant,
             &safe_next(&tenant.slug, next),
             csrf.value(),
             "",
@@ -535,65 +652,83 @@ fn start_session(cookies: &CookieJar<'_>, slug: &str, token: String, config: &Ap
     CreatorSessionCookie::set(cookies, slug, token, config.secure_cookies);
 }
 
-#[allow(clippy::too_many_arguments)]
-#[post("/t/<_>/login", data = "<data>")]
+#[post("/t/<_>/login", data = "<form>")]
 pub async fn login_post(
-    tenant: CurrentTenant,
-    db: &State<Db>,
-    config: &State<AppConfig>,
-    limiter: &State<RateLimiter>,
-    cookies: &CookieJar<'_>,
+    hosted: Hosted<'_>,
     csrf: CsrfToken,
-    ip: ClientIp,
-    data: Data<'_>,
+    form: CsrfForm<CredentialsForm>,
 ) -> PageResponse {
-    let params = match read_form(data).await {
-        Ok(p) => p,
-        Err(e) => return e.into(),
-    };
-    if let Err(e) = check_csrf(cookies, &params) {
-        return e.into();
-    }
-    let next = safe_next(&tenant.slug, params.get("next"));
-    let email = params.get("email").unwrap_or("").trim().to_string();
-    let password = params.get("password").unwrap_or("").to_string();
+    let tenant = &hosted.tenant;
+    let next = safe_next(&tenant.slug, form.next.get());
+    let email = form.email.trimmed();
+    let page = |error: &str| login_page(tenant, &next, csrf.value(), &email, Some(error));
     let keys = [
-        LimitKey::CreatorLogin(
-            tenant.id,
-            email.to_lowercase(),
-            ip.0.clone().unwrap_or_default(),
-        ),
-        LimitKey::CreatorLoginIp(ip.0.clone().unwrap_or_default()),
+        LimitKey::CreatorLogin(tenant.id, email.to_lowercase(), hosted.addr()),
+        LimitKey::CreatorLoginIp(hosted.addr()),
     ];
-    if let Some(wait) = limiter.blocked(&keys) {
+    if let Some(wait) = hosted.limiter.blocked(&keys) {
         let msg = format!(
             "Too many failed sign-in attempts. Try again in {} minutes.",
             wait.as_secs().div_ceil(60)
         );
-        return PageResponse::Throttled(
-            login_page(&tenant, &next, csrf.value(), &email, Some(&msg)),
-            retry_after(wait),
-        );
+        return PageResponse::Throttled(page(&msg), retry_after(wait));
     }
-    let tenant_id = tenant.id;
-    let cost = config.bcrypt_cost;
-    let lookup_email = email.clone();
+    let user = match verify_creator(&hosted, &email, form.password.as_str()).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            hosted.limiter.record_failure(&keys);
+            return PageResponse::Status((
+                Status::Unauthorized,
+                page("The email or password is incorrect."),
+            ));
+        }
+        Err(e) => return e.into(),
+    };
+    hosted.limiter.reset(&keys[..1]);
+    let old = CreatorSessionCookie::read(hosted.cookies);
+    let (tenant_id, user_id) = (tenant.id, user.id);
+    let created = hosted
+        .db
+        .run(move |conn| {
+            if let Some(old) = old {
+                EndUserSession::delete(conn, tenant_id, &old)?;
+            }
+            EndUserSession::create(conn, tenant_id, user_id).map_err(Error::from)
+        })
+        .await;
+    match created {
+        Ok(token) => {
+            start_session(hosted.cookies, &tenant.slug, token, hosted.config);
+            PageResponse::Redirect(Redirect::to(next))
+        }
+        Err(e) => e.into(),
+    }
+}
+
+/// The enabled creator these credentials belong to. Unknown and disabled
+/// accounts cost the same bcrypt work as a real check.
+async fn verify_creator(
+    hosted: &Hosted<'_>,
+    email: &str,
+    password: &str,
+) -> Result<Option<EndUser>, Error> {
+    let tenant_id = hosted.tenant.id;
+    let cost = hosted.config.bcrypt_cost;
+    let lookup_email = email.to_string();
     // The email's shape is checked before the look-up, as on the admin
     // sign-in: garbage never reaches the database, and gets the same answer.
-    let user = if valid_email(&email) {
-        match db
+    let user = if valid_email(email) {
+        hosted
+            .db
             .run(move |conn| {
                 EndUser::find_by_email(conn, tenant_id, &lookup_email).map_err(Error::from)
             })
-            .await
-        {
-            Ok(u) => u,
-            Err(e) => return e.into(),
-        }
+            .await?
     } else {
         None
     };
-    let verified = rocket::tokio::task::spawn_blocking(move || match user {
+    let password = password.to_string();
+    Ok(rocket::tokio::task::spawn_blocking(move || match user {
         Some(u) if !u.disabled => crypto::verify_password(&password, &u.password_hash).then_some(u),
         Some(u) => {
             crypto::verify_password(&password, &u.password_hash);
@@ -606,64 +741,23 @@ pub async fn login_post(
     })
     .await
     .ok()
-    .flatten();
-    let Some(user) = verified else {
-        limiter.record_failure(&keys);
-        return PageResponse::Status((
-            Status::Unauthorized,
-            login_page(
-                &tenant,
-                &next,
-                csrf.value(),
-                &email,
-                Some("The email or password is incorrect."),
-            ),
-        ));
-    };
-    limiter.reset(&keys[..1]);
-    let old = CreatorSessionCookie::read(cookies);
-    let user_id = user.id;
-    let created = db
-        .run(move |conn| {
-            if let Some(old) = old {
-                EndUserSession::delete(conn, tenant_id, &old)?;
-            }
-            EndUserSession::create(conn, tenant_id, user_id).map_err(Error::from)
-        })
-        .await;
-    match created {
-        Ok(token) => {
-            start_session(cookies, &tenant.slug, token, config);
-            PageResponse::Redirect(Redirect::to(next))
-        }
-        Err(e) => e.into(),
-    }
+    .flatten())
 }
 
-#[post("/t/<_>/logout", data = "<data>")]
-pub async fn logout(
-    tenant: CurrentTenant,
-    db: &State<Db>,
-    cookies: &CookieJar<'_>,
-    data: Data<'_>,
-) -> PageResponse {
-    let params = match read_form(data).await {
-        Ok(p) => p,
-        Err(e) => return e.into(),
-    };
-    if let Err(e) = check_csrf(cookies, &params) {
-        return e.into();
-    }
-    if let Some(token) = CreatorSessionCookie::read(cookies) {
+#[post("/t/<_>/logout", data = "<_form>")]
+pub async fn logout(hosted: Hosted<'_>, _form: CsrfForm<NoFields>) -> PageResponse {
+    let tenant = &hosted.tenant;
+    if let Some(token) = CreatorSessionCookie::read(hosted.cookies) {
         let tenant_id = tenant.id;
-        if let Err(e) = db
+        if let Err(e) = hosted
+            .db
             .run(move |conn| EndUserSession::delete(conn, tenant_id, &token).map_err(Error::from))
             .await
         {
             return e.into();
         }
     }
-    CreatorSessionCookie::clear(cookies, &tenant.slug);
+    CreatorSessionCookie::clear(hosted.cookies, &tenant.slug);
     PageResponse::Redirect(Redirect::to(format!("/t/{}/login", tenant.slug)))
 }
 
@@ -680,6 +774,34 @@ fn signup_page(
     )
 }
 
+fn signup_closed() -> PageError {
+    PageError::new(
+        Status::NotFound,
+        "Sign-up is closed",
+        "This service does not accept new accounts here.",
+    )
+}
+
+/// The tenant lets creators sign up: a guard, so that a closed sign-up is
+/// refused before its form is read.
+pub struct SignupOpen;
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for SignupOpen {
+    type Error = ();
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        match req.guard::<CurrentTenant>().await {
+            Outcome::Success(t) if t.signup_allowed => Outcome::Success(SignupOpen),
+            Outcome::Success(_) => {
+                Outcome::Error((refusal::refuse(req, Refusal::Page(signup_closed())), ()))
+            }
+            Outcome::Forward(s) => Outcome::Forward(s),
+            Outcome::Error((s, _)) => Outcome::Error((s, ())),
+        }
+    }
+}
+
 #[get("/t/<_>/signup?<next>")]
 pub async fn signup_get(
     tenant: CurrentTenant,
@@ -687,12 +809,7 @@ pub async fn signup_get(
     next: Option<&str>,
 ) -> PageResponse {
     if !tenant.signup_allowed {
-        return PageError::new(
-            Status::NotFound,
-            "Sign-up is closed",
-            "This service does not accept new accounts here.",
-        )
-        .into();
+        return signup_closed().into();
     }
     PageResponse::Page(signup_page(
         &tenant,
@@ -703,86 +820,64 @@ pub async fn signup_get(
     ))
 }
 
-#[post("/t/<_>/signup", data = "<data>")]
-#[allow(clippy::too_many_arguments)]
+#[post("/t/<_>/signup", data = "<form>")]
 pub async fn signup_post(
-    tenant: CurrentTenant,
-    db: &State<Db>,
-    config: &State<AppConfig>,
-    limiter: &State<RateLimiter>,
-    cookies: &CookieJar<'_>,
+    hosted: Hosted<'_>,
     csrf: CsrfToken,
-    ip: ClientIp,
-    data: Data<'_>,
+    _open: SignupOpen,
+    form: CsrfForm<CredentialsForm>,
 ) -> PageResponse {
-    if !tenant.signup_allowed {
-        return PageError::new(
-            Status::NotFound,
-            "Sign-up is closed",
-            "This service does not accept new accounts here.",
-        )
-        .into();
-    }
-    let params = match read_form(data).await {
-        Ok(p) => p,
-        Err(e) => return e.into(),
-    };
-    if let Err(e) = check_csrf(cookies, &params) {
-        return e.into();
-    }
-    let next = safe_next(&tenant.slug, params.get("next"));
-    let email = params.get("email").unwrap_or("").trim().to_string();
-    let password = params.get("password").unwrap_or("").to_string();
-    let refuse = |msg: &str| {
-        PageResponse::Status((
-            Status::BadRequest,
-            signup_page(&tenant, &next, csrf.value(), &email, Some(msg)),
-        ))
-    };
+    let tenant = &hosted.tenant;
+    let next = safe_next(&tenant.slug, form.next.get());
+    let email = form.email.trimmed();
+    let page = |error: &str| signup_page(tenant, &next, csrf.value(), &email, Some(error));
     if !valid_email(&email) {
-        return refuse("Enter a valid email address.");
+        return PageResponse::Status((Status::BadRequest, page("Enter a valid email address.")));
     }
-    if let Err(e) = validate_password(&password) {
-        return refuse(&format!("Choose another password: {e}."));
+    if let Err(e) = validate_password(form.password.as_str()) {
+        let msg = format!("Choose another password: {e}.");
+        return PageResponse::Status((Status::BadRequest, page(&msg)));
     }
     // Each sign-up costs a bcrypt hash: a budget per IP keeps scripted
     // sign-ups from eating the CPU or filling the tenant with accounts.
-    let keys = [LimitKey::CreatorSignupIp(
-        tenant.id,
-        ip.0.clone().unwrap_or_default(),
-    )];
-    if let Some(wait) = limiter.blocked(&keys) {
+    let keys = [LimitKey::CreatorSignupIp(tenant.id, hosted.addr())];
+    if let Some(wait) = hosted.limiter.blocked(&keys) {
         let msg = format!(
             "Too many accounts were created from your network. Try again in {} minutes.",
             wait.as_secs().div_ceil(60)
         );
-        return PageResponse::Throttled(
-            signup_page(&tenant, &next, csrf.value(), &email, Some(&msg)),
-            retry_after(wait),
-        );
+        return PageResponse::Throttled(page(&msg), retry_after(wait));
     }
-    limiter.record_failure(&keys);
-    // The answer must not tell whether the email has an account (issue 13):
-    // the password is hashed either way (same bcrypt work, same timing), an
-    // existing account is left as it is, nobody is signed in, and both cases
-    // end with the same redirect to the sign-in page and the same notice.
-    let cost = config.bcrypt_cost;
+    hosted.limiter.record_failure(&keys);
+    match create_creator(&hosted, &email, form.password.as_str()).await {
+        Ok(()) => PageResponse::Redirect(Redirect::to(signed_up_location(&tenant.slug, &next))),
+        Err(e) => e.into(),
+    }
+}
+
+/// The account of a sign-up, unless the email has one already.
+///
+/// The answer must not tell whether the email has an account (issue 13):
+/// the password is hashed either way (same bcrypt work, same timing), an
+/// existing account is left as it is, nobody is signed in, and both cases
+/// end with the same redirect to the sign-in page and the same notice.
+async fn create_creator(hosted: &Hosted<'_>, email: &str, password: &str) -> Result<(), Error> {
+    let cost = hosted.config.bcrypt_cost;
+    let password = password.to_string();
     let Ok(Ok(hash)) =
         rocket::tokio::task::spawn_blocking(move || crypto::hash_password(&password, cost)).await
     else {
-        return PageError::from(Error::Internal("password hashing failed".into())).into();
+        return Err(Error::Internal("password hashing failed".into()));
     };
-    let tenant_id = tenant.id;
-    let new_email = email.clone();
-    let created = db
+    let tenant_id = hosted.tenant.id;
+    let new_email = email.to_string();
+    hosted
+        .db
         .run(move |conn| {
             EndUser::create_if_new(conn, tenant_id, &new_email, &hash).map_err(Error::from)
         })
-        .await;
-    match created {
-        Ok(_) => PageResponse::Redirect(Redirect::to(signed_up_location(&tenant.slug, &next))),
-        Err(e) => e.into(),
-    }
+        .await
+        .map(|_| ())
 }
 
 /// The tenant's accent colour as a stylesheet (keeps inline styles out of
@@ -800,7 +895,161 @@ pub async fn brand_css(tenant: CurrentTenant) -> (ContentType, String) {
     )
 }
 
-/// `#rgb` or `#rrggbb`.
-pub fn valid_color(c: &str) -> bool {
-    c.starts_with('#') && matches!(c.len(), 4 | 7) && c[1..].bytes().all(|b| b.is_ascii_hexdigit())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(redirect_uris: &[&str]) -> App {
+        App {
+            id: 1,
+            tenant_id: 1,
+            name: "Newsletter sync".into(),
+            client_id: "kit_app".into(),
+            redirect_uris: redirect_uris.iter().map(|u| u.to_string()).collect(),
+            allowed_scopes: vec!["public".into(), "write".into()],
+            access_token_ttl_secs: 7200,
+            refresh_token_ttl_secs: 86400,
+            refresh_grace_secs: 60,
+            refresh_without_secret: true,
+            disabled: false,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            auth_version: 0,
+        }
+    }
+
+    const KIT: &str = "https://app.kit.com/apps/install";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    #[test]
+    fn only_a_named_known_enabled_app_is_trusted() {
+        assert!(trusted_app(Some(app(&[KIT])), None).is_err());
+        assert!(trusted_app(None, Some("kit_app")).is_err());
+        let mut disabled = app(&[KIT]);
+        disabled.disabled = true;
+        assert_eq!(
+            trusted_app(Some(disabled), Some("kit_app")).unwrap_err(),
+            "This application is disabled."
+        );
+        assert!(trusted_app(Some(app(&[KIT])), Some("kit_app")).is_ok());
+    }
+
+    #[test]
+    fn the_redirect_uri_is_exactly_a_registered_one() {
+        let one = app(&[KIT]);
+        assert_eq!(registered_redirect_uri(&one, Some(KIT)).unwrap(), KIT);
+        assert_eq!(registered_redirect_uri(&one, None).unwrap(), KIT);
+        for bad in [
+            "https://app.kit.com/apps/install/",
+            "https://app.kit.com/apps/INSTALL",
+            "https://evil.example/apps/install",
+            "https://app.kit.com/apps/install?x=1",
+        ] {
+            assert!(registered_redirect_uri(&one, Some(bad)).is_err(), "{bad}");
+        }
+        let two = app(&[KIT, "https://app.kit.com/apps"]);
+        assert!(registered_redirect_uri(&two, None).is_err());
+    }
+
+    #[test]
+    fn only_response_type_code() {
+        assert!(check_response_type(Some("code")).is_ok());
+        assert_eq!(
+            check_response_type(Some("token")).unwrap_err().0,
+            "unsupported_response_type"
+        );
+        assert_eq!(check_response_type(None).unwrap_err().0, "invalid_request");
+    }
+
+    #[test]
+    fn scopes_are_the_allowed_ones_or_all_of_them() {
+        let a = app(&[KIT]);
+        assert_eq!(granted_scopes(&a, None).unwrap(), vec!["public", "write"]);
+        assert_eq!(
+            granted_scopes(&a, Some("  ")).unwrap(),
+            vec!["public", "write"]
+        );
+        assert_eq!(
+            granted_scopes(&a, Some("write,public write")).unwrap(),
+            vec!["write", "public"]
+        );
+        assert_eq!(
+            granted_scopes(&a, Some("public admin")).unwrap_err().0,
+            "invalid_scope"
+        );
+    }
+
+    #[test]
+    fn pkce_needs_an_s256_challenge_of_the_challenge_syntax() {
+        assert_eq!(pkce_challenge(None, None).unwrap(), None);
+        assert_eq!(
+            pkce_challenge(Some(CHALLENGE), Some("S256"))
+                .unwrap()
+                .as_deref(),
+            Some(CHALLENGE)
+        );
+        // Verifier syntax (44 characters, `.` and `~`) is not challenge syntax.
+        for bad in [
+            "a".repeat(44),
+            "a".repeat(42),
+            format!("{}.", "a".repeat(42)),
+            format!("{}~", "a".repeat(42)),
+            format!("{}=", "a".repeat(42)),
+        ] {
+            assert_eq!(
+                pkce_challenge(Some(&bad), Some("S256")).unwrap_err(),
+                ("invalid_request", "code_challenge is malformed"),
+                "{bad}"
+            );
+        }
+        for (c, m) in [
+            (Some(CHALLENGE), None),
+            (Some(CHALLENGE), Some("plain")),
+            (None, Some("S256")),
+            (Some(CHALLENGE), Some("s256")),
+        ] {
+            assert_eq!(
+                pkce_challenge(c, m).unwrap_err().0,
+                "invalid_request",
+                "{c:?} {m:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_request_after_the_redirect_uri_is_an_error_redirect_with_state() {
+        let params = AuthParams {
+            client_id: Some("kit_app"),
+            redirect_uri: Some(KIT),
+            response_type: Some("code"),
+            state: Some("s1"),
+            code_challenge: Some("a.b"),
+            code_challenge_method: Some("S256"),
+            ..AuthParams::default()
+        };
+        match validate_request(Some(app(&[KIT])), &params) {
+            Err(AuthorizeFailure::Redirect(url)) => {
+                assert!(url.starts_with(KIT), "{url}");
+                assert!(url.contains("error=invalid_request"), "{url}");
+                assert!(url.contains("state=s1"), "{url}");
+            }
+            _ => panic!("expected an error redirect"),
+        }
+        let unregistered = AuthParams {
+            redirect_uri: Some("https://evil.example/"),
+            ..params
+        };
+        assert!(matches!(
+            validate_request(Some(app(&[KIT])), &unregistered),
+            Err(AuthorizeFailure::Page(_))
+        ));
+        let ok = AuthParams {
+            code_challenge: Some(CHALLENGE),
+            ..params
+        };
+        let req = validate_request(Some(app(&[KIT])), &ok).ok().unwrap();
+        assert_eq!(req.scopes, vec!["public", "write"]);
+        assert_eq!(req.code_challenge.as_deref(), Some(CHALLENGE));
+        assert!(req.redirect_uri_sent);
+    }
 }

@@ -5,6 +5,21 @@ use serde::Serialize;
 use crate::crypto::{self, TokenKind};
 use crate::db::schema::{apps, client_secrets};
 
+/// The grace periods a rotation may leave the older secrets (seconds, and
+/// how the dashboard names them): now, 1 hour, 24 hours, 7 days. The
+/// dashboard and the tenant API offer exactly these.
+pub const GRACE_CHOICES: [(i64, &str); 4] = [
+    (0, "immediately"),
+    (3600, "1 hour"),
+    (86400, "24 hours"),
+    (7 * 86400, "7 days"),
+];
+
+/// The grace choice of `secs`, if it is one.
+pub fn grace_choice(secs: i64) -> Option<(i64, &'static str)> {
+    GRACE_CHOICES.iter().copied().find(|(s, _)| *s == secs)
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = client_secrets)]
 pub struct ClientSecret {

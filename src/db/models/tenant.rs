@@ -32,6 +32,11 @@ pub fn valid_slug(slug: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// A branding accent colour (tenant settings): `#rgb` or `#rrggbb`.
+pub fn valid_color(c: &str) -> bool {
+    c.starts_with('#') && matches!(c.len(), 4 | 7) && c[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 impl Tenant {
     pub fn create(conn: &mut PgConnection, new: &NewTenant) -> QueryResult<Tenant> {
         diesel::insert_into(tenants::table)
@@ -85,5 +90,29 @@ impl Tenant {
             .set(settings)
             .returning(Tenant::as_returning())
             .get_result(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accent_colours_are_short_or_long_hex() {
+        for ok in ["#46e", "#4f46e5", "#ABCDEF"] {
+            assert!(valid_color(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "#",
+            "4f46e5",
+            "#4f46e",
+            "#ggg",
+            "#4f46e5ff",
+            "red",
+            "#é12",
+        ] {
+            assert!(!valid_color(bad), "{bad}");
+        }
     }
 }
