@@ -36,6 +36,8 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     InvalidScope,
     InvalidToken,
+    AccessDenied,
+    UnsupportedResponseType,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -50,6 +52,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

@@ -5,12 +5,12 @@
 //! newline makes sense (the list of redirect URIs). Every value is checked
 //! here before any database work:
 //! - form and JSON bodies (OAuth endpoints, hosted pages, dashboard) in
-//!   [`crate::oauth::params::Params::insert`], which every body reader uses;
+//!   `params::Params::insert`, which every body reader uses;
 //!   the HTML forms then declare each field with a type of this module
 //!   ([`Text`], [`Multiline`], [`Checkbox`], [`Confirm`]), read by
-//!   [`crate::auth::CsrfForm`];
+//!   `auth::CsrfForm`;
 //! - query strings and path segments of every request, in the
-//!   [`crate::gate::BadInputGuard`] fairing, before routing;
+//!   `gate::BadInputGuard` fairing, before routing;
 //! - Basic-auth parts, in `ClientCredentials::from_parts`;
 //! - the command line's arguments, in `cli`.
 //!

@@ -25,6 +25,7 @@ pub mod logwriter;
 pub mod metrics;
 pub mod oauth;
 pub mod ops;
+pub mod params;
 pub mod ratelimit;
 pub mod redact;
 pub mod stats;

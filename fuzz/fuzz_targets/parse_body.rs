@@ -3,7 +3,7 @@
 //! limits.
 #![no_main]
 
-use kitauth::oauth::params::{parse_body, MAX_BODY, MAX_VALUE};
+use kitauth::params::{parse_body, MAX_BODY, MAX_VALUE};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -21,7 +21,7 @@ use crate::db::models::{App, AppSettings, ClientSecret, Grant, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
 use crate::input::{Checkbox, Multiline, Text};
-use crate::oauth::params::split_scopes;
+use crate::params::split_scopes;
 
 /// Bounds for the lifetimes an admin can set, in seconds (the model's).
 pub use crate::db::models::app::{ACCESS_TTL, GRACE, REFRESH_TTL};

@@ -15,7 +15,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 use super::refusal::{self, Refusal};
 use crate::crypto;
 use crate::error::PageError;
-use crate::oauth::params::{parse_body, read_body};
+use crate::params::{parse_body, read_body};
 
 pub const COOKIE: &str = "kitauth_csrf";
 pub const FIELD: &str = "csrf_token";

@@ -9,7 +9,6 @@ use rocket::response::Redirect;
 use rocket::{get, post, Responder};
 use rocket_dyn_templates::{context, Template};
 
-use super::params::{parse_body, split_scopes, Params};
 use crate::auth::csrf::NoFields;
 use crate::auth::refusal::{self, Refusal};
 use crate::auth::{client_ip, CreatorSessionCookie, CsrfForm, CsrfToken, CurrentTenant};
@@ -20,8 +19,9 @@ use crate::db::models::end_user::{valid_email, validate_password};
 use crate::db::models::tenant::valid_color;
 use crate::db::models::{App, AuthorizationCode, EndUser, EndUserSession, NewAuditEvent, Tenant};
 use crate::db::Db;
-use crate::error::{Error, PageError};
+use crate::error::{Error, ErrorCode, PageError};
 use crate::input::Text;
+use crate::params::{parse_body, split_scopes, Params};
 use crate::ratelimit::{LimitKey, RateLimiter};
 
 /// What every hosted page handler needs: the tenant of `/t/{t}`, the pool,
@@ -310,14 +310,17 @@ pub fn validate_request(
         }
         Err((error, description)) => Err(AuthorizeFailure::Redirect(redirect_with(
             &req.redirect_uri,
-            &[("error", error), ("error_description", description)],
+            &[
+                ("error", error.as_str()),
+                ("error_description", description),
+            ],
             req.state.as_deref(),
         ))),
     }
 }
 
 /// An error for the client's redirect URI: the RFC 6749 code and a description.
-pub type RedirectError = (&'static str, &'static str);
+pub type RedirectError = (ErrorCode, &'static str);
 
 /// The request names an app that exists here and is enabled.
 pub fn trusted_app(app: Option<App>, client_id: Option<&str>) -> Result<App, &'static str> {
@@ -347,10 +350,10 @@ pub fn check_response_type(response_type: Option<&str>) -> Result<(), RedirectEr
     match response_type {
         Some("code") => Ok(()),
         Some(_) => Err((
-            "unsupported_response_type",
+            ErrorCode::UnsupportedResponseType,
             "only response_type=code is supported",
         )),
-        None => Err(("invalid_request", "response_type is required")),
+        None => Err((ErrorCode::InvalidRequest, "response_type is required")),
     }
 }
 
@@ -364,7 +367,7 @@ pub fn granted_scopes(app: &App, scope: Option<&str>) -> Result<Vec<String>, Red
         Ok(requested)
     } else {
         Err((
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             "a requested scope is not allowed for this application",
         ))
     }
@@ -379,13 +382,13 @@ pub fn pkce_challenge(
     match (challenge, method) {
         (None, None) => Ok(None),
         (Some(c), Some("S256")) if crypto::valid_pkce_challenge(c) => Ok(Some(c.to_string())),
-        (Some(_), Some("S256")) => Err(("invalid_request", "code_challenge is malformed")),
+        (Some(_), Some("S256")) => Err((ErrorCode::InvalidRequest, "code_challenge is malformed")),
         (Some(_), None) | (Some(_), Some("plain")) => Err((
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "only code_challenge_method=S256 is supported",
         )),
         _ => Err((
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "code_challenge_method needs a code_challenge",
         )),
     }
@@ -543,7 +546,7 @@ pub async fn authorize_post(hosted: Hosted<'_>, form: CsrfForm<ConsentForm>) -> 
         "allow" => {}
         "deny" => {
             return PageResponse::Redirect(req.redirect(&[
-                ("error", "access_denied"),
+                ("error", ErrorCode::AccessDenied.as_str()),
                 ("error_description", "the user denied the request"),
             ]))
         }
@@ -956,9 +959,12 @@ mod tests {
         assert!(check_response_type(Some("code")).is_ok());
         assert_eq!(
             check_response_type(Some("token")).unwrap_err().0,
-            "unsupported_response_type"
+            ErrorCode::UnsupportedResponseType
         );
-        assert_eq!(check_response_type(None).unwrap_err().0, "invalid_request");
+        assert_eq!(
+            check_response_type(None).unwrap_err().0,
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]
@@ -975,7 +981,7 @@ mod tests {
         );
         assert_eq!(
             granted_scopes(&a, Some("public admin")).unwrap_err().0,
-            "invalid_scope"
+            ErrorCode::InvalidScope
         );
     }
 
@@ -998,7 +1004,7 @@ mod tests {
         ] {
             assert_eq!(
                 pkce_challenge(Some(&bad), Some("S256")).unwrap_err(),
-                ("invalid_request", "code_challenge is malformed"),
+                (ErrorCode::InvalidRequest, "code_challenge is malformed"),
                 "{bad}"
             );
         }
@@ -1010,7 +1016,7 @@ mod tests {
         ] {
             assert_eq!(
                 pkce_challenge(c, m).unwrap_err().0,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "{c:?} {m:?}"
             );
         }

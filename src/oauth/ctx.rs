@@ -8,7 +8,6 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::Responder;
 
 use super::introspect::AccessTokenLookups;
-use super::params::{parse_body, read_body, Params};
 use crate::auth::client::{parse_basic, BasicAuth};
 use crate::auth::tenant::TenantError;
 use crate::auth::{client_ip, ClientCache, ClientCredentials, ClientIp, CurrentTenant};
@@ -18,6 +17,7 @@ use crate::db::models::{App, AppKey};
 use crate::db::Db;
 use crate::error::{no_store_json, OAuthError};
 use crate::metrics::Metrics;
+use crate::params::{parse_body, read_body, Params};
 use crate::ratelimit::ClientAuthLimits;
 use crate::stats::TokenStats;
 

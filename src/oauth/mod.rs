@@ -5,7 +5,6 @@ pub mod authorize;
 pub mod ctx;
 pub mod fast;
 pub mod introspect;
-pub mod params;
 pub mod request;
 pub mod rules;
 pub mod token;

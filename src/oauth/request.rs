@@ -1,9 +1,9 @@
 //! A token request as its grant type says it must look, checked out of the
 //! sniffed body (`params`) before any database work.
 
-use super::params::Params;
 use crate::auth::SecretRequirement;
 use crate::error::OAuthError;
+use crate::params::Params;
 
 /// `grant_type=authorization_code` (RFC 6749 §4.1.3).
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ mod tests {
     use crate::error::ErrorCode;
 
     fn parse(body: &str) -> Result<TokenRequest, OAuthError> {
-        TokenRequest::parse(&super::super::params::parse_body(body.as_bytes()).unwrap())
+        TokenRequest::parse(&crate::params::parse_body(body.as_bytes()).unwrap())
     }
 
     #[test]

@@ -241,7 +241,7 @@ fn refresh_scopes(grant: &Grant, app: &App, requested: Option<&str>) -> Option<V
                 .collect(),
         ),
         Some(requested) => {
-            let requested = super::params::split_scopes(requested);
+            let requested = crate::params::split_scopes(requested);
             requested.iter().all(allowed).then_some(requested)
         }
     }
