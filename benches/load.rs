@@ -22,8 +22,30 @@
 //! characters) and a random secret. The row's figures are the valid
 //! requests' only, so they read next to the plain introspect row of the
 //! same run. The flood's answers must be 401 or 429; anything else, and
-//! any non-2xx answer to a valid request, fails the run. The server is killed and both databases are
-//! dropped at the end, also on failure.
+//! any non-2xx answer to a valid request, fails the run.
+//!
+//! `api-installs` and `api-rotate` are the tenant API (issue 15), with the
+//! `kak_` keys seeding makes through `ApiKey::create` (as `kitauth api-key
+//! create` does). `api-installs` is `GET /t/bench/api/v1/installs?limit=50`
+//! with a `read` key: the first page, newest first, and the second page
+//! (the first page's `next_cursor`, from one untimed call), alternating;
+//! each answer must be 200 with a non-empty `items` list. `api-rotate` is
+//! `POST /t/bench/api/v1/apps/{id}/secrets/rotate` with a `write` key and
+//! `{"grace_secs": 86400}`; each answer must be 201 with the new `kcs_`
+//! secret. It rotates the secrets of apps of its own (200, or one per
+//! connection if there are more connections), dealt to the connections so
+//! no two rotate the same app at once, never the app of the other paths. A
+//! rotation adds a secret and prunes none (nothing limits or purges an
+//! app's secrets), so the report notes how many each app ends with. The
+//! per-key request budget (`api_requests_per_minute`, 600 by default)
+//! would answer 429 after the first 600 requests of a key, so the server
+//! is started with `ROCKET_API_REQUESTS_PER_MINUTE` far above what a run
+//! can send: the limiter still counts every request, as in service, but
+//! never refuses one. Read paths (introspect, introspect-flood, userinfo,
+//! api-installs) are compared with pgbench `-S`, the others with `-N`.
+//!
+//! The server is killed and both databases are dropped at the end, also
+//! on failure.
 //!
 //! Flags (after `--`):
 //!   --installs N       installs to seed (default 10000)
@@ -31,7 +53,8 @@
 //!   --duration S       seconds per path and per pgbench run (default 10)
 //!   --warmup S         untimed introspect traffic before the first path (default 1)
 //!   --json PATH        also write the figures as JSON (`-` for stdout)
-//!   --paths a,b,...    only these paths (introspect,introspect-flood,userinfo,exchange,refresh,revoke)
+//!   --paths a,b,...    only these paths (introspect,introspect-flood,userinfo,api-installs,
+//!                      exchange,refresh,revoke,api-rotate)
 //!   --flood K          connections of introspect-flood that flood (default C/2)
 //!   --no-pgbench       skip the baseline (ratios are then omitted)
 //!
@@ -58,18 +81,28 @@ use serde_json::json;
 
 use kitauth::crypto::{self, TokenKind};
 use kitauth::db::models::code::CODE_TTL_SECS;
-use kitauth::db::models::{NewAuthorizationCode, NewTenant, Tenant};
-use kitauth::db::schema::{access_tokens, authorization_codes, end_users, grants, refresh_tokens};
+use kitauth::db::models::{ApiKey, ApiScope, NewApiKey, NewAuthorizationCode, NewTenant, Tenant};
+use kitauth::db::schema::{
+    access_tokens, authorization_codes, client_secrets, end_users, grants, refresh_tokens,
+};
 
 const TENANT: &str = "bench";
-const PATHS: [&str; 6] = [
+/// In the order they run: the read paths first, on the seeded installs
+/// only (exchange adds installs and revoke revokes them).
+const PATHS: [&str; 8] = [
     "introspect",
     "introspect-flood",
     "userinfo",
+    "api-installs",
     "exchange",
     "refresh",
     "revoke",
+    "api-rotate",
 ];
+/// Apps seeded for api-rotate (at least one per connection).
+const ROTATE_APPS: usize = 200;
+/// The server's per-key API budget: far above what a run sends (see above).
+const API_REQUESTS_PER_MINUTE: &str = "100000000";
 
 // ---------------------------------------------------------------- options
 
@@ -512,13 +545,19 @@ struct Seeded {
     tenant_id: i64,
     user_ids: Vec<i64>,
     installs: Vec<Install>,
+    /// `kak_` keys of scope read and of scope write.
+    read_key: String,
+    write_key: String,
+    /// The apps api-rotate rotates the secrets of.
+    rotate_app_ids: Vec<i64>,
 }
 
 const CHUNK: usize = 1000;
 
 /// Seeds straight through the models and bulk inserts: real rows whose
-/// tokens work, without bcrypt or the browser pages.
-fn seed(url: &str, installs: usize) -> Result<Seeded, String> {
+/// tokens work, without bcrypt or the browser pages; `rotate_apps` more
+/// apps for api-rotate.
+fn seed(url: &str, installs: usize, rotate_apps: usize) -> Result<Seeded, String> {
     let mut conn = kitauth::db::connect(url).map_err(|e| e.to_string())?;
     let c = &mut conn;
     let e = |e: diesel::result::Error| e.to_string();
@@ -628,6 +667,34 @@ fn seed(url: &str, installs: usize) -> Result<Seeded, String> {
             refresh: r.value,
         }));
     }
+    // The tenant API's keys, through the model function `kitauth api-key
+    // create` uses.
+    let mut api_key = |name: &str, scope: ApiScope| {
+        let new = NewApiKey {
+            name: name.into(),
+            scopes: vec![scope],
+            expires_in_days: None,
+            created_by: "cli".into(),
+        };
+        new.validate()?;
+        ApiKey::create(c, tenant.id, &new)
+            .map(|(_, value)| value)
+            .map_err(|e| e.to_string())
+    };
+    let read_key = api_key("bench read", ApiScope::Read)?;
+    let write_key = api_key("bench write", ApiScope::Write)?;
+    let mut rotate_app_ids = Vec::with_capacity(rotate_apps);
+    for i in 0..rotate_apps {
+        let (a, _) = kitauth::cli::create_app(
+            c,
+            tenant.id,
+            &format!("Rotated app {i}"),
+            vec![],
+            vec!["public".into()],
+        )
+        .map_err(|e| e.to_string())?;
+        rotate_app_ids.push(a.id);
+    }
     diesel::sql_query("ANALYZE").execute(c).map_err(e)?;
     Ok(Seeded {
         client_id: app.client_id,
@@ -636,6 +703,9 @@ fn seed(url: &str, installs: usize) -> Result<Seeded, String> {
         tenant_id: tenant.id,
         user_ids,
         installs: out,
+        read_key,
+        write_key,
+        rotate_app_ids,
     })
 }
 
@@ -675,6 +745,19 @@ fn mint_codes(url: &str, s: &Seeded, n: usize) -> Result<Vec<String>, String> {
     Ok(values)
 }
 
+/// The fewest and the most secrets any of `app_ids` has.
+fn secrets_per_app(url: &str, app_ids: &[i64]) -> Result<(i64, i64), String> {
+    let mut conn = kitauth::db::connect(url).map_err(|e| e.to_string())?;
+    let counts: Vec<i64> = client_secrets::table
+        .filter(client_secrets::app_id.eq_any(app_ids))
+        .group_by(client_secrets::app_id)
+        .select(diesel::dsl::count_star())
+        .load(&mut conn)
+        .map_err(|e| e.to_string())?;
+    let min = counts.iter().copied().min().unwrap_or(0);
+    Ok((min, counts.iter().copied().max().unwrap_or(0)))
+}
+
 // ---------------------------------------------------------------- server
 
 fn free_port() -> u16 {
@@ -697,6 +780,8 @@ fn spawn_server(bin: &Path, db: &str, port: u16, log: &PathBuf) -> Result<Child,
         // The release profile refuses to start without a metrics token.
         .env("ROCKET_METRICS_TOKEN", crypto::random_b64(32))
         .env("ROCKET_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        // The tenant API paths must not meet the per-key budget (see the top).
+        .env("ROCKET_API_REQUESTS_PER_MINUTE", API_REQUESTS_PER_MINUTE)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)
@@ -934,6 +1019,28 @@ async fn run_task(
                             break;
                         }
                     },
+                    "api-installs" if status != 200 || !installs_page_ok(&body) => {
+                        fail(
+                            &mut res,
+                            format!(
+                                "api-installs: {status}, not a page of installs: {}",
+                                String::from_utf8_lossy(&body)
+                            ),
+                        );
+                    }
+                    "api-rotate"
+                        if status != 201
+                            || !body_field(&body, "client_secret")
+                                .is_some_and(|s| s.starts_with("kcs_")) =>
+                    {
+                        fail(
+                            &mut res,
+                            format!(
+                                "api-rotate: {status}, no new secret: {}",
+                                String::from_utf8_lossy(&body)
+                            ),
+                        );
+                    }
                     "exchange" if collect_access => {
                         if let Some(t) = body_field(&body, "access_token") {
                             res.issued_access.push(t);
@@ -1092,6 +1199,57 @@ fn userinfo_req(token: &str) -> Req {
     }
 }
 
+/// A tenant API GET with a `kak_` key.
+fn api_get(path: &'static str, key: &str) -> Req {
+    Req {
+        method: Method::GET,
+        path,
+        headers: vec![("authorization", format!("Bearer {key}"))],
+        body: Bytes::new(),
+    }
+}
+
+/// A secret rotation of one app, with the grace the dashboard offers by default.
+fn rotate_req(app_id: i64, key: &str) -> Req {
+    Req {
+        method: Method::POST,
+        path: leak(format!("/t/bench/api/v1/apps/{app_id}/secrets/rotate")),
+        headers: vec![
+            ("authorization", format!("Bearer {key}")),
+            ("content-type", "application/json".to_string()),
+        ],
+        body: Bytes::from(json!({"grace_secs": 86400}).to_string()),
+    }
+}
+
+/// A path made at run time for `Req`: a few per run (the second page, one
+/// per rotated app), made before the clock starts and kept to the end.
+fn leak(path: String) -> &'static str {
+    Box::leak(path.into_boxed_str())
+}
+
+/// What api-installs checks of a page: JSON with a non-empty `items` list.
+#[derive(serde::Deserialize)]
+struct InstallPage {
+    items: Vec<serde::de::IgnoredAny>,
+}
+
+fn installs_page_ok(body: &[u8]) -> bool {
+    serde_json::from_slice::<InstallPage>(body).is_ok_and(|p| !p.items.is_empty())
+}
+
+/// The first page's `next_cursor`, from one untimed call (None: one page).
+async fn next_cursor(ctx: &Ctx, first: &Req) -> Result<Option<String>, String> {
+    let mut s = connect(ctx.addr).await?;
+    match send(&mut s, &ctx.host, first).await? {
+        (200, body) if installs_page_ok(&body) => Ok(body_field(&body, "next_cursor")),
+        (status, body) => Err(format!(
+            "api-installs: the first page answered {status} {}",
+            String::from_utf8_lossy(&body)
+        )),
+    }
+}
+
 /// Deals `items` round-robin to `c` connections.
 fn deal<T: Clone>(items: &[T], c: usize) -> Vec<Vec<T>> {
     let mut out = vec![Vec::new(); c];
@@ -1149,7 +1307,7 @@ fn target_of(path: &str) -> Option<Target> {
 /// The pgbench mode a path is compared with: reads with `-S`, writes with `-N`.
 fn mode_of(path: &str) -> &'static str {
     match path {
-        "introspect" | "introspect-flood" | "userinfo" => "-S",
+        "introspect" | "introspect-flood" | "userinfo" | "api-installs" => "-S",
         _ => "-N",
     }
 }
@@ -1215,7 +1373,12 @@ fn run(o: &Opts) -> Result<bool, String> {
     }
     kitauth::db::run_migrations(&db_url(&db))?;
     let t = Instant::now();
-    let seeded = seed(&db_url(&db), o.installs)?;
+    let rotate_apps = if o.paths.iter().any(|p| p == "api-rotate") {
+        ROTATE_APPS.max(o.concurrency)
+    } else {
+        0
+    };
+    let seeded = seed(&db_url(&db), o.installs, rotate_apps)?;
     eprintln!(
         "seeded {} installs in {:.1} s",
         o.installs,
@@ -1307,6 +1470,26 @@ fn run(o: &Opts) -> Result<bool, String> {
                 .into_iter()
                 .map(|ts| Work::Cycle(ts.iter().map(|t| userinfo_req(t)).collect()))
                 .collect(),
+            "api-installs" => {
+                // The first and the second page, alternating, each
+                // connection starting on the other page than the last.
+                let first = api_get("/t/bench/api/v1/installs?limit=50", &seeded.read_key);
+                let pages = match rt.block_on(next_cursor(&ctx, &first))? {
+                    Some(cursor) => {
+                        let second =
+                            leak(format!("/t/bench/api/v1/installs?limit=50&cursor={cursor}"));
+                        vec![first, api_get(second, &seeded.read_key)]
+                    }
+                    None => vec![first],
+                };
+                (0..c)
+                    .map(|i| {
+                        let mut p = pages.clone();
+                        p.rotate_left(i % pages.len());
+                        Work::Cycle(p)
+                    })
+                    .collect()
+            }
             "exchange" => {
                 // Enough codes for twice the write baseline, minted just before.
                 let guess = before.map(|r| r.tps).unwrap_or(5000.0);
@@ -1358,6 +1541,16 @@ fn run(o: &Opts) -> Result<bool, String> {
                     .collect();
                 deal(&reqs, c).into_iter().map(Work::Once).collect()
             }
+            "api-rotate" => {
+                // Each app on one connection only: no rotation waits on
+                // another's lock of its app.
+                let reqs: Vec<Req> = seeded
+                    .rotate_app_ids
+                    .iter()
+                    .map(|id| rotate_req(*id, &seeded.write_key))
+                    .collect();
+                deal(&reqs, c).into_iter().map(Work::Cycle).collect()
+            }
             _ => unreachable!(),
         };
         if path == "introspect-flood" {
@@ -1381,6 +1574,19 @@ fn run(o: &Opts) -> Result<bool, String> {
         r.cpu = cpu_per(cpu_before, cpu_sample(pid), sent, false, tck);
         if path == "exchange" {
             issued_access = issued;
+        }
+        if path == "api-rotate" {
+            let apps = &seeded.rotate_app_ids;
+            let (min, max) = secrets_per_app(&db_url(&db), apps)?;
+            let note = format!(
+                "{} apps, rotated {} times: {min} to {max} secrets per app at the end (a rotation adds one and prunes none)",
+                apps.len(),
+                r.requests
+            );
+            r.note = Some(match r.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
         }
         if let Some(e) = &r.first_error {
             eprintln!("  first error: {e}");
