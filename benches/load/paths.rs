@@ -39,8 +39,12 @@ pub fn refresh_req(ctx: &Ctx, token: &str) -> Req {
 }
 
 pub fn introspect_req(ctx: &Ctx, token: &str) -> Req {
-    let basic = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", ctx.client_id, ctx.client_secret));
+    introspection(&ctx.client_id, &ctx.client_secret, token)
+}
+
+/// An introspection of `token` with the client's credentials in Basic.
+fn introspection(client_id: &str, secret: &str, token: &str) -> Req {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"));
     Req {
         method: Method::POST,
         path: "/t/bench/oauth/introspect",
@@ -63,19 +67,7 @@ pub fn flood_req() -> Req {
     let client_id = format!("kit_{}", crypto::random_b64(18));
     let secret = crypto::generate(TokenKind::ClientSecret).value;
     let token = crypto::generate(TokenKind::AccessToken).value;
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"));
-    Req {
-        method: Method::POST,
-        path: "/t/bench/oauth/introspect",
-        headers: vec![
-            ("authorization", format!("Basic {basic}")),
-            (
-                "content-type",
-                "application/x-www-form-urlencoded".to_string(),
-            ),
-        ],
-        body: Bytes::from(format!("token={token}")),
-    }
+    introspection(&client_id, &secret, &token)
 }
 
 pub fn userinfo_req(token: &str) -> Req {
