@@ -372,15 +372,7 @@ async fn nul_and_control_characters_are_refused_in_every_form_query_and_credenti
     let (session, ids) = dashboard_fixture(&app, &seed);
     // One CSRF token for every form: the tracked client keeps its cookie
     // (path `/`), so each form is refused for its bad field, not for CSRF.
-    let hosted_csrf = csrf_from(
-        &app.client
-            .get("/t/acme/login")
-            .dispatch()
-            .await
-            .into_string()
-            .await
-            .unwrap(),
-    );
+    let hosted_csrf = csrf_of_page(&app, "/t/acme/login").await;
     // One authenticated request first, so the session's own stamp is fresh.
     app.client
         .get("/admin/t/acme")
@@ -502,15 +494,7 @@ async fn arbitrary_bytes_in_any_field_of_any_form_never_5xx_and_refusals_write_n
     let code = get_code(&app, &seed).await;
     assert_eq!(kit_exchange(&app, &seed, &code).await.status(), Status::Ok);
     let (session, ids) = dashboard_fixture(&app, &seed);
-    let csrf = csrf_from(
-        &app.client
-            .get("/t/acme/login")
-            .dispatch()
-            .await
-            .into_string()
-            .await
-            .unwrap(),
-    );
+    let csrf = csrf_of_page(&app, "/t/acme/login").await;
     app.client
         .get("/admin/t/acme")
         .cookie(Cookie::new("kitauth_admin", session.clone()))
@@ -587,15 +571,7 @@ async fn authorize_refuses_a_challenge_of_verifier_syntax_with_an_error_redirect
     let app = TestApp::new().await;
     let seed = seed_tenant(&app, "acme");
     sign_in(&app, &seed).await;
-    let csrf = csrf_from(
-        &app.client
-            .get("/t/acme/login")
-            .dispatch()
-            .await
-            .into_string()
-            .await
-            .unwrap(),
-    );
+    let csrf = csrf_of_page(&app, "/t/acme/login").await;
     let before = app.snapshot();
     for challenge in [
         "a".repeat(44),

@@ -306,6 +306,13 @@ pub const KIT_INSTALL: &str = "https://app.kit.com/apps/install";
 pub const KIT_APPS: &str = "https://app.kit.com/apps";
 
 /// The value of `name="csrf_token"` in a page.
+/// The CSRF token of the form on the page at `path` (the tracked client
+/// keeps the cookie that goes with it).
+pub async fn csrf_of_page(app: &TestApp, path: impl std::fmt::Display) -> String {
+    let page = app.client.get(path.to_string()).dispatch().await;
+    csrf_from(&page.into_string().await.unwrap_or_default())
+}
+
 pub fn csrf_from(html: &str) -> String {
     let marker = "name=\"csrf_token\" value=\"";
     let start = html.find(marker).expect("page has a CSRF field") + marker.len();
