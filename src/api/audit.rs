@@ -63,15 +63,25 @@ fn text_of(field: &str, raw: Option<&str>) -> Result<Option<String>, Problem> {
 }
 
 /// The query parameters of the audit list, as sent.
-#[derive(Debug, rocket::form::FromForm)]
+#[derive(Debug, rocket::form::FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// an action, exactly (e.g. grant.revoked)
     kind: Option<String>,
+    /// a dotted prefix: client matches client.wrong_secret
     kind_prefix: Option<String>,
+    /// e.g. app, grant, end_user
     object_type: Option<String>,
+    /// the object's id
     object_id: Option<String>,
+    /// RFC 3339, inclusive
     after: Option<String>,
+    /// RFC 3339, exclusive
     before: Option<String>,
+    /// 1 to 200, default 50
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// next_cursor of the previous page
     cursor: Option<String>,
 }
 
@@ -80,17 +90,7 @@ pub struct AuditParams {
     operation_id = "audit_event_list",
     tag = "audit-events",
     security(("api_key" = ["read"])),
-    params(
-        ("t" = String, Path, description = "tenant slug"),
-        ("kind" = Option<String>, Query, description = "an action, exactly (e.g. grant.revoked)"),
-        ("kind_prefix" = Option<String>, Query, description = "a dotted prefix: client matches client.wrong_secret"),
-        ("object_type" = Option<String>, Query, description = "e.g. app, grant, end_user"),
-        ("object_id" = Option<String>, Query, description = "the object's id"),
-        ("after" = Option<String>, Query, description = "RFC 3339, inclusive"),
-        ("before" = Option<String>, Query, description = "RFC 3339, exclusive"),
-        ("limit" = Option<i64>, Query, description = "1 to 200, default 50", minimum = 1, maximum = 200),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-    ),
+    params(("t" = String, Path, description = "tenant slug"), AuditParams),
     responses(
         (status = 200, body = AuditEventList),
         (status = 401, body = Problem, content_type = "application/problem+json"),

@@ -52,14 +52,23 @@ pub fn id_of(field: &str, raw: Option<&str>) -> Result<Option<i64>, Problem> {
 }
 
 /// The query parameters of the install list, as sent.
-#[derive(Debug, rocket::form::FromForm)]
+#[derive(Debug, rocket::form::FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InstallParams {
+    /// app id
     app: Option<String>,
+    /// creator id
     creator: Option<String>,
+    /// live, revoked or expired
     status: Option<String>,
+    /// RFC 3339, inclusive
     created_after: Option<String>,
+    /// RFC 3339, exclusive
     created_before: Option<String>,
+    /// 1 to 200, default 50
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// next_cursor of the previous page
     cursor: Option<String>,
 }
 
@@ -151,16 +160,7 @@ pub struct Revoked {
     operation_id = "install_list",
     tag = "installs",
     security(("api_key" = ["read"])),
-    params(
-        ("t" = String, Path, description = "tenant slug"),
-        ("app" = Option<String>, Query, description = "app id"),
-        ("creator" = Option<String>, Query, description = "creator id"),
-        ("status" = Option<String>, Query, description = "live, revoked or expired"),
-        ("created_after" = Option<String>, Query, description = "RFC 3339, inclusive"),
-        ("created_before" = Option<String>, Query, description = "RFC 3339, exclusive"),
-        ("limit" = Option<i64>, Query, description = "1 to 200, default 50", minimum = 1, maximum = 200),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-    ),
+    params(("t" = String, Path, description = "tenant slug"), InstallParams),
     responses(
         (status = 200, body = InstallList),
         (status = 401, body = Problem, content_type = "application/problem+json"),
