@@ -796,3 +796,29 @@ async fn a_refused_request_tries_its_one_statement_once() {
     assert_eq!(attempts(&counts, ROTATE), 1, "{:#?}", counts.queries);
     assert_eq!(counts.transactions, 1, "{:#?}", counts.queries);
 }
+
+/// `client_copies = false` keeps no copy: every token request and
+/// introspection reads its client (all misses), so the `without_client_copies`
+/// half of tests/oauth_rules.rs really runs without them.
+#[rocket::async_test]
+async fn with_client_copies_off_every_request_reads_its_client() {
+    let app = TestApp::with(|f| f.merge(("client_copies", false))).await;
+    let seed = seed_tenant(&app, "acme");
+    let (access, refresh) = installed(&app, &seed).await;
+    let (access2, _) = installed(&app, &seed).await;
+    assert_eq!(
+        kit_refresh(&app, &seed, &refresh).await.status(),
+        Status::Ok
+    );
+    assert_eq!(token_cache_counts(&app), (0, 3, 0));
+    for token in [&access, &access2] {
+        assert_eq!(introspect(&app, &seed, token).await["active"], true);
+    }
+    assert_eq!(cache_counts(&app), (0, 2, 0));
+    let rocket = app.client.rocket();
+    let token_cache = rocket
+        .state::<kitauth::auth::ClientCache<kitauth::db::models::App>>()
+        .unwrap();
+    let introspect_cache = rocket.state::<kitauth::auth::ClientCache>().unwrap();
+    assert!(token_cache.is_empty() && introspect_cache.is_empty());
+}
