@@ -12,7 +12,7 @@ use crate::config::{self, AppConfig};
 use crate::crypto;
 use crate::db;
 use crate::db::models::end_user::{valid_email, validate_password, CreateCreatorError};
-use crate::db::models::tenant::valid_slug;
+use crate::db::models::tenant::{valid_slug, CreatorSignin};
 use crate::db::models::{
     Admin, ApiKey, ApiScope, App, AppSettings, EndUser, Membership, NewApiKey, NewAuditEvent,
     NewTenant, Role, Tenant,
@@ -68,6 +68,19 @@ pub enum TenantCmd {
         slug: String,
         #[arg(long)]
         name: String,
+    },
+    /// Choose who signs the tenant's creators in: `hosted` (kitauth's
+    /// accounts) or `delegated` (the tenant's login page, `--login-url`).
+    #[command(name = "sign-in")]
+    SignIn {
+        #[arg(long)]
+        tenant: String,
+        /// hosted or delegated.
+        #[arg(long)]
+        mode: String,
+        /// The tenant's login page (delegated).
+        #[arg(long)]
+        login_url: Option<String>,
     },
 }
 
@@ -214,6 +227,14 @@ fn check_args(command: &Command) -> anyhow::Result<()> {
         Command::User(UserCmd::Create { tenant, email, .. }) => {
             args.extend([("tenant", tenant.as_str()), ("email", email.as_str())]);
         }
+        Command::Tenant(TenantCmd::SignIn {
+            tenant,
+            mode,
+            login_url,
+        }) => {
+            args.extend([("tenant", tenant.as_str()), ("mode", mode.as_str())]);
+            args.extend(login_url.iter().map(|u| ("login_url", u.as_str())));
+        }
         Command::Admin(AdminCmd::Create {
             email,
             tenant,
@@ -246,6 +267,11 @@ pub fn run(command: Command, config: &AppConfig) -> anyhow::Result<Output> {
             expires_in_days,
         }) => api_key_create(config, &tenant, name, &scopes, expires_in_days),
         Command::Tenant(TenantCmd::Create { slug, name }) => tenant_create(config, &slug, &name),
+        Command::Tenant(TenantCmd::SignIn {
+            tenant,
+            mode,
+            login_url,
+        }) => tenant_sign_in(config, &tenant, &mode, login_url.as_deref()),
         Command::App(AppCmd::Create(args)) => app_create(config, args),
         Command::User(UserCmd::Create {
             tenant,
@@ -294,14 +320,16 @@ fn janitor(config: &AppConfig) -> anyhow::Result<Output> {
     )?;
     Ok(Output {
         text: format!(
-            "janitor: deleted {} authorization code(s), {} access token(s), {} refresh token(s), {} creator session(s), {} admin session(s), {} audit event(s), {} idempotency key(s)",
+            "janitor: deleted {} authorization code(s), {} access token(s), {} refresh token(s), {} creator session(s), {} admin session(s), {} audit event(s), {} idempotency key(s), {} login request(s), {} remembered login(s)",
             report.authorization_codes,
             report.access_tokens,
             report.refresh_tokens,
             report.end_user_sessions,
             report.admin_sessions,
             report.audit_events,
-            report.api_idempotency
+            report.api_idempotency,
+            report.login_requests,
+            report.login_sessions
         ),
         json: json!(report),
     })
@@ -384,6 +412,32 @@ fn tenant_create(config: &AppConfig, slug: &str, name: &str) -> anyhow::Result<O
     })
 }
 
+fn tenant_sign_in(
+    config: &AppConfig,
+    slug: &str,
+    mode: &str,
+    login_url: Option<&str>,
+) -> anyhow::Result<Output> {
+    let signin = CreatorSignin::parse(mode, login_url, config.allow_private_networks)
+        .map_err(|(field, message)| anyhow::anyhow!("{field}: {message}"))?;
+    let mut conn = connect(config)?;
+    let tenant = find_tenant(&mut conn, slug)?;
+    let audit =
+        NewAuditEvent::new(tenant.id, "cli", "tenant.signin_changed").object("tenant", tenant.id);
+    let tenant = Tenant::set_signin(&mut conn, tenant.id, &signin, audit)?;
+    let signin = tenant.signin();
+    Ok(Output {
+        text: match signin.login_url() {
+            Some(url) => format!("{}: creators sign in at {url} (delegated)", tenant.slug),
+            None => format!(
+                "{}: creators sign in with kitauth's hosted accounts",
+                tenant.slug
+            ),
+        },
+        json: json!({"slug": tenant.slug, "creator_signin": signin.mode(), "login_url": signin.login_url()}),
+    })
+}
+
 fn app_create(config: &AppConfig, args: AppCreate) -> anyhow::Result<Output> {
     let mut conn = connect(config)?;
     let tenant = find_tenant(&mut conn, &args.tenant)?;
@@ -447,7 +501,7 @@ fn user_create(
             },
         )?;
     Ok(Output {
-        text: format!("created creator {} in tenant {}", user.email, tenant.slug),
+        text: format!("created creator {} in tenant {}", user.label(), tenant.slug),
         json: json!({"id": user.id, "tenant": tenant.slug, "email": user.email}),
     })
 }

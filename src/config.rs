@@ -69,6 +69,19 @@ pub struct AppConfig {
     pub api_auth_max_failures: usize,
     #[serde(default = "default_client_auth_window_secs")]
     pub api_auth_window_secs: u64,
+    /// URLs a tenant gives may point at loopback and private addresses
+    /// (a delegated sign-in's `http://127.0.0.1` login page, say). Off by
+    /// default and in release; on in the debug profile.
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    /// Delegated sign-in: login requests a tenant may have pending (not
+    /// completed, not expired) at once; authorize answers 503 beyond.
+    #[serde(default = "default_max_pending_login_requests")]
+    pub max_pending_login_requests: i64,
+}
+
+fn default_max_pending_login_requests() -> i64 {
+    10_000
 }
 
 fn default_true() -> bool {

@@ -24,6 +24,12 @@ pub enum TokenKind {
     Invite,
     /// A tenant API key (`kak_`).
     ApiKey,
+    /// A delegated sign-in's login challenge (`klc_`), sent to the login service.
+    LoginChallenge,
+    /// A decided login request's verifier (`klv_`), in the browser's return URL.
+    LoginVerifier,
+    /// The cookie binding login requests to one browser (`kbr_`).
+    Browser,
 }
 
 impl TokenKind {
@@ -38,6 +44,9 @@ impl TokenKind {
             TokenKind::Csrf => "kcf_",
             TokenKind::Invite => "kin_",
             TokenKind::ApiKey => "kak_",
+            TokenKind::LoginChallenge => "klc_",
+            TokenKind::LoginVerifier => "klv_",
+            TokenKind::Browser => "kbr_",
         }
     }
 }

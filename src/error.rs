@@ -188,6 +188,8 @@ pub struct PageError {
     pub status: Status,
     pub title: String,
     pub message: String,
+    /// A link out of the error: its text and where it goes.
+    pub back: Option<(String, String)>,
 }
 
 impl PageError {
@@ -196,7 +198,13 @@ impl PageError {
             status,
             title: title.into(),
             message: message.into(),
+            back: None,
         }
+    }
+    /// The page with a link out of the error (`href` is shown as given).
+    pub fn with_back(mut self, text: impl Into<String>, href: impl Into<String>) -> Self {
+        self.back = Some((text.into(), href.into()));
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(Status::BadRequest, "Invalid request", message)
@@ -251,7 +259,13 @@ impl<'r> Responder<'r, 'static> for PageError {
         let admin = req.uri().path().as_str().starts_with("/admin");
         let template = Template::render(
             "error",
-            context! { status: self.status.code, title: &self.title, message: &self.message, admin },
+            context! {
+                status: self.status.code,
+                title: &self.title,
+                message: &self.message,
+                admin,
+                back: self.back.as_ref().map(|(text, href)| context! { text, href }),
+            },
         );
         let mut resp = template.respond_to(req)?;
         resp.set_status(self.status);

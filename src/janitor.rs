@@ -61,6 +61,9 @@ pub struct Report {
     pub admin_sessions: u64,
     pub audit_events: u64,
     pub api_idempotency: u64,
+    /// Delegated sign-in: expired login requests and remembered logins.
+    pub login_requests: u64,
+    pub login_sessions: u64,
 }
 
 impl Report {
@@ -72,6 +75,8 @@ impl Report {
             + self.admin_sessions
             + self.audit_events
             + self.api_idempotency
+            + self.login_requests
+            + self.login_sessions
     }
 }
 
@@ -147,6 +152,8 @@ pub fn purge(
         )?,
         end_user_sessions: purge_table(conn, "end_user_sessions", "expires_at < $1", now, batch)?,
         admin_sessions: purge_table(conn, "admin_sessions", "expires_at < $1", now, batch)?,
+        login_requests: purge_table(conn, "login_requests", "expires_at < $1", now, batch)?,
+        login_sessions: purge_table(conn, "login_sessions", "expires_at < $1", now, batch)?,
         api_idempotency: purge_table_by(
             conn,
             "api_idempotency",

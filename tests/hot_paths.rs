@@ -447,12 +447,12 @@ async fn batched_token_lookups_answer_each_request_as_if_alone() {
         match what {
             "acme own" => {
                 assert_eq!(status, Status::Ok, "{what} {round}");
-                assert_eq!(body["email"], acme.user.email.as_str(), "{what} {round}");
+                assert_eq!(body["email"], acme.email(), "{what} {round}");
                 assert_eq!(body["client_id"], acme.app.client_id.as_str());
             }
             "beta own" => {
                 assert_eq!(status, Status::Ok, "{what} {round}");
-                assert_eq!(body["email"], beta.user.email.as_str(), "{what} {round}");
+                assert_eq!(body["email"], beta.email(), "{what} {round}");
                 assert_eq!(body["client_id"], beta.app.client_id.as_str());
             }
             _ => assert_eq!(status, Status::Unauthorized, "{what} {round}: {body}"),

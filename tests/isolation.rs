@@ -261,7 +261,7 @@ async fn tenant_a_credentials_sessions_and_tokens_are_refused_by_tenant_b() {
         .header(ContentType::Form)
         .body(form(&[
             ("csrf_token", &csrf),
-            ("email", &a.user.email),
+            ("email", a.email()),
             ("password", &a.password),
         ]))
         .dispatch()

@@ -38,7 +38,7 @@ async fn kit_install_refresh_uninstall() {
     // the tenant's backend learns whose token it is
     let info = introspect(&app, &seed, &access).await;
     assert_eq!(info["active"], true);
-    assert_eq!(info["username"], seed.user.email);
+    assert_eq!(info["username"], seed.email());
     assert_eq!(info["client_id"], seed.app.client_id);
     let me = app
         .client
@@ -47,7 +47,7 @@ async fn kit_install_refresh_uninstall() {
         .dispatch()
         .await;
     assert_eq!(me.status(), Status::Ok);
-    assert_eq!(json_of(me).await["email"], seed.user.email);
+    assert_eq!(json_of(me).await["email"], seed.email());
 
     // refresh without a secret
     let resp = kit_refresh(&app, &seed, &refresh).await;

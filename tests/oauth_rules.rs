@@ -846,7 +846,7 @@ macro_rules! rule_tests {
         let page = app.client.get("/t/acme/login").dispatch().await;
         let csrf = csrf_from(&page.into_string().await.unwrap());
         let mut bodies = Vec::new();
-        for email in [seed.user.email.as_str(), "nobody@acme.example"] {
+        for email in [seed.email(), "nobody@acme.example"] {
             let resp = app
                 .client
                 .post("/t/acme/login")
@@ -977,7 +977,7 @@ macro_rules! rule_tests {
                 .header(ContentType::Form)
                 .body(form(&[
                     ("csrf_token", &csrf),
-                    ("email", &seed.user.email),
+                    ("email", seed.email()),
                     ("password", &seed.password),
                     ("next", next),
                 ]))
@@ -1058,7 +1058,7 @@ macro_rules! rule_tests {
             .header(ContentType::Form)
             .body(form(&[
                 ("csrf_token", &csrf),
-                ("email", &seed.user.email),
+                ("email", seed.email()),
                 ("password", &seed.password),
             ]))
             .dispatch()
@@ -1680,7 +1680,7 @@ macro_rules! rule_tests {
         let (access, refresh) = installed(&app, &seed).await;
         let ok = introspect(&app, &seed, &access).await;
         assert_eq!(ok["active"], true);
-        assert_eq!(ok["username"], seed.user.email);
+        assert_eq!(ok["username"], seed.email());
         assert_eq!(ok["client_id"], seed.app.client_id);
         assert_eq!(ok["token_type"], "Bearer");
         let rt = introspect(&app, &seed, &refresh).await;

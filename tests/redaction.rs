@@ -102,7 +102,7 @@ async fn no_secret_reaches_the_logs_and_every_request_is_logged() {
         .header(ContentType::Form)
         .body(form(&[
             ("csrf_token", &csrf),
-            ("email", &seed.user.email),
+            ("email", seed.email()),
             ("password", wrong),
         ]))
         .dispatch()

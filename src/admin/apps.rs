@@ -60,6 +60,7 @@ pub fn app_json(app: &App) -> Value {
         "refresh_grace_secs": app.refresh_grace_secs,
         "refresh_without_secret": app.refresh_without_secret,
         "disabled": app.disabled,
+        "skip_consent": app.skip_consent,
         "created_at": when(&app.created_at),
         "access_ttl_human": human_secs(app.access_token_ttl_secs.into()),
         "refresh_ttl_human": human_secs(app.refresh_token_ttl_secs.into()),
@@ -117,6 +118,7 @@ pub struct AppForm {
     refresh_grace_secs: Text,
     refresh_without_secret: Checkbox,
     disabled: Checkbox,
+    skip_consent: Checkbox,
 }
 
 /// Parses and checks the app form. Errors are messages for the form.
@@ -179,6 +181,7 @@ fn parse_settings(form: &AppForm, current: Option<&App>) -> Result<AppSettings, 
         )?,
         refresh_without_secret: form.refresh_without_secret.0,
         disabled: form.disabled.0,
+        skip_consent: form.skip_consent.0,
     };
     // The model's rule is the last word (the messages above are the form's).
     settings.validate().map_err(|(_, e)| format!("{e}."))?;
@@ -196,6 +199,7 @@ fn form_json(form: &AppForm) -> Value {
         "refresh_grace_secs": form.refresh_grace_secs.as_str(),
         "refresh_without_secret": form.refresh_without_secret.0,
         "disabled": form.disabled.0,
+        "skip_consent": form.skip_consent.0,
     })
 }
 
@@ -209,6 +213,7 @@ fn app_form_json(app: &App) -> Value {
         "refresh_grace_secs": app.refresh_grace_secs.to_string(),
         "refresh_without_secret": app.refresh_without_secret,
         "disabled": app.disabled,
+        "skip_consent": app.skip_consent,
     })
 }
 
@@ -260,6 +265,7 @@ pub fn new_get(ctx: TenantCtx, csrf: CsrfToken) -> PageResult {
         "refresh_grace_secs": "60",
         "refresh_without_secret": true,
         "disabled": false,
+        "skip_consent": false,
     });
     Ok(Resp::Page(ctx.render(
         "admin/app_form",
@@ -466,27 +472,11 @@ pub async fn edit_post(
             )))
         }
     };
-    let tenant_id = ctx.tenant.id;
     let app_id = app.id;
-    let action = match (app.disabled, settings.disabled) {
-        (false, true) => "app.disabled",
-        (true, false) => "app.enabled",
-        _ => "app.updated",
-    };
-    let audit = ctx.audit(action).object("app", app_id).details(json!({
-        "name": settings.name,
-        "redirect_uris": settings.redirect_uris,
-        "scopes": settings.allowed_scopes,
-        "access_token_ttl_secs": settings.access_token_ttl_secs,
-        "refresh_token_ttl_secs": settings.refresh_token_ttl_secs,
-        "refresh_grace_secs": settings.refresh_grace_secs,
-        "refresh_without_secret": settings.refresh_without_secret,
-        "disabled": settings.disabled,
-    }));
+    let audit = ctx.audit("app.updated");
     db.run(move |conn| {
         conn.transaction(|conn| -> Result<_, Error> {
-            App::update(conn, tenant_id, app_id, &settings)?;
-            audit.insert(conn)?;
+            App::update_audited(conn, &app, &settings, audit)?;
             Ok(())
         })
     })

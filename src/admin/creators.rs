@@ -113,7 +113,9 @@ async fn list_page(
     let creators: Vec<Value> = rows
         .iter()
         .map(|c| {
-            json!({"id": c.id, "email": c.email, "disabled": c.disabled,
+            json!({"id": c.id, "email": c.email, "subject": c.subject, "name": c.name,
+                   "label": c.subject.as_deref().or(c.email.as_deref()).unwrap_or_default(),
+                   "disabled": c.disabled,
                    "created_at": when(&c.created_at), "live_installs": c.live_installs})
         })
         .collect();
@@ -201,7 +203,7 @@ pub async fn create(
     match created {
         Ok(user) => Ok(ctx.flash_to(
             &format!("/creators/{}", user.id),
-            format!("Creator {} created.", user.email),
+            format!("Creator {} created.", user.label()),
         )),
         Err(CreateCreatorError::EmailTaken) => {
             refuse("A creator with this email exists already.".to_string()).await
@@ -234,7 +236,8 @@ pub async fn show(
         &csrf,
         flash,
         json!({
-            "creator": {"id": user.id, "email": user.email, "disabled": user.disabled,
+            "creator": {"id": user.id, "email": user.email, "subject": user.subject,
+                        "name": user.name, "label": user.label(), "disabled": user.disabled,
                         "created_at": when(&user.created_at)},
             "installs": installs,
             "pager": pager,
@@ -262,7 +265,7 @@ pub async fn disable(
         .ok_or_else(PageError::not_found)?;
     Ok(ctx.flash_to(
         &format!("/creators/{uid}"),
-        format!("{} is disabled; {n} install(s) revoked.", user.email),
+        format!("{} is disabled; {n} install(s) revoked.", user.label()),
     ))
 }
 
@@ -282,7 +285,7 @@ pub async fn enable(
         .await?;
     Ok(ctx.flash_to(
         &format!("/creators/{uid}"),
-        format!("{} can sign in again.", user.email),
+        format!("{} can sign in again.", user.label()),
     ))
 }
 
@@ -296,6 +299,12 @@ pub async fn password(
 ) -> PageResult {
     let TenantCreator(user) = creator;
     ctx.require(Role::Admin)?;
+    if user.subject.is_some() {
+        return Ok(ctx.flash_error_to(
+            &format!("/creators/{}", user.id),
+            "This creator signs in with your own login service: kitauth holds no password for them.",
+        ));
+    }
     let password = form.password.as_str().to_string();
     if let Err(e) = validate_password(&password) {
         return Ok(ctx.flash_error_to(
@@ -319,7 +328,7 @@ pub async fn password(
         &format!("/creators/{uid}"),
         format!(
             "New password set for {}; their sessions were ended.",
-            user.email
+            user.label()
         ),
     ))
 }

@@ -40,6 +40,9 @@ pub fn install_json(row: &InstallRow) -> Value {
         "app_name": row.app_name,
         "end_user_id": row.end_user_id,
         "email": row.email,
+        "subject": row.subject,
+        "name": row.name,
+        "label": row.subject.as_deref().or(row.email.as_deref()).unwrap_or_default(),
         "scopes": row.scopes,
         "created_at": when(&row.created_at),
         "last_refreshed_at": when_opt(&row.last_refreshed_at),
@@ -254,6 +257,6 @@ pub async fn revoke_creator(
         .await?;
     Ok(ctx.flash_to(
         &format!("/creators/{cid}"),
-        format!("{n} install(s) of {} revoked.", user.email),
+        format!("{n} install(s) of {} revoked.", user.label()),
     ))
 }

@@ -84,6 +84,7 @@ pub fn routes() -> Vec<rocket::Route> {
         api_keys::revoke,
         settings::get,
         settings::post,
+        settings::signin_post,
         fallback_get,
         fallback_post,
     ]
@@ -330,6 +331,8 @@ impl TenantCtx {
             "tenant": {
                 "slug": self.tenant.slug,
                 "name": self.tenant.name,
+                "creator_signin": self.tenant.signin().mode(),
+                "login_url": self.tenant.login_url,
             },
             "base": self.base(),
             "role": self.role.as_str(),

@@ -10,7 +10,8 @@ use serde_json::json;
 
 use super::{PageResult, Resp, TenantCtx};
 use crate::auth::{CsrfForm, CsrfToken, TenantCache};
-use crate::db::models::tenant::{valid_color, TenantSettings};
+use crate::config::AppConfig;
+use crate::db::models::tenant::{valid_color, CreatorSignin, TenantSettings};
 use crate::db::models::{Role, Tenant};
 use crate::db::Db;
 use crate::error::Error;
@@ -86,6 +87,11 @@ fn parse(form: &SettingsForm) -> Result<TenantSettings, String> {
     })
 }
 
+fn signin_form(t: &Tenant) -> serde_json::Value {
+    let s = t.signin();
+    json!({"creator_signin": s.mode(), "login_url": s.login_url().unwrap_or_default()})
+}
+
 #[get("/admin/t/<_>/settings")]
 pub fn get(ctx: TenantCtx, csrf: CsrfToken, flash: Option<FlashMessage<'_>>) -> PageResult {
     let form = tenant_form(&ctx.tenant);
@@ -94,8 +100,59 @@ pub fn get(ctx: TenantCtx, csrf: CsrfToken, flash: Option<FlashMessage<'_>>) -> 
         "settings",
         &csrf,
         flash,
-        json!({"form": form}),
+        json!({"form": form, "signin": signin_form(&ctx.tenant)}),
     )))
+}
+
+/// The creator sign-in form.
+#[derive(Debug, FromForm)]
+pub struct SigninForm {
+    creator_signin: Text<20>,
+    login_url: Text<2000>,
+}
+
+/// Chooses hosted or delegated creator sign-in (owners), through the same
+/// check and flow as the API and the command line.
+#[post("/admin/t/<_>/settings/sign-in", data = "<form>")]
+pub async fn signin_post(
+    ctx: TenantCtx,
+    db: &State<Db>,
+    cache: &State<TenantCache>,
+    config: &State<AppConfig>,
+    csrf: CsrfToken,
+    form: CsrfForm<SigninForm>,
+) -> PageResult {
+    ctx.require(Role::Owner)?;
+    let parsed = CreatorSignin::parse(
+        form.creator_signin.as_str(),
+        form.login_url.get(),
+        config.allow_private_networks,
+    );
+    let signin = match parsed {
+        Ok(s) => s,
+        Err((_, msg)) => {
+            let echo = json!({
+                "creator_signin": form.creator_signin.as_str(),
+                "login_url": form.login_url.as_str(),
+            });
+            let page = ctx.render(
+                "admin/settings",
+                "settings",
+                &csrf,
+                None,
+                json!({"form": tenant_form(&ctx.tenant), "signin": echo, "signin_error": format!("Creator sign-in: {msg}.")}),
+            );
+            return Ok(Resp::Status((Status::BadRequest, page)));
+        }
+    };
+    let tenant_id = ctx.tenant.id;
+    let audit = ctx
+        .audit("tenant.signin_changed")
+        .object("tenant", tenant_id);
+    db.run(move |conn| Tenant::set_signin(conn, tenant_id, &signin, audit).map_err(Error::from))
+        .await?;
+    cache.invalidate(&ctx.tenant.slug);
+    Ok(ctx.flash_to("/settings", "Creator sign-in saved."))
 }
 
 #[post("/admin/t/<_>/settings", data = "<form>")]
@@ -118,7 +175,7 @@ pub async fn post(
                     "settings",
                     &csrf,
                     None,
-                    json!({"form": form, "error": msg}),
+                    json!({"form": form, "signin": signin_form(&ctx.tenant), "error": msg}),
                 ),
             )));
         }

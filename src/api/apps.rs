@@ -44,6 +44,8 @@ pub struct AppView {
     pub refresh_grace_secs: i32,
     pub refresh_without_secret: bool,
     pub disabled: bool,
+    /// No consent page for this app's creators (first-party apps).
+    pub skip_consent: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Send as `If-Match` to update only this version.
@@ -66,6 +68,7 @@ impl AppView {
             refresh_grace_secs: a.refresh_grace_secs,
             refresh_without_secret: a.refresh_without_secret,
             disabled: a.disabled,
+            skip_consent: a.skip_consent,
             created_at: a.created_at,
             updated_at: a.updated_at,
             etag: a.etag(),
@@ -105,6 +108,8 @@ pub struct CreateApp {
     pub refresh_grace_secs: Option<i32>,
     pub refresh_without_secret: Option<bool>,
     pub disabled: Option<bool>,
+    /// No consent page for this app's creators (first-party apps).
+    pub skip_consent: Option<bool>,
 }
 
 /// The fields to change; omitted ones keep their value.
@@ -119,6 +124,8 @@ pub struct UpdateApp {
     pub refresh_grace_secs: Option<i32>,
     pub refresh_without_secret: Option<bool>,
     pub disabled: Option<bool>,
+    /// No consent page for this app's creators (first-party apps).
+    pub skip_consent: Option<bool>,
 }
 
 fn apply(mut s: AppSettings, u: UpdateApp) -> AppSettings {
@@ -146,6 +153,9 @@ fn apply(mut s: AppSettings, u: UpdateApp) -> AppSettings {
     if let Some(v) = u.disabled {
         s.disabled = v;
     }
+    if let Some(v) = u.skip_consent {
+        s.skip_consent = v;
+    }
     s
 }
 
@@ -159,24 +169,12 @@ fn settings_of(a: &App) -> AppSettings {
         refresh_grace_secs: a.refresh_grace_secs,
         refresh_without_secret: a.refresh_without_secret,
         disabled: a.disabled,
+        skip_consent: a.skip_consent,
     }
 }
 
 fn check(s: &AppSettings) -> Result<(), Problem> {
     s.validate().map_err(|(f, m)| Problem::invalid(f, m))
-}
-
-fn settings_json(s: &AppSettings) -> serde_json::Value {
-    json!({
-        "name": s.name,
-        "redirect_uris": s.redirect_uris,
-        "scopes": s.allowed_scopes,
-        "access_token_ttl_secs": s.access_token_ttl_secs,
-        "refresh_token_ttl_secs": s.refresh_token_ttl_secs,
-        "refresh_grace_secs": s.refresh_grace_secs,
-        "refresh_without_secret": s.refresh_without_secret,
-        "disabled": s.disabled,
-    })
 }
 
 /// Lists the tenant's apps.
@@ -286,6 +284,7 @@ pub async fn create(
             refresh_grace_secs: c.refresh_grace_secs,
             refresh_without_secret: c.refresh_without_secret,
             disabled: c.disabled,
+            skip_consent: c.skip_consent,
         },
     );
     check(&s)?;
@@ -378,15 +377,8 @@ async fn change(
             if_match.check(&app.etag())?;
             let settings = edit(settings_of(&app))?;
             check(&settings)?;
-            let action = match (app.disabled, settings.disabled) {
-                (false, true) => "app.disabled",
-                (true, false) => "app.enabled",
-                _ => "app.updated",
-            };
-            App::update(conn, tenant_id, id, &settings)?;
-            caller
-                .audit(action, "app", id, settings_json(&settings))
-                .insert(conn)?;
+            let audit = caller.audit("app.updated", "app", id, serde_json::json!({}));
+            App::update_audited(conn, &app, &settings, audit)?;
             let app = App::find(conn, tenant_id, id)?.ok_or_else(Problem::not_found)?;
             Ok(Answer::ok(AppView::of(&config, &caller.tenant.slug, &app)).etag(app.etag()))
         })

@@ -20,8 +20,13 @@ use crate::db::Db;
 pub struct CreatorView {
     #[schema(example = "5")]
     pub id: String,
+    /// A hosted account's email; a subject's when the tenant gave one.
     #[schema(example = "creator@example.com")]
-    pub email: String,
+    pub email: Option<String>,
+    /// Delegated sign-in: the tenant's own id of this creator (`sub`).
+    pub subject: Option<String>,
+    /// Delegated sign-in: the name the tenant gave.
+    pub name: Option<String>,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     /// Installs not revoked.
@@ -34,6 +39,8 @@ impl CreatorView {
         CreatorView {
             id: c.id.to_string(),
             email: c.email.clone(),
+            subject: c.subject.clone(),
+            name: c.name.clone(),
             disabled: c.disabled,
             created_at: c.created_at,
             live_installs: c.live_installs,
@@ -82,7 +89,7 @@ async fn load(db: &Db, tenant_id: i64, id: &str) -> Result<CreatorRow, Problem> 
     security(("api_key" = ["read"])),
     params(
         ("t" = String, Path, description = "tenant slug"),
-        ("email" = Option<String>, Query, description = "part of the email address"),
+        ("email" = Option<String>, Query, description = "part of the email address, subject or name"),
         ("limit" = Option<i64>, Query, description = "1 to 200, default 50", minimum = 1, maximum = 200),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
@@ -199,6 +206,8 @@ pub async fn create(
                 let view = CreatorView {
                     id: user.id.to_string(),
                     email: user.email,
+                    subject: user.subject,
+                    name: user.name,
                     disabled: user.disabled,
                     created_at: user.created_at,
                     live_installs: 0,

@@ -59,6 +59,8 @@ pub struct InstallParams {
     app: Option<String>,
     /// creator id
     creator: Option<String>,
+    /// delegated sign-in: the tenant's subject of the creator (exact)
+    subject: Option<String>,
     /// live, revoked or expired
     status: Option<String>,
     /// RFC 3339, inclusive
@@ -82,8 +84,14 @@ pub struct InstallView {
     pub app_name: String,
     #[schema(example = "5")]
     pub creator_id: String,
+    /// The creator's email (a hosted account's; a subject's when given).
     #[schema(example = "creator@example.com")]
-    pub creator_email: String,
+    pub creator_email: Option<String>,
+    /// Delegated sign-in: the tenant's own id of the creator (`sub`).
+    #[schema(example = "user-8841")]
+    pub creator_subject: Option<String>,
+    /// Delegated sign-in: the creator's name, when the tenant gave one.
+    pub creator_name: Option<String>,
     #[schema(example = json!(["public"]))]
     pub scopes: Vec<String>,
     pub created_at: DateTime<Utc>,
@@ -105,6 +113,8 @@ impl InstallView {
             app_name: r.app_name.clone(),
             creator_id: r.end_user_id.to_string(),
             creator_email: r.email.clone(),
+            creator_subject: r.subject.clone(),
+            creator_name: r.name.clone(),
             scopes: r.scopes.clone(),
             created_at: r.created_at,
             last_refreshed_at: r.last_refreshed_at,
@@ -182,6 +192,7 @@ pub async fn list(
     let query = InstallQuery {
         app_id: id_of("app", f.app.as_deref())?,
         end_user_id: id_of("creator", f.creator.as_deref())?,
+        subject: f.subject.filter(|s| !s.is_empty()),
         status: f
             .status
             .as_deref()

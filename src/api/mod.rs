@@ -32,6 +32,7 @@ pub mod body;
 pub mod creators;
 pub mod idempotency;
 pub mod installs;
+pub mod login_requests;
 pub mod problem;
 
 use rocket::get;
@@ -96,6 +97,12 @@ pub fn routes() -> Vec<rocket::Route> {
         creators::disable,
         creators::enable,
         audit::list,
+        login_requests::get,
+        login_requests::accept,
+        login_requests::reject,
+        login_requests::revoke_sessions,
+        login_requests::signin_get,
+        login_requests::signin_put,
     ]
 }
 
@@ -154,6 +161,12 @@ impl Modify for Security {
         creators::disable,
         creators::enable,
         audit::list,
+        login_requests::get,
+        login_requests::accept,
+        login_requests::reject,
+        login_requests::revoke_sessions,
+        login_requests::signin_get,
+        login_requests::signin_put,
     ),
     components(schemas(
         problem::Problem,
@@ -170,6 +183,12 @@ impl Modify for Security {
         creators::CreateCreator,
         audit::AuditEventView,
         audit::AuditEventList,
+        login_requests::LoginRequestView,
+        login_requests::AcceptLogin,
+        login_requests::RejectLogin,
+        login_requests::RedirectTo,
+        login_requests::SessionsRevoked,
+        login_requests::SignIn,
     )),
     modifiers(&Security)
 )]

@@ -10,6 +10,8 @@ diesel::table! {
         brand_accent_color -> Nullable<Text>,
         brand_logo_url -> Nullable<Text>,
         created_at -> Timestamptz,
+        creator_signin -> Text,
+        login_url -> Nullable<Text>,
     }
 }
 
@@ -59,6 +61,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         auth_version -> Int8,
+        skip_consent -> Bool,
     }
 }
 
@@ -80,10 +83,12 @@ diesel::table! {
     end_users (id) {
         id -> Int8,
         tenant_id -> Int8,
-        email -> Text,
-        password_hash -> Text,
+        email -> Nullable<Text>,
+        password_hash -> Nullable<Text>,
         disabled -> Bool,
         created_at -> Timestamptz,
+        subject -> Nullable<Text>,
+        name -> Nullable<Text>,
     }
 }
 
@@ -227,6 +232,53 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    login_requests (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        app_id -> Int8,
+        challenge_digest -> Bytea,
+        browser_digest -> Bytea,
+        redirect_uri -> Text,
+        redirect_uri_sent -> Bool,
+        scopes -> Array<Text>,
+        state -> Nullable<Text>,
+        code_challenge -> Nullable<Text>,
+        remembered_end_user_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        accepted_at -> Nullable<Timestamptz>,
+        end_user_id -> Nullable<Int8>,
+        remember_for_secs -> Nullable<Int4>,
+        verifier_digest -> Nullable<Bytea>,
+        rejected_at -> Nullable<Timestamptz>,
+        reject_error -> Nullable<Text>,
+        reject_description -> Nullable<Text>,
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    login_sessions (id) {
+        id -> Int8,
+        tenant_id -> Int8,
+        end_user_id -> Int8,
+        browser_digest -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    consents (app_id, end_user_id) {
+        tenant_id -> Int8,
+        app_id -> Int8,
+        end_user_id -> Int8,
+        scopes -> Array<Text>,
+        granted_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> tenants (tenant_id));
 diesel::joinable!(memberships -> admins (admin_id));
 diesel::joinable!(admin_sessions -> admins (admin_id));
@@ -242,6 +294,9 @@ diesel::joinable!(authorization_codes -> apps (app_id));
 diesel::joinable!(audit_events -> tenants (tenant_id));
 diesel::joinable!(token_stats -> apps (app_id));
 diesel::joinable!(admin_invites -> tenants (tenant_id));
+diesel::joinable!(login_requests -> apps (app_id));
+diesel::joinable!(login_sessions -> end_users (end_user_id));
+diesel::joinable!(consents -> apps (app_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
@@ -259,4 +314,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     token_stats,
     admin_invites,
+    login_requests,
+    login_sessions,
+    consents,
 );

@@ -16,7 +16,7 @@ use crate::config::AppConfig;
 use crate::crypto::{self, TokenKind};
 use crate::db::models::code::{NewAuthorizationCode, CODE_TTL_SECS};
 use crate::db::models::end_user::{valid_email, validate_password};
-use crate::db::models::tenant::valid_color;
+use crate::db::models::tenant::{valid_color, CreatorSignin};
 use crate::db::models::{App, AuthorizationCode, EndUser, EndUserSession, NewAuditEvent, Tenant};
 use crate::db::Db;
 use crate::error::{Error, ErrorCode, PageError};
@@ -67,7 +67,7 @@ impl<'r> FromRequest<'r> for Hosted<'r> {
 }
 
 impl Hosted<'_> {
-    fn addr(&self) -> String {
+    pub fn addr(&self) -> String {
         self.ip.clone().unwrap_or_default()
     }
 }
@@ -203,7 +203,7 @@ pub struct AuthRequest {
 
 impl AuthRequest {
     /// The authorize URL that leads back to this request (after sign-in).
-    fn resume_path(&self, slug: &str) -> String {
+    pub fn resume_path(&self, slug: &str) -> String {
         let mut ser = form_urlencoded::Serializer::new(String::new());
         ser.append_pair("client_id", &self.app.client_id)
             .append_pair("response_type", "code");
@@ -221,7 +221,7 @@ impl AuthRequest {
         format!("/t/{slug}/oauth/authorize?{}", ser.finish())
     }
 
-    fn redirect(&self, pairs: &[(&str, &str)]) -> Redirect {
+    pub fn redirect(&self, pairs: &[(&str, &str)]) -> Redirect {
         Redirect::found(redirect_with(
             &self.redirect_uri,
             pairs,
@@ -423,7 +423,7 @@ async fn current_creator(
 }
 
 /// Branding values for the hosted pages.
-fn brand(tenant: &Tenant) -> serde_json::Value {
+pub fn brand(tenant: &Tenant) -> serde_json::Value {
     serde_json::json!({
         "slug": tenant.slug,
         "name": tenant.display_name(),
@@ -432,7 +432,15 @@ fn brand(tenant: &Tenant) -> serde_json::Value {
     })
 }
 
-fn consent_page(tenant: &Tenant, req: &AuthRequest, user: &EndUser, csrf: &str) -> Template {
+/// The consent page. `login_verifier` is set in delegated sign-in: the
+/// decision then goes to the continuation, which holds the request.
+pub fn consent_page(
+    tenant: &Tenant,
+    req: &AuthRequest,
+    user: &EndUser,
+    csrf: &str,
+    login_verifier: Option<&str>,
+) -> Template {
     Template::render(
         "oauth/consent",
         context! {
@@ -447,9 +455,23 @@ fn consent_page(tenant: &Tenant, req: &AuthRequest, user: &EndUser, csrf: &str) 
             state: &req.state,
             code_challenge: &req.code_challenge,
             email: &user.email,
+            account: account_label(user),
+            login_verifier,
             csrf_token: csrf,
         },
     )
+}
+
+/// How the consent page names the creator: a delegated creator by name or
+/// email and subject, a hosted one by email.
+fn account_label(user: &EndUser) -> String {
+    match (
+        &user.subject,
+        user.name.as_deref().or(user.email.as_deref()),
+    ) {
+        (Some(subject), Some(shown)) => format!("{shown} ({subject})"),
+        _ => user.label().to_string(),
+    }
 }
 
 fn login_page(
@@ -510,8 +532,12 @@ pub async fn authorize_get(hosted: Hosted<'_>, query: RawQuery, csrf: CsrfToken)
         Ok(r) => r,
         Err(f) => return f.into(),
     };
+    if let CreatorSignin::Delegated { login_url } = tenant.signin() {
+        return super::login::start(&hosted, &req, &login_url).await;
+    }
     match current_creator(db, tenant.id, cookies).await {
-        Ok(Some(user)) => PageResponse::Page(consent_page(tenant, &req, &user, csrf.value())),
+        Ok(Some(user)) if req.app.skip_consent => allowed(&hosted, &req, &user).await,
+        Ok(Some(user)) => PageResponse::Page(consent_page(tenant, &req, &user, csrf.value(), None)),
         Ok(None) => PageResponse::Page(login_page(
             tenant,
             &req.resume_path(&tenant.slug),
@@ -535,6 +561,11 @@ pub async fn authorize_post(hosted: Hosted<'_>, form: CsrfForm<ConsentForm>) -> 
         Ok(r) => r,
         Err(f) => return f.into(),
     };
+    // Delegated sign-in decides on its continuation; a hosted session
+    // left from before the switch counts for nothing.
+    if tenant.signin() != CreatorSignin::Hosted {
+        return PageResponse::Redirect(Redirect::to(req.resume_path(&tenant.slug)));
+    }
     let user = match current_creator(db, tenant.id, cookies).await {
         Ok(Some(u)) => u,
         Ok(None) => {
@@ -552,7 +583,13 @@ pub async fn authorize_post(hosted: Hosted<'_>, form: CsrfForm<ConsentForm>) -> 
         }
         _ => return PageError::bad_request("Choose Allow or Deny.").into(),
     }
-    match issue_code(&hosted, &req, &user).await {
+    allowed(&hosted, &req, &user).await
+}
+
+/// The creator allowed `req` (or the app skips consent): a code, and the
+/// redirect to Kit with it.
+async fn allowed(hosted: &Hosted<'_>, req: &AuthRequest, user: &EndUser) -> PageResponse {
+    match issue_code(hosted, req, user).await {
         Ok(Some(code)) => PageResponse::Redirect(req.redirect(&[("code", &code)])),
         Ok(None) => PageError::forbidden("This account is disabled.").into(),
         Err(e) => e.into(),
@@ -566,12 +603,41 @@ async fn issue_code(
     req: &AuthRequest,
     user: &EndUser,
 ) -> Result<Option<String>, Error> {
-    let code = crypto::generate(TokenKind::AuthorizationCode);
     let tenant_id = hosted.tenant.id;
+    let (req, user_id, ip) = (req.clone(), user.id, hosted.ip.clone());
+    hosted
+        .db
+        .run(move |conn| {
+            crate::db::transaction(conn, |conn| {
+                store_code(conn, tenant_id, &req, user_id, ip.clone())
+            })
+            .map_err(Error::from)
+        })
+        .await
+}
+
+/// Stores a new authorization code of `req` for the creator, with its audit
+/// row, in the caller's transaction; `None` (and nothing written) when the
+/// creator is disabled. The one place codes are made, for hosted and
+/// delegated sign-in alike.
+pub fn store_code(
+    conn: &mut diesel::PgConnection,
+    tenant_id: i64,
+    req: &AuthRequest,
+    end_user_id: i64,
+    ip: Option<String>,
+) -> diesel::QueryResult<Option<String>> {
+    // The creator is checked in the code's own transaction (a share lock):
+    // a disable either came first and is seen, or waits for this code,
+    // which its exchange then refuses.
+    if !super::rules::creator_enabled(conn, tenant_id, end_user_id)? {
+        return Ok(None);
+    }
+    let code = crypto::generate(TokenKind::AuthorizationCode);
     let new = NewAuthorizationCode {
         tenant_id,
         app_id: req.app.id,
-        end_user_id: user.id,
+        end_user_id,
         code_digest: code.digest,
         redirect_uri: if req.redirect_uri_sent {
             req.redirect_uri.clone()
@@ -582,30 +648,16 @@ async fn issue_code(
         code_challenge: req.code_challenge.clone(),
         expires_at: Utc::now() + Duration::seconds(CODE_TTL_SECS),
     };
-    let app_id = req.app.id;
-    let user_id = user.id;
-    let ip = hosted.ip.clone();
-    let stored = hosted
-        .db
-        .run(move |conn| {
-            crate::db::transaction(conn, |conn| {
-                // The creator is checked in the code's own transaction (a
-                // share lock): a disable either came first and is seen, or
-                // waits for this code, which its exchange then refuses.
-                if !super::rules::creator_enabled(conn, tenant_id, new.end_user_id)? {
-                    return Ok(false);
-                }
-                AuthorizationCode::create(conn, &new)?;
-                NewAuditEvent::new(tenant_id, format!("creator:{user_id}"), "authorize.allowed")
-                    .object("app", app_id)
-                    .ip(ip.clone())
-                    .insert(conn)?;
-                Ok::<_, diesel::result::Error>(true)
-            })
-            .map_err(Error::from)
-        })
-        .await?;
-    Ok(stored.then_some(code.value))
+    AuthorizationCode::create(conn, &new)?;
+    NewAuditEvent::new(
+        tenant_id,
+        format!("creator:{end_user_id}"),
+        "authorize.allowed",
+    )
+    .object("app", req.app.id)
+    .ip(ip)
+    .insert(conn)?;
+    Ok(Some(code.value))
 }
 
 /// `next` must lead back into this tenant's authorize endpoint.
@@ -625,6 +677,23 @@ fn safe_next(slug: &str, next: Option<&str>) -> String {
     }
 }
 
+/// The hosted account pages of a tenant in delegated sign-in: a page that
+/// says where its creators sign in.
+fn hosted_only(tenant: &Tenant) -> Result<(), PageError> {
+    match tenant.signin() {
+        CreatorSignin::Hosted => Ok(()),
+        CreatorSignin::Delegated { .. } => Err(PageError::new(
+            Status::NotFound,
+            "No accounts here",
+            format!(
+                "{} signs you in with your account on its own site: start from the app in Kit.",
+                tenant.display_name()
+            ),
+        )
+        .with_back("Back to Kit", "https://app.kit.com/")),
+    }
+}
+
 #[get("/t/<_>/login?<next>&<notice>")]
 pub async fn login_get(
     hosted: Hosted<'_>,
@@ -633,6 +702,9 @@ pub async fn login_get(
     notice: Option<&str>,
 ) -> PageResponse {
     let tenant = &hosted.tenant;
+    if let Err(page) = hosted_only(tenant) {
+        return page.into();
+    }
     match current_creator(hosted.db, tenant.id, hosted.cookies).await {
         Ok(Some(user)) => PageResponse::Page(Template::render(
             "oauth/signed_in",
@@ -662,6 +734,9 @@ pub async fn login_post(
     form: CsrfForm<CredentialsForm>,
 ) -> PageResponse {
     let tenant = &hosted.tenant;
+    if let Err(page) = hosted_only(tenant) {
+        return page.into();
+    }
     let next = safe_next(&tenant.slug, form.next.get());
     let email = form.email.trimmed();
     let page = |error: &str| login_page(tenant, &next, csrf.value(), &email, Some(error));
@@ -732,10 +807,9 @@ async fn verify_creator(
     };
     let password = password.to_string();
     Ok(rocket::tokio::task::spawn_blocking(move || match user {
-        Some(u) if !u.disabled => crypto::verify_password(&password, &u.password_hash).then_some(u),
         Some(u) => {
-            crypto::verify_password(&password, &u.password_hash);
-            None
+            let hash = u.password_hash.as_deref().unwrap_or_default();
+            (crypto::verify_password(&password, hash) && !u.disabled).then_some(u)
         }
         None => {
             crypto::verify_password_dummy(&password, cost);
@@ -795,9 +869,13 @@ impl<'r> FromRequest<'r> for SignupOpen {
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
         match req.guard::<CurrentTenant>().await {
-            Outcome::Success(t) if t.signup_allowed => Outcome::Success(SignupOpen),
-            Outcome::Success(_) => {
-                Outcome::Error((refusal::refuse(req, Refusal::Page(signup_closed())), ()))
+            Outcome::Success(t) => {
+                let refused = match hosted_only(&t) {
+                    Err(page) => page,
+                    Ok(()) if t.signup_allowed => return Outcome::Success(SignupOpen),
+                    Ok(()) => signup_closed(),
+                };
+                Outcome::Error((refusal::refuse(req, Refusal::Page(refused)), ()))
             }
             Outcome::Forward(s) => Outcome::Forward(s),
             Outcome::Error((s, _)) => Outcome::Error((s, ())),
@@ -811,6 +889,9 @@ pub async fn signup_get(
     csrf: CsrfToken,
     next: Option<&str>,
 ) -> PageResponse {
+    if let Err(page) = hosted_only(&tenant) {
+        return page.into();
+    }
     if !tenant.signup_allowed {
         return signup_closed().into();
     }
@@ -918,6 +999,7 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
             auth_version: 0,
+            skip_consent: false,
         }
     }
 

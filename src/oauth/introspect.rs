@@ -34,8 +34,13 @@ struct Introspection<'a> {
     active: bool,
     scope: String,
     client_id: &'a str,
+    /// The creator's email, or the subject of a delegated creator without one.
     username: &'a str,
     sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
     token_type: &'static str,
     exp: i64,
     iat: i64,
@@ -46,7 +51,10 @@ struct Introspection<'a> {
 #[derive(Serialize)]
 struct UserInfo<'a> {
     sub: String,
-    email: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
     scope: String,
     client_id: &'a str,
 }
@@ -78,8 +86,14 @@ fn answer(
             active: true,
             scope: info.scopes.join(" "),
             client_id: &info.client_id,
-            username: &info.email,
-            sub: info.end_user_id.to_string(),
+            username: info
+                .email
+                .as_deref()
+                .or(info.subject.as_deref())
+                .unwrap_or_default(),
+            sub: info.sub(),
+            email: info.email.as_deref(),
+            name: info.name.as_deref(),
             token_type,
             exp: info.expires_at.timestamp(),
             iat: info.issued_at.timestamp(),
@@ -289,8 +303,9 @@ pub async fn userinfo(
         .map(|(_, info)| info);
     match info {
         Some(info) if info.active => Ok(to_json(&UserInfo {
-            sub: info.end_user_id.to_string(),
-            email: &info.email,
+            sub: info.sub(),
+            email: info.email.as_deref(),
+            name: info.name.as_deref(),
             scope: info.scopes.join(" "),
             client_id: &info.client_id,
         })),

@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod ctx;
 pub mod fast;
 pub mod introspect;
+pub mod login;
 pub mod request;
 pub mod rules;
 pub mod token;
@@ -19,6 +20,8 @@ pub fn routes() -> Vec<rocket::Route> {
         authorize::signup_get,
         authorize::signup_post,
         authorize::brand_css,
+        login::continue_get,
+        login::continue_post,
         token::token,
         token::refresh,
         token::revoke,

@@ -250,6 +250,16 @@ pub struct Seed {
     pub password: String,
 }
 
+impl Seed {
+    /// The hosted creator's sign-in email.
+    pub fn email(&self) -> &str {
+        self.user
+            .email
+            .as_deref()
+            .expect("a hosted creator has an email")
+    }
+}
+
 /// One install of `seed`'s app by its creator, the way Kit makes it:
 /// authorize, consent, code exchange. The access and refresh tokens.
 pub async fn installed(app: &TestApp, seed: &Seed) -> (String, String) {
@@ -359,7 +369,7 @@ pub async fn sign_in(app: &TestApp, seed: &Seed) {
         .header(ContentType::Form)
         .body(form(&[
             ("csrf_token", &csrf),
-            ("email", &seed.user.email),
+            ("email", seed.email()),
             ("password", &seed.password),
         ]))
         .dispatch()

@@ -31,6 +31,8 @@ pub struct App {
     /// `auth::client_cache`. Internal: never shown on a page.
     #[serde(skip)]
     pub auth_version: i64,
+    /// No consent page for this app's creators (first-party apps).
+    pub skip_consent: bool,
 }
 
 /// The columns of an app that client authentication reads; introspection,
@@ -67,6 +69,7 @@ pub struct AppSettings {
     pub refresh_grace_secs: i32,
     pub refresh_without_secret: bool,
     pub disabled: bool,
+    pub skip_consent: bool,
 }
 
 /// Bounds for the lifetimes an app can have, in seconds.
@@ -87,7 +90,23 @@ impl AppSettings {
             refresh_grace_secs: 60,
             refresh_without_secret: true,
             disabled: false,
+            skip_consent: false,
         }
+    }
+
+    /// The settings as an audit row's details.
+    pub fn audit_details(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "redirect_uris": self.redirect_uris,
+            "scopes": self.allowed_scopes,
+            "access_token_ttl_secs": self.access_token_ttl_secs,
+            "refresh_token_ttl_secs": self.refresh_token_ttl_secs,
+            "refresh_grace_secs": self.refresh_grace_secs,
+            "refresh_without_secret": self.refresh_without_secret,
+            "disabled": self.disabled,
+            "skip_consent": self.skip_consent,
+        })
     }
 
     /// The one check of an app's settings (dashboard, API, command line):
@@ -285,6 +304,38 @@ impl App {
         )
         .set((settings, apps::updated_at.eq(diesel::dsl::now)))
         .execute(conn)
+    }
+
+    /// Changes an app's settings with its audit rows, in the caller's
+    /// transaction (dashboard and API): `app.disabled`, `app.enabled` or
+    /// `app.updated` with the new settings, and `app.skip_consent_changed`
+    /// when the consent choice changed. `audit` carries the caller.
+    pub fn update_audited(
+        conn: &mut PgConnection,
+        old: &App,
+        settings: &AppSettings,
+        audit: crate::db::models::NewAuditEvent,
+    ) -> QueryResult<usize> {
+        let n = App::update(conn, old.tenant_id, old.id, settings)?;
+        let action = match (old.disabled, settings.disabled) {
+            (false, true) => "app.disabled",
+            (true, false) => "app.enabled",
+            _ => "app.updated",
+        };
+        if old.skip_consent != settings.skip_consent {
+            audit
+                .clone()
+                .action("app.skip_consent_changed")
+                .object("app", old.id)
+                .details(serde_json::json!({"skip_consent": settings.skip_consent}))
+                .insert(conn)?;
+        }
+        audit
+            .action(action)
+            .object("app", old.id)
+            .details(settings.audit_details())
+            .insert(conn)?;
+        Ok(n)
     }
 
     /// True when `uri` is exactly one of the registered redirect URIs.

@@ -32,8 +32,13 @@ pub struct InstallRow {
     pub app_name: String,
     #[diesel(sql_type = BigInt)]
     pub end_user_id: i64,
-    #[diesel(sql_type = Text)]
-    pub email: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub email: Option<String>,
+    /// Delegated sign-in: the tenant's subject and the name it gave.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub subject: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub name: Option<String>,
     #[diesel(sql_type = Array<Text>)]
     pub scopes: Vec<String>,
     #[diesel(sql_type = Timestamptz)]
@@ -75,6 +80,7 @@ pub struct InstallFilter {
     pub app_id: Option<i64>,
     pub end_user_id: Option<i64>,
     pub grant_id: Option<i64>,
+    /// Part of the creator's email, subject or name.
     pub email: Option<String>,
 }
 
@@ -100,7 +106,8 @@ macro_rules! refresh_expires {
 macro_rules! install_select {
     ($total:literal) => {
         concat!(
-            "SELECT g.id, g.app_id, a.name AS app_name, g.end_user_id, e.email, g.scopes, \
+            "SELECT g.id, g.app_id, a.name AS app_name, g.end_user_id, e.email, e.subject, e.name, \
+            g.scopes, \
             g.created_at, g.last_refreshed_at, g.revoked_at, g.revoked_reason, ",
             access_expires!(),
             " AS access_expires_at, ",
@@ -120,7 +127,8 @@ const INSTALL_QUERY: &str = concat!(
     "AND ($2::bigint IS NULL OR g.app_id = $2) \
     AND ($3::bigint IS NULL OR g.end_user_id = $3) \
     AND ($4::bigint IS NULL OR g.id = $4) \
-    AND ($5::text IS NULL OR e.email ILIKE $5 ESCAPE '\\') \
+    AND ($5::text IS NULL OR e.email ILIKE $5 ESCAPE '\\' OR e.subject ILIKE $5 ESCAPE '\\' \
+         OR e.name ILIKE $5 ESCAPE '\\') \
     ORDER BY g.created_at DESC, g.id DESC LIMIT $6 OFFSET $7"
 );
 
@@ -187,6 +195,8 @@ impl InstallStatus {
 pub struct InstallQuery {
     pub app_id: Option<i64>,
     pub end_user_id: Option<i64>,
+    /// The creator's subject (delegated sign-in), exactly.
+    pub subject: Option<String>,
     pub status: Option<InstallStatus>,
     /// Created at or after.
     pub created_after: Option<DateTime<Utc>>,
@@ -218,6 +228,7 @@ const INSTALL_KEYSET_QUERY: &str = concat!(
     access_expires!(),
     " > now() THEN 'live' \
         ELSE 'expired' END) \
+    AND ($10::text IS NULL OR e.subject = $10) \
     ORDER BY g.created_at DESC, g.id DESC LIMIT $9"
 );
 
@@ -238,6 +249,7 @@ pub fn installs_page(
         .bind::<BigInt, _>(page.after.map_or(0, |c| c.id))
         .bind::<Nullable<Text>, _>(query.status.map(InstallStatus::code))
         .bind::<BigInt, _>(page.fetch())
+        .bind::<Nullable<Text>, _>(query.subject.as_deref())
         .load(conn)?;
     Ok(Page::from_rows(rows, page, |r| (r.created_at, r.id)))
 }
@@ -265,8 +277,13 @@ pub fn active_installs(conn: &mut PgConnection, tenant_id: i64) -> QueryResult<i
 pub struct CreatorRow {
     #[diesel(sql_type = BigInt)]
     pub id: i64,
-    #[diesel(sql_type = Text)]
-    pub email: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub email: Option<String>,
+    /// Delegated sign-in: the tenant's subject and the name it gave.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub subject: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub name: Option<String>,
     #[diesel(sql_type = Bool)]
     pub disabled: bool,
     #[diesel(sql_type = Timestamptz)]
@@ -285,13 +302,14 @@ pub fn creators(
     offset: i64,
 ) -> QueryResult<Vec<CreatorRow>> {
     diesel::sql_query(
-        "SELECT e.id, e.email, e.disabled, e.created_at, \
+        "SELECT e.id, e.email, e.subject, e.name, e.disabled, e.created_at, \
          (SELECT count(*) FROM grants g WHERE g.end_user_id = e.id AND g.tenant_id = e.tenant_id \
              AND g.revoked_at IS NULL) AS live_installs, \
          count(*) OVER () AS total \
          FROM end_users e WHERE e.tenant_id = $1 \
-         AND ($2::text IS NULL OR e.email ILIKE $2 ESCAPE '\\') \
-         ORDER BY e.email ASC, e.id ASC LIMIT $3 OFFSET $4",
+         AND ($2::text IS NULL OR e.email ILIKE $2 ESCAPE '\\' OR e.subject ILIKE $2 ESCAPE '\\' \
+              OR e.name ILIKE $2 ESCAPE '\\') \
+         ORDER BY COALESCE(e.subject, e.email) ASC, e.id ASC LIMIT $3 OFFSET $4",
     )
     .bind::<BigInt, _>(tenant_id)
     .bind::<Nullable<Text>, _>(email.map(contains_pattern))
@@ -310,12 +328,13 @@ pub fn creators_page(
     page: &PageRequest,
 ) -> QueryResult<Page<CreatorRow>> {
     let rows: Vec<CreatorRow> = diesel::sql_query(
-        "SELECT e.id, e.email, e.disabled, e.created_at, \
+        "SELECT e.id, e.email, e.subject, e.name, e.disabled, e.created_at, \
          (SELECT count(*) FROM grants g WHERE g.end_user_id = e.id AND g.tenant_id = e.tenant_id \
              AND g.revoked_at IS NULL) AS live_installs, \
          0::bigint AS total \
          FROM end_users e WHERE e.tenant_id = $1 \
-         AND ($2::text IS NULL OR e.email ILIKE $2 ESCAPE '\\') \
+         AND ($2::text IS NULL OR e.email ILIKE $2 ESCAPE '\\' OR e.subject ILIKE $2 ESCAPE '\\' \
+              OR e.name ILIKE $2 ESCAPE '\\') \
          AND ($3::timestamptz IS NULL OR (e.created_at, e.id) < ($3, $4::bigint)) \
          ORDER BY e.created_at DESC, e.id DESC LIMIT $5",
     )
@@ -335,7 +354,7 @@ pub fn creator(
     id: i64,
 ) -> QueryResult<Option<CreatorRow>> {
     diesel::sql_query(
-        "SELECT e.id, e.email, e.disabled, e.created_at, \
+        "SELECT e.id, e.email, e.subject, e.name, e.disabled, e.created_at, \
          (SELECT count(*) FROM grants g WHERE g.end_user_id = e.id AND g.tenant_id = e.tenant_id \
              AND g.revoked_at IS NULL) AS live_installs, \
          1::bigint AS total \
@@ -495,10 +514,10 @@ pub fn audit_object_names(
     };
     let rows: Vec<ObjectName> = diesel::sql_query(
         "SELECT 'app' AS kind, id, name AS label FROM apps WHERE tenant_id = $1 AND id = ANY($2) \
-         UNION ALL SELECT 'end_user', id, email FROM end_users WHERE tenant_id = $1 AND id = ANY($3) \
+         UNION ALL SELECT 'end_user', id, COALESCE(subject, email) FROM end_users WHERE tenant_id = $1 AND id = ANY($3) \
          UNION ALL SELECT 'client_secret', s.id, a.name || ' · ' || s.hint || '…' FROM client_secrets s \
            JOIN apps a ON a.id = s.app_id AND a.tenant_id = $1 WHERE s.tenant_id = $1 AND s.id = ANY($4) \
-         UNION ALL SELECT 'grant', g.id, u.email || ' · ' || a.name FROM grants g \
+         UNION ALL SELECT 'grant', g.id, COALESCE(u.subject, u.email) || ' · ' || a.name FROM grants g \
            JOIN apps a ON a.id = g.app_id AND a.tenant_id = $1 \
            JOIN end_users u ON u.id = g.end_user_id AND u.tenant_id = $1 \
            WHERE g.tenant_id = $1 AND g.id = ANY($5) \

@@ -14,11 +14,18 @@ pub const CREATOR_SESSION_HOURS: i64 = 12;
 pub struct EndUser {
     pub id: i64,
     pub tenant_id: i64,
-    pub email: String,
+    /// A hosted account's sign-in email; a subject's email as the tenant
+    /// last gave it, if it did.
+    pub email: Option<String>,
+    /// Hosted accounts only.
     #[serde(skip)]
-    pub password_hash: String,
+    pub password_hash: Option<String>,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// Delegated sign-in: the tenant's own id of this creator (`sub`).
+    pub subject: Option<String>,
+    /// Delegated sign-in: the name the tenant gave, if any.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -30,6 +37,19 @@ pub struct EndUserSession {
     pub token_digest: Vec<u8>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+}
+
+/// The `sub` claim of a creator: the tenant's subject when there is one,
+/// else kitauth's id.
+pub fn sub_of(id: i64, subject: Option<&str>) -> String {
+    subject.map_or_else(|| id.to_string(), str::to_string)
+}
+
+/// A subject (delegated sign-in): 1 to 255 printable characters, no
+/// control characters and no white space at either end.
+pub fn valid_subject(subject: &str) -> bool {
+    let n = subject.chars().count();
+    (1..=255).contains(&n) && !subject.chars().any(char::is_control) && subject.trim() == subject
 }
 
 /// Normalises an email address for storage and look-up.
@@ -105,6 +125,7 @@ impl EndUser {
                 end_users::password_hash.eq(password_hash),
             ))
             .on_conflict((end_users::tenant_id, end_users::email))
+            .filter_target(end_users::subject.is_null())
             .do_nothing()
             .returning(EndUser::as_returning())
             .get_result(conn)
@@ -118,10 +139,66 @@ impl EndUser {
     ) -> QueryResult<Option<EndUser>> {
         end_users::table
             .filter(end_users::tenant_id.eq(tenant_id))
+            .filter(end_users::subject.is_null())
             .filter(end_users::email.eq(normalize_email(email)))
             .select(EndUser::as_select())
             .first(conn)
             .optional()
+    }
+
+    /// The tenant's creator of this subject, made or updated with the email
+    /// and name given (delegated sign-in). One statement, so two racing
+    /// accepts of one subject make one creator.
+    pub fn upsert_subject(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        subject: &str,
+        email: Option<&str>,
+        name: Option<&str>,
+    ) -> QueryResult<EndUser> {
+        let email = email.map(normalize_email);
+        diesel::insert_into(end_users::table)
+            .values((
+                end_users::tenant_id.eq(tenant_id),
+                end_users::subject.eq(subject),
+                end_users::email.eq(&email),
+                end_users::name.eq(name),
+            ))
+            .on_conflict((end_users::tenant_id, end_users::subject))
+            .filter_target(end_users::subject.is_not_null())
+            .do_update()
+            .set((end_users::email.eq(&email), end_users::name.eq(name)))
+            .returning(EndUser::as_returning())
+            .get_result(conn)
+    }
+
+    /// The tenant's creator of this subject, if any.
+    pub fn find_by_subject(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        subject: &str,
+    ) -> QueryResult<Option<EndUser>> {
+        end_users::table
+            .filter(end_users::tenant_id.eq(tenant_id))
+            .filter(end_users::subject.eq(subject))
+            .select(EndUser::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// What identifies the creator to an admin: the subject of a delegated
+    /// creator, the email of a hosted one.
+    pub fn label(&self) -> &str {
+        self.subject
+            .as_deref()
+            .or(self.email.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The `sub` of this creator's tokens: the tenant's subject in delegated
+    /// sign-in, kitauth's id for a hosted account.
+    pub fn sub(&self) -> String {
+        sub_of(self.id, self.subject.as_deref())
     }
 
     pub fn find(conn: &mut PgConnection, tenant_id: i64, id: i64) -> QueryResult<Option<EndUser>> {
@@ -213,10 +290,12 @@ impl EndUser {
         id: i64,
         password_hash: &str,
     ) -> QueryResult<usize> {
+        // Hosted accounts only: a subject has no password here.
         let n = diesel::update(
             end_users::table
                 .filter(end_users::tenant_id.eq(tenant_id))
-                .filter(end_users::id.eq(id)),
+                .filter(end_users::id.eq(id))
+                .filter(end_users::subject.is_null()),
         )
         .set(end_users::password_hash.eq(password_hash))
         .execute(conn)?;
@@ -224,7 +303,9 @@ impl EndUser {
         Ok(n)
     }
 
+    /// Ends the creator's hosted sessions and remembered logins.
     fn end_sessions(conn: &mut PgConnection, tenant_id: i64, id: i64) -> QueryResult<usize> {
+        crate::db::models::login::LoginSession::end_all(conn, tenant_id, id)?;
         diesel::delete(
             end_user_sessions::table
                 .filter(end_user_sessions::tenant_id.eq(tenant_id))

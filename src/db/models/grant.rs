@@ -188,6 +188,10 @@ impl Grant {
             )
             .set(authorization_codes::used_at.eq(diesel::dsl::now))
             .execute(conn)?;
+            // A creator whose installs all go is forgotten by delegated
+            // sign-in too: remembered logins and consents end with them.
+            super::login::LoginSession::end_all(conn, tenant_id, end_user_id)?;
+            super::login::Consent::forget_all(conn, tenant_id, end_user_id)?;
             let ids = Grant::live_ids_for_end_user(conn, tenant_id, end_user_id)?;
             Grant::revoke_many(conn, tenant_id, &ids, reason)
         })

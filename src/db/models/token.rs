@@ -57,11 +57,24 @@ pub struct TokenInfo {
     pub app_id: i64,
     pub client_id: String,
     pub end_user_id: i64,
-    pub email: String,
+    /// The creator's email: a hosted account's, or a subject's when the
+    /// tenant gave one.
+    pub email: Option<String>,
+    /// Delegated sign-in: the tenant's subject and the name it gave.
+    pub subject: Option<String>,
+    pub name: Option<String>,
     pub scopes: Vec<String>,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub active: bool,
+}
+
+impl TokenInfo {
+    /// The `sub` of the token: the tenant's subject in delegated sign-in,
+    /// kitauth's creator id for a hosted account.
+    pub fn sub(&self) -> String {
+        super::end_user::sub_of(self.end_user_id, self.subject.as_deref())
+    }
 }
 
 /// A new access token and refresh token in `grant`, with the grant's
@@ -163,7 +176,9 @@ struct InfoRow {
     app_id: i64,
     client_id: String,
     end_user_id: i64,
-    email: String,
+    email: Option<String>,
+    subject: Option<String>,
+    name: Option<String>,
     scopes: Vec<String>,
     issued_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
@@ -189,6 +204,8 @@ impl InfoRow {
             client_id: self.client_id,
             end_user_id: self.end_user_id,
             email: self.email,
+            subject: self.subject,
+            name: self.name,
             scopes: self.scopes,
             issued_at: self.issued_at,
             expires_at: self.expires_at,
@@ -207,6 +224,8 @@ macro_rules! info_cols {
             apps::client_id,
             end_users::id,
             end_users::email,
+            end_users::subject,
+            end_users::name,
             $tokens::scopes,
             $tokens::created_at,
             $tokens::expires_at,
@@ -333,6 +352,8 @@ struct TokenCols {
     grant_id: Option<i64>,
     end_user_id: Option<i64>,
     email: Option<String>,
+    subject: Option<String>,
+    name: Option<String>,
     scopes: Option<Vec<String>>,
     issued_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
@@ -348,6 +369,8 @@ macro_rules! token_cols {
             grants::id.nullable(),
             end_users::id.nullable(),
             end_users::email.nullable(),
+            end_users::subject.nullable(),
+            end_users::name.nullable(),
             access_tokens::scopes.nullable(),
             access_tokens::created_at.nullable(),
             access_tokens::expires_at.nullable(),
@@ -385,7 +408,9 @@ fn app_token_info(app: &AppKey, t: TokenCols, now: DateTime<Utc>) -> Option<Toke
         app_id: app.id,
         client_id: app.client_id.clone(),
         end_user_id: t.end_user_id?,
-        email: t.email?,
+        email: t.email,
+        subject: t.subject,
+        name: t.name,
         scopes: t.scopes?,
         issued_at: t.issued_at?,
         expires_at: t.expires_at?,

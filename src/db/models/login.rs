@@ -1,0 +1,493 @@
+//! Delegated sign-in's rows: login requests (an authorization request
+//! waiting for the tenant's login service), remembered logins (a browser
+//! known to be a subject) and remembered consents. The decisions on them
+//! (accept, reject, complete) are single statements guarded by the row's
+//! state, so that of racing callers exactly one wins.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+
+use crate::crypto::{self, TokenKind};
+use crate::db::models::{EndUser, NewAuditEvent};
+use crate::db::schema::{consents, end_users, login_requests, login_sessions};
+
+/// How long a login request waits for the tenant's login service and the
+/// browser's return.
+pub const LOGIN_REQUEST_TTL_SECS: i64 = 600;
+
+/// The longest a remembered login lasts, whatever `remember_for` asks.
+pub const MAX_REMEMBER_SECS: i64 = 30 * 86400;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = login_requests)]
+pub struct LoginRequest {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub app_id: i64,
+    pub challenge_digest: Vec<u8>,
+    pub browser_digest: Vec<u8>,
+    pub redirect_uri: String,
+    pub redirect_uri_sent: bool,
+    pub scopes: Vec<String>,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+    pub remembered_end_user_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub end_user_id: Option<i64>,
+    pub remember_for_secs: Option<i32>,
+    pub verifier_digest: Option<Vec<u8>>,
+    pub rejected_at: Option<DateTime<Utc>>,
+    pub reject_error: Option<String>,
+    pub reject_description: Option<String>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A login request to store: the validated authorization request, the
+/// browser it is bound to and the subject this browser is remembered as.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = login_requests)]
+pub struct NewLoginRequest {
+    pub tenant_id: i64,
+    pub app_id: i64,
+    pub challenge_digest: Vec<u8>,
+    pub browser_digest: Vec<u8>,
+    pub redirect_uri: String,
+    pub redirect_uri_sent: bool,
+    pub scopes: Vec<String>,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+    pub remembered_end_user_id: Option<i64>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Who the tenant's login service says the browser's user is.
+#[derive(Debug, Clone)]
+pub struct Acceptance {
+    pub subject: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// Seconds to remember this browser as the subject (0 or none: not at all).
+    pub remember_for: Option<i64>,
+}
+
+/// An OAuth error the login service ends the request with.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub error: String,
+    pub description: Option<String>,
+}
+
+/// Why a login request cannot be decided (accepted or rejected).
+#[derive(Debug)]
+pub enum DecideError {
+    /// No such challenge in this tenant.
+    Unknown,
+    /// Its 10 minutes are over.
+    Expired,
+    /// Accepted or rejected already.
+    Decided,
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for DecideError {
+    fn from(e: diesel::result::Error) -> Self {
+        DecideError::Db(e)
+    }
+}
+
+/// A decided request: the verifier for the browser's return (shown once).
+#[derive(Debug)]
+pub struct Decided {
+    pub request_id: i64,
+    pub verifier: String,
+}
+
+/// Pending requests of a tenant: not completed and not expired.
+macro_rules! pending_of {
+    ($tenant_id:expr) => {
+        login_requests::table
+            .filter(login_requests::tenant_id.eq($tenant_id))
+            .filter(login_requests::expires_at.gt(diesel::dsl::now))
+            .filter(login_requests::completed_at.is_null())
+    };
+}
+
+impl LoginRequest {
+    /// Stores a login request, unless the tenant has `max_pending` pending
+    /// ones already (`false` then, and nothing is written). Returns the
+    /// challenge to send to the login service; only its digest is stored.
+    pub fn create_bounded(
+        conn: &mut PgConnection,
+        mut new: NewLoginRequest,
+        max_pending: i64,
+    ) -> QueryResult<Option<String>> {
+        conn.transaction(|conn| {
+            let pending: i64 = pending_of!(new.tenant_id)
+                .select(login_requests::id)
+                .limit(max_pending)
+                .load::<i64>(conn)?
+                .len() as i64;
+            if pending >= max_pending {
+                return Ok(None);
+            }
+            let challenge = crypto::generate(TokenKind::LoginChallenge);
+            new.challenge_digest = challenge.digest;
+            diesel::insert_into(login_requests::table)
+                .values(&new)
+                .execute(conn)?;
+            Ok(Some(challenge.value))
+        })
+    }
+
+    /// The tenant's login request of a challenge, whatever its state.
+    pub fn find_by_challenge(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        challenge: &str,
+    ) -> QueryResult<Option<LoginRequest>> {
+        if !crypto::looks_like(TokenKind::LoginChallenge, challenge) {
+            return Ok(None);
+        }
+        login_requests::table
+            .filter(login_requests::tenant_id.eq(tenant_id))
+            .filter(login_requests::challenge_digest.eq(crypto::digest(challenge)))
+            .select(LoginRequest::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// The tenant's login request of a verifier (the browser's return).
+    pub fn find_by_verifier(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        verifier: &str,
+    ) -> QueryResult<Option<LoginRequest>> {
+        if !crypto::looks_like(TokenKind::LoginVerifier, verifier) {
+            return Ok(None);
+        }
+        login_requests::table
+            .filter(login_requests::tenant_id.eq(tenant_id))
+            .filter(login_requests::verifier_digest.eq(crypto::digest(verifier)))
+            .select(LoginRequest::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Why `challenge` could not be decided, read after the guarded update
+    /// matched nothing.
+    fn why_undecidable(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        challenge: &str,
+    ) -> Result<DecideError, DecideError> {
+        Ok(
+            match LoginRequest::find_by_challenge(conn, tenant_id, challenge)? {
+                None => DecideError::Unknown,
+                Some(r) if r.accepted_at.is_some() || r.rejected_at.is_some() => {
+                    DecideError::Decided
+                }
+                Some(_) => DecideError::Expired,
+            },
+        )
+    }
+
+    /// The login service's accept: the subject's creator is made or
+    /// updated, the request accepted, a verifier issued and the accept
+    /// audited, in one transaction. Of racing accepts (and rejects) of one
+    /// challenge exactly one wins; the others get [`DecideError::Decided`].
+    pub fn accept(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        challenge: &str,
+        acceptance: &Acceptance,
+        audit: NewAuditEvent,
+    ) -> Result<(Decided, EndUser), DecideError> {
+        if !crypto::looks_like(TokenKind::LoginChallenge, challenge) {
+            return Err(DecideError::Unknown);
+        }
+        conn.transaction(|conn| {
+            let verifier = crypto::generate(TokenKind::LoginVerifier);
+            // The request first: its row lock orders racing accepts, so
+            // only the winner writes the creator.
+            let won: Option<i64> = diesel::update(
+                login_requests::table
+                    .filter(login_requests::tenant_id.eq(tenant_id))
+                    .filter(login_requests::challenge_digest.eq(crypto::digest(challenge)))
+                    .filter(login_requests::accepted_at.is_null())
+                    .filter(login_requests::rejected_at.is_null())
+                    .filter(login_requests::expires_at.gt(diesel::dsl::now)),
+            )
+            .set((
+                login_requests::accepted_at.eq(diesel::dsl::now),
+                login_requests::verifier_digest.eq(&verifier.digest),
+            ))
+            .returning(login_requests::id)
+            .get_result(conn)
+            .optional()?;
+            let Some(request_id) = won else {
+                return Err(LoginRequest::why_undecidable(conn, tenant_id, challenge)?);
+            };
+            let user = EndUser::upsert_subject(
+                conn,
+                tenant_id,
+                &acceptance.subject,
+                acceptance.email.as_deref(),
+                acceptance.name.as_deref(),
+            )?;
+            let remember = acceptance
+                .remember_for
+                .filter(|s| *s > 0)
+                .map(|s| s.min(MAX_REMEMBER_SECS) as i32);
+            diesel::update(login_requests::table.find(request_id))
+                .set((
+                    login_requests::end_user_id.eq(user.id),
+                    login_requests::remember_for_secs.eq(remember),
+                ))
+                .execute(conn)?;
+            audit
+                .action("login.accepted")
+                .object("login_request", request_id)
+                .merge_details(serde_json::json!({
+                    "subject": acceptance.subject,
+                    "end_user": user.id.to_string(),
+                    "remember_for": remember,
+                }))
+                .insert(conn)?;
+            let decided = Decided {
+                request_id,
+                verifier: verifier.value,
+            };
+            Ok((decided, user))
+        })
+    }
+
+    /// The login service's reject: the request ends with `rejection`, sent
+    /// to Kit when the browser returns. One transaction with its audit row;
+    /// racing decisions as for [`LoginRequest::accept`].
+    pub fn reject(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        challenge: &str,
+        rejection: &Rejection,
+        audit: NewAuditEvent,
+    ) -> Result<Decided, DecideError> {
+        if !crypto::looks_like(TokenKind::LoginChallenge, challenge) {
+            return Err(DecideError::Unknown);
+        }
+        conn.transaction(|conn| {
+            let verifier = crypto::generate(TokenKind::LoginVerifier);
+            let won: Option<i64> = diesel::update(
+                login_requests::table
+                    .filter(login_requests::tenant_id.eq(tenant_id))
+                    .filter(login_requests::challenge_digest.eq(crypto::digest(challenge)))
+                    .filter(login_requests::accepted_at.is_null())
+                    .filter(login_requests::rejected_at.is_null())
+                    .filter(login_requests::expires_at.gt(diesel::dsl::now)),
+            )
+            .set((
+                login_requests::rejected_at.eq(diesel::dsl::now),
+                login_requests::reject_error.eq(&rejection.error),
+                login_requests::reject_description.eq(&rejection.description),
+                login_requests::verifier_digest.eq(&verifier.digest),
+            ))
+            .returning(login_requests::id)
+            .get_result(conn)
+            .optional()?;
+            let Some(request_id) = won else {
+                return Err(LoginRequest::why_undecidable(conn, tenant_id, challenge)?);
+            };
+            audit
+                .action("login.rejected")
+                .object("login_request", request_id)
+                .merge_details(serde_json::json!({"error": rejection.error}))
+                .insert(conn)?;
+            Ok(Decided {
+                request_id,
+                verifier: verifier.value,
+            })
+        })
+    }
+
+    /// Spends a decided request: `true` for the one caller that completes
+    /// it before it expires; every later or concurrent completion gets
+    /// `false`. Runs in the caller's transaction (with the code it issues).
+    pub fn complete(conn: &mut PgConnection, tenant_id: i64, id: i64) -> QueryResult<bool> {
+        let n = diesel::update(
+            login_requests::table
+                .filter(login_requests::tenant_id.eq(tenant_id))
+                .filter(login_requests::id.eq(id))
+                .filter(login_requests::completed_at.is_null())
+                .filter(login_requests::expires_at.gt(diesel::dsl::now)),
+        )
+        .set(login_requests::completed_at.eq(diesel::dsl::now))
+        .execute(conn)?;
+        Ok(n == 1)
+    }
+}
+
+/// Remembered logins: a browser (the digest of its binding cookie) known
+/// to be a subject of one tenant, until `expires_at`.
+pub struct LoginSession;
+
+impl LoginSession {
+    /// Remembers this browser as the creator for `secs` (at most 30 days),
+    /// replacing what it was remembered as.
+    pub fn remember(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        end_user_id: i64,
+        browser_digest: &[u8],
+        secs: i64,
+    ) -> QueryResult<()> {
+        let expires = Utc::now() + Duration::seconds(secs.clamp(0, MAX_REMEMBER_SECS));
+        diesel::insert_into(login_sessions::table)
+            .values((
+                login_sessions::tenant_id.eq(tenant_id),
+                login_sessions::end_user_id.eq(end_user_id),
+                login_sessions::browser_digest.eq(browser_digest),
+                login_sessions::expires_at.eq(expires),
+            ))
+            .on_conflict((login_sessions::tenant_id, login_sessions::browser_digest))
+            .do_update()
+            .set((
+                login_sessions::end_user_id.eq(end_user_id),
+                login_sessions::created_at.eq(diesel::dsl::now),
+                login_sessions::expires_at.eq(expires),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// The enabled creator this browser is remembered as, in this tenant.
+    pub fn remembered(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        browser_digest: &[u8],
+    ) -> QueryResult<Option<EndUser>> {
+        login_sessions::table
+            .inner_join(end_users::table)
+            .filter(login_sessions::tenant_id.eq(tenant_id))
+            .filter(end_users::tenant_id.eq(tenant_id))
+            .filter(login_sessions::browser_digest.eq(browser_digest))
+            .filter(login_sessions::expires_at.gt(diesel::dsl::now))
+            .filter(end_users::disabled.eq(false))
+            .select(EndUser::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Ends every remembered login of a creator.
+    pub fn end_all(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        end_user_id: i64,
+    ) -> QueryResult<usize> {
+        diesel::delete(
+            login_sessions::table
+                .filter(login_sessions::tenant_id.eq(tenant_id))
+                .filter(login_sessions::end_user_id.eq(end_user_id)),
+        )
+        .execute(conn)
+    }
+
+    /// Ends every remembered login of a subject, audited in the same
+    /// transaction. `None` when the tenant has no such subject.
+    pub fn end_for_subject(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        subject: &str,
+        audit: NewAuditEvent,
+    ) -> QueryResult<Option<usize>> {
+        conn.transaction(|conn| {
+            let Some(user) = EndUser::find_by_subject(conn, tenant_id, subject)? else {
+                return Ok(None);
+            };
+            let n = LoginSession::end_all(conn, tenant_id, user.id)?;
+            audit
+                .action("login.sessions_revoked")
+                .object("end_user", user.id)
+                .merge_details(serde_json::json!({"subject": subject, "revoked": n}))
+                .insert(conn)?;
+            Ok(Some(n))
+        })
+    }
+}
+
+/// Remembered consents: a creator allowed an app some scopes.
+pub struct Consent;
+
+impl Consent {
+    /// Whether the creator allowed the app every one of `scopes` before.
+    pub fn covers(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        app_id: i64,
+        end_user_id: i64,
+        scopes: &[String],
+    ) -> QueryResult<bool> {
+        let granted: Option<Vec<String>> = consents::table
+            .filter(consents::tenant_id.eq(tenant_id))
+            .filter(consents::app_id.eq(app_id))
+            .filter(consents::end_user_id.eq(end_user_id))
+            .select(consents::scopes)
+            .first(conn)
+            .optional()?;
+        Ok(granted.is_some_and(|g| scopes.iter().all(|s| g.contains(s))))
+    }
+
+    /// Remembers that the creator allowed the app `scopes` (added to what
+    /// it allowed before).
+    pub fn remember(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        app_id: i64,
+        end_user_id: i64,
+        scopes: &[String],
+    ) -> QueryResult<()> {
+        let mut all: Vec<String> = consents::table
+            .filter(consents::tenant_id.eq(tenant_id))
+            .filter(consents::app_id.eq(app_id))
+            .filter(consents::end_user_id.eq(end_user_id))
+            .select(consents::scopes)
+            .for_update()
+            .first(conn)
+            .optional()?
+            .unwrap_or_default();
+        for s in scopes {
+            if !all.contains(s) {
+                all.push(s.clone());
+            }
+        }
+        diesel::insert_into(consents::table)
+            .values((
+                consents::tenant_id.eq(tenant_id),
+                consents::app_id.eq(app_id),
+                consents::end_user_id.eq(end_user_id),
+                consents::scopes.eq(&all),
+            ))
+            .on_conflict((consents::app_id, consents::end_user_id))
+            .do_update()
+            .set((
+                consents::scopes.eq(&all),
+                consents::granted_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Forgets every consent of a creator.
+    pub fn forget_all(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        end_user_id: i64,
+    ) -> QueryResult<usize> {
+        diesel::delete(
+            consents::table
+                .filter(consents::tenant_id.eq(tenant_id))
+                .filter(consents::end_user_id.eq(end_user_id)),
+        )
+        .execute(conn)
+    }
+}
