@@ -110,6 +110,25 @@ fn seed_rows(app: &TestApp, seed: &Seed) {
              ({t}, 'idem-old-pending', sha256('p'), NULL, now() - interval '3 days')"
         ),
     );
+    // Delegated sign-in: login requests live 10 minutes, remembered logins
+    // as long as they were given.
+    exec(
+        app,
+        &format!(
+            "INSERT INTO login_requests (tenant_id, app_id, challenge_digest, browser_digest,
+               redirect_uri, redirect_uri_sent, scopes, expires_at) VALUES
+             ({t}, {a}, sha256('lr-live'), sha256('b'), 'https://app.kit.com/apps/install', true, '{{public}}', now() + interval '5 minutes'),
+             ({t}, {a}, sha256('lr-expired'), sha256('b'), 'https://app.kit.com/apps/install', true, '{{public}}', now() - interval '1 minute')"
+        ),
+    );
+    exec(
+        app,
+        &format!(
+            "INSERT INTO login_sessions (tenant_id, end_user_id, browser_digest, expires_at) VALUES
+             ({t}, {u}, sha256('ls-live'), now() + interval '1 day'),
+             ({t}, {u}, sha256('ls-expired'), now() - interval '1 minute')"
+        ),
+    );
 }
 
 fn assert_purged(app: &TestApp) {
@@ -211,7 +230,7 @@ async fn janitor_command_purges_expired_and_old_rows_and_keeps_the_rest() {
         serde_json::json!({
             "authorization_codes": 1, "access_tokens": 2, "refresh_tokens": 2,
             "end_user_sessions": 1, "admin_sessions": 1, "audit_events": 2,
-            "api_idempotency": 2,
+            "api_idempotency": 2, "login_requests": 1, "login_sessions": 1,
         })
     );
     assert_purged(&app);

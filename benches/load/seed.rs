@@ -247,6 +247,7 @@ pub fn mint_codes(url: &str, s: &Seeded, n: usize) -> Result<Vec<String>, String
             redirect_uri: "https://app.kit.com/apps/install".into(),
             scopes: vec!["public".into()],
             code_challenge: None,
+            created_at: Utc::now(),
             expires_at: expires,
         });
         values.push(code.value);

@@ -634,6 +634,7 @@ pub fn store_code(
         return Ok(None);
     }
     let code = crypto::generate(TokenKind::AuthorizationCode);
+    let now = Utc::now();
     let new = NewAuthorizationCode {
         tenant_id,
         app_id: req.app.id,
@@ -646,7 +647,8 @@ pub fn store_code(
         },
         scopes: req.scopes.clone(),
         code_challenge: req.code_challenge.clone(),
-        expires_at: Utc::now() + Duration::seconds(CODE_TTL_SECS),
+        created_at: now,
+        expires_at: now + Duration::seconds(CODE_TTL_SECS),
     };
     AuthorizationCode::create(conn, &new)?;
     NewAuditEvent::new(

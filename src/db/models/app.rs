@@ -327,13 +327,13 @@ impl App {
                 .clone()
                 .action("app.skip_consent_changed")
                 .object("app", old.id)
-                .details(serde_json::json!({"skip_consent": settings.skip_consent}))
+                .merge_details(serde_json::json!({"skip_consent": settings.skip_consent}))
                 .insert(conn)?;
         }
         audit
             .action(action)
             .object("app", old.id)
-            .details(settings.audit_details())
+            .merge_details(settings.audit_details())
             .insert(conn)?;
         Ok(n)
     }

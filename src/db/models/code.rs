@@ -35,6 +35,10 @@ pub struct NewAuthorizationCode {
     pub redirect_uri: String,
     pub scopes: Vec<String>,
     pub code_challenge: Option<String>,
+    /// Set by the caller with `expires_at` from one clock reading, so a
+    /// code's lifetime is exactly `CODE_TTL_SECS` (the column's default,
+    /// the transaction's start, could be earlier).
+    pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 

@@ -209,23 +209,19 @@ impl LoginRequest {
         }
         conn.transaction(|conn| {
             let verifier = crypto::generate(TokenKind::LoginVerifier);
-            // The request first: its row lock orders racing accepts, so
-            // only the winner writes the creator.
-            let won: Option<i64> = diesel::update(
-                login_requests::table
-                    .filter(login_requests::tenant_id.eq(tenant_id))
-                    .filter(login_requests::challenge_digest.eq(crypto::digest(challenge)))
-                    .filter(login_requests::accepted_at.is_null())
-                    .filter(login_requests::rejected_at.is_null())
-                    .filter(login_requests::expires_at.gt(diesel::dsl::now)),
-            )
-            .set((
-                login_requests::accepted_at.eq(diesel::dsl::now),
-                login_requests::verifier_digest.eq(&verifier.digest),
-            ))
-            .returning(login_requests::id)
-            .get_result(conn)
-            .optional()?;
+            // The request's row first, locked: racing accepts wait here,
+            // and once the winner commits they see it decided, so only the
+            // winner writes a creator.
+            let won: Option<i64> = login_requests::table
+                .filter(login_requests::tenant_id.eq(tenant_id))
+                .filter(login_requests::challenge_digest.eq(crypto::digest(challenge)))
+                .filter(login_requests::accepted_at.is_null())
+                .filter(login_requests::rejected_at.is_null())
+                .filter(login_requests::expires_at.gt(diesel::dsl::now))
+                .select(login_requests::id)
+                .for_update()
+                .first(conn)
+                .optional()?;
             let Some(request_id) = won else {
                 return Err(LoginRequest::why_undecidable(conn, tenant_id, challenge)?);
             };
@@ -242,6 +238,8 @@ impl LoginRequest {
                 .map(|s| s.min(MAX_REMEMBER_SECS) as i32);
             diesel::update(login_requests::table.find(request_id))
                 .set((
+                    login_requests::accepted_at.eq(diesel::dsl::now),
+                    login_requests::verifier_digest.eq(&verifier.digest),
                     login_requests::end_user_id.eq(user.id),
                     login_requests::remember_for_secs.eq(remember),
                 ))
