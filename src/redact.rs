@@ -36,7 +36,7 @@ fn patterns() -> Option<&'static Patterns> {
             .ok()?,
             cookie: Regex::new(r"(kitauth_[A-Za-z0-9_]+=)[^;,&\s\x22\\]+").ok()?,
             param: Regex::new(
-                r"(?i)\b((?:code|token|client_secret|password|csrf_token|refresh_token|access_token|code_verifier|secret|invite)=)[^&\s\x22\\;]+",
+                r"(?i)\b((?:code|token|client_secret|password|csrf_token|refresh_token|access_token|code_verifier|secret|invite|login_challenge|login_verifier)=)[^&\s\x22\\;]+",
             )
             .ok()?,
         })
@@ -101,6 +101,20 @@ mod tests {
         let tok = format!("kat_{}", "a1B2".repeat(10));
         assert_eq!(r(&format!("Bearer {tok}")), "Bearer kat_[redacted]");
         assert!(!r(&format!("GET /admin/invite/kin_{}", "x".repeat(43))).contains("xxxxxx"));
+        // Delegated sign-in: the challenge in the API's path and the login
+        // page's URL, the verifier in the return URL, the binding cookie.
+        for kind in ["klc_", "klv_", "kbr_"] {
+            let v = format!("{kind}{}", "Zq9_".repeat(10));
+            assert_eq!(
+                r(&format!("POST /t/acme/api/v1/login-requests/{v}/accept")),
+                format!("POST /t/acme/api/v1/login-requests/{kind}[redacted]/accept")
+            );
+        }
+        assert_eq!(
+            r("Location: https://login.example/kit?login_challenge=abcdefgh"),
+            "Location: https://login.example/kit?login_challenge=[redacted]"
+        );
+        assert!(!r("cookie kitauth_browser=kbr_secretvalue1").contains("secretvalue1"));
         assert_eq!(
             r(r#"{"authorization": "Basic dXNlcjpwYXNz"}"#),
             r#"{"authorization": "[redacted]"}"#

@@ -600,6 +600,127 @@ fn a_real_kit_install_at_trace_leaves_no_cookie_code_or_token_in_the_log() {
     }
 }
 
+/// Delegated sign-in through the real binary at trace: the login
+/// challenge (in the API's path and the Location to the login page), the
+/// verifier (in `redirect_to` and the consent form), the browser-binding
+/// cookie and the login key never reach stderr.
+#[test]
+fn a_delegated_sign_in_at_trace_leaves_no_challenge_verifier_or_binding_in_the_log() {
+    use std::time::{Duration, Instant};
+    let db = TestDb::new();
+    cli(
+        &db,
+        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
+        "",
+    );
+    let out = cli(
+        &db,
+        &[
+            "tenant",
+            "sign-in",
+            "--tenant",
+            "acme",
+            "--mode",
+            "delegated",
+            "--login-url",
+            "https://login.acme.example/kit",
+        ],
+        "",
+    );
+    assert!(out.contains("https://login.acme.example/kit"), "{out}");
+    let app: serde_json::Value = serde_json::from_str(&cli(
+        &db,
+        &[
+            "app",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "Acme for Kit",
+            "--json",
+        ],
+        "",
+    ))
+    .unwrap();
+    let client_id = app["client_id"].as_str().unwrap().to_string();
+    let key: serde_json::Value = serde_json::from_str(&cli(
+        &db,
+        &[
+            "api-key", "create", "--tenant", "acme", "--name", "login", "--scope", "login",
+            "--json",
+        ],
+        "",
+    ))
+    .unwrap();
+    let key = key["key"].as_str().unwrap().to_string();
+    let env = [("KITAUTH_LOG", "trace"), ("ROCKET_LOG_LEVEL", "debug")];
+    let (mut child, addr) = spawn_server(&db, &env);
+    let mut c = RawClient {
+        addr,
+        cookies: Default::default(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(c.addr).is_err() {
+        assert!(Instant::now() < deadline, "the server came up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let authorize = format!(
+        "/t/acme/oauth/authorize?{}",
+        form(&[
+            ("client_id", &client_id),
+            ("response_type", "code"),
+            ("redirect_uri", KIT_INSTALL),
+            ("state", "s1"),
+        ])
+    );
+    let start = c.send("GET", &authorize, "", "");
+    assert_eq!(start.status, 302);
+    let challenge = query_param(start.header("Location").unwrap(), "login_challenge").unwrap();
+    let accepted = c.send(
+        "POST",
+        &format!("/t/acme/api/v1/login-requests/{challenge}/accept"),
+        &format!("Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"),
+        &json!({"subject": "user-1", "remember_for": 600}).to_string(),
+    );
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let to: serde_json::Value = serde_json::from_str(&accepted.body).unwrap();
+    let to = to["redirect_to"].as_str().unwrap().to_string();
+    let verifier = query_param(&to, "login_verifier").unwrap();
+    let path = &to[to.find("/t/acme/").unwrap()..];
+    let consent = c.send("GET", path, "", "");
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    let allowed = c.send(
+        "POST",
+        "/t/acme/oauth/authorize/continue",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        &form(&[
+            ("csrf_token", &csrf_from(&consent.body)),
+            ("login_verifier", &verifier),
+            ("decision", "allow"),
+        ]),
+    );
+    assert_eq!(allowed.status, 302, "{}", allowed.body);
+    let code = query_param(allowed.header("Location").unwrap(), "code").unwrap();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let _ = child.wait();
+    assert!(
+        c.cookies.contains_key("kitauth_browser"),
+        "the binding cookie was set"
+    );
+    let mut secrets = vec![challenge, verifier, key, code];
+    secrets.extend(c.cookies.values().filter(|v| v.len() >= 16).cloned());
+    assert_no_piece_of(&err, secrets.iter().map(|s| s.as_str()), &env);
+    assert!(
+        err.contains("login-requests/klc_[redacted]"),
+        "the path was logged, redacted:\n{err}"
+    );
+}
+
 /// No 12-character piece of any secret appears in the captured log.
 fn assert_no_piece_of<'a>(
     err: &str,

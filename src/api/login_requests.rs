@@ -230,6 +230,7 @@ fn status_of(r: &LoginRequest) -> &'static str {
     params(("t" = String, Path, description = "tenant slug"), ("challenge" = String, Path, description = "the login_challenge kitauth sent to your login page")),
     responses(
         (status = 200, body = LoginRequestView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -363,6 +364,7 @@ pub async fn reject(
     params(("t" = String, Path, description = "tenant slug"), ("subject" = String, Path, description = "your id of the user")),
     responses(
         (status = 200, body = SessionsRevoked),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
