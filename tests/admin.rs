@@ -737,6 +737,14 @@ fn actions(seed: &Seed, grant_id: i64, secret_id: i64, member_id: i64) -> Vec<Ac
             ],
             Role::Owner,
         ),
+        (
+            format!("/admin/t/{t}/settings/sign-in"),
+            vec![
+                ("creator_signin", "delegated".into()),
+                ("login_url", "https://login.acme.example/kit".into()),
+            ],
+            Role::Owner,
+        ),
     ]
 }
 
@@ -1836,6 +1844,153 @@ async fn owners_edit_tenant_settings_and_branding_reaches_the_hosted_pages() {
         assert!(resp.body.contains(message), "{key}={value}");
         assert_eq!(full_snapshot(&w.app), before);
     }
+}
+
+#[rocket::async_test]
+async fn delegated_sign_in_is_chosen_in_settings_and_the_pages_show_subjects() {
+    let w = world().await;
+    // A bad login URL: the form again with its message, nothing changed.
+    for (url, message) in [
+        ("", "needs the URL of your login page"),
+        ("http://login.acme.example/", "https://"),
+        ("https://login.acme.example/#x", "fragment"),
+    ] {
+        let before = full_snapshot(&w.app);
+        let resp = w
+            .owner
+            .post(
+                &w.app,
+                "/admin/t/acme/settings/sign-in",
+                &[("creator_signin", "delegated"), ("login_url", url)],
+            )
+            .await;
+        assert_eq!(resp.status, Status::BadRequest, "{url}");
+        assert!(resp.body.contains(message), "{url}: {}", resp.body);
+        assert_eq!(full_snapshot(&w.app), before);
+    }
+    let resp = w
+        .owner
+        .post(
+            &w.app,
+            "/admin/t/acme/settings/sign-in",
+            &[
+                ("creator_signin", "delegated"),
+                ("login_url", "https://login.acme.example/kit"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status, Status::SeeOther);
+    assert_eq!(
+        w.app.count("SELECT count(*) FROM audit_events WHERE action = 'tenant.signin_changed' AND details->>'login_url' = 'https://login.acme.example/kit'"),
+        1
+    );
+    let settings = w.viewer.get(&w.app, "/admin/t/acme/settings").await;
+    assert!(settings
+        .body
+        .contains("value=\"https://login.acme.example/kit\""));
+    // The Kit settings panel says where creators sign in.
+    let app_page = w
+        .viewer
+        .get(&w.app, &format!("/admin/t/acme/apps/{}", w.seed.app.id))
+        .await;
+    assert!(
+        app_page
+            .body
+            .contains("https://login.acme.example/kit?login_challenge="),
+        "{}",
+        app_page.body
+    );
+    // A subject with its installs, as the login service gave it.
+    let mut conn = w.app.conn();
+    let user = kitauth::db::models::EndUser::upsert_subject(
+        &mut conn,
+        w.seed.tenant.id,
+        "acct-77",
+        Some("ada@product.example"),
+        Some("Ada Lovelace"),
+    )
+    .unwrap();
+    let grant = Grant::create(
+        &mut conn,
+        w.seed.tenant.id,
+        w.seed.app.id,
+        user.id,
+        &["public".into()],
+    )
+    .unwrap();
+    issue_pair(&mut conn, &grant, &w.seed.app, None).unwrap();
+    let creators = w.viewer.get(&w.app, "/admin/t/acme/creators").await;
+    assert!(
+        creators.body.contains("your own accounts are the creators"),
+        "{}",
+        creators.body
+    );
+    assert!(creators.body.contains("acct-77") && creators.body.contains("Ada Lovelace"));
+    let search = w
+        .viewer
+        .get(&w.app, "/admin/t/acme/installs?q=acct-7")
+        .await;
+    assert!(search.body.contains("acct-77") && search.body.contains("ada@product.example"));
+    assert!(
+        !search.body.contains(w.seed.email()),
+        "only the subject's install"
+    );
+    let install = w
+        .viewer
+        .get(&w.app, &format!("/admin/t/acme/installs/{}", grant.id))
+        .await;
+    assert!(
+        install.body.contains("<code>acct-77</code>"),
+        "{}",
+        install.body
+    );
+    // No password for a subject: the form is not offered, and a forged
+    // post changes nothing.
+    let creator = w
+        .owner
+        .get(&w.app, &format!("/admin/t/acme/creators/{}", user.id))
+        .await;
+    assert!(!creator.body.contains("Set a new password"));
+    let resp = w
+        .owner
+        .post(
+            &w.app,
+            &format!("/admin/t/acme/creators/{}/password", user.id),
+            &[("password", "a new long password")],
+        )
+        .await;
+    assert_eq!(resp.status, Status::SeeOther);
+    assert_eq!(
+        w.app.count(&format!(
+            "SELECT count(*) FROM end_users WHERE id = {} AND password_hash IS NULL",
+            user.id
+        )),
+        1
+    );
+    // Skip consent is a checkbox of the app form, audited when changed.
+    let resp = w
+        .admin
+        .post(
+            &w.app,
+            &format!("/admin/t/acme/apps/{}/edit", w.seed.app.id),
+            &[
+                ("name", "Acme for Kit"),
+                ("redirect_uris", KIT_INSTALL),
+                ("scopes", "public write"),
+                ("refresh_without_secret", "on"),
+                ("skip_consent", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status, Status::SeeOther);
+    assert_eq!(
+        w.app.count("SELECT count(*) FROM apps WHERE skip_consent"),
+        1
+    );
+    assert_eq!(
+        w.app.count("SELECT count(*) FROM audit_events WHERE action = 'app.skip_consent_changed' AND actor LIKE 'admin:%'"),
+        1
+    );
 }
 
 // ------------------------------------------------------------- home, audit
