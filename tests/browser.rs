@@ -4,6 +4,7 @@
 //! test fails: it never skips.
 
 mod common;
+mod login_service;
 
 use common::free_port;
 use std::path::PathBuf;
@@ -571,6 +572,124 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
         shot(&browser, name).await;
         assert_clean_console(&http, &log_url, path).await;
     }
+    // 9. Delegated sign-in: the tenant's own login page (the test's login
+    // service, with its own accounts) signs the creator in.
+    let tenant_id = count(&db, "SELECT id FROM tenants WHERE slug = 'acme'");
+    let login_key = kitauth::db::models::ApiKey::create(
+        &mut db.conn(),
+        tenant_id,
+        &kitauth::db::models::NewApiKey {
+            name: "login service".into(),
+            scopes: vec![kitauth::db::models::ApiScope::Login],
+            expires_in_days: None,
+            created_by: "test".into(),
+        },
+    )
+    .unwrap()
+    .1;
+    let accounts = vec![login_service::Account {
+        subject: "acct_1815".into(),
+        email: "ada@acme-product.example".into(),
+        name: "Ada Lovelace".into(),
+        password: "analytical engine".into(),
+    }];
+    let service =
+        login_service::LoginService::start(&base, "acme", &login_key, accounts, Some(86400)).await;
+    browser
+        .goto(&format!("{base}/admin/t/acme/settings"))
+        .await
+        .unwrap();
+    click(&browser, "input[name=creator_signin][value=delegated]").await;
+    fill(&browser, "#login_url", &service.login_url()).await;
+    shot(&browser, "17-settings-delegated").await;
+    click(&browser, "#sign-in button.primary").await;
+    browser
+        .wait()
+        .for_element(Locator::Css(".flash-success"))
+        .await
+        .expect("sign-in saved");
+    assert_clean_console(&http, &log_url, "delegated sign-in saved").await;
+    // The tenant cache keeps a tenant up to 5 s.
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    browser
+        .goto(&authorize.replace("kit-state", "kit-state-delegated"))
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css("#sign-in"))
+        .await
+        .expect("the tenant's login page");
+    assert!(browser
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .starts_with(&format!("{}?login_challenge=klc_", service.login_url())));
+    assert_eq!(text_of(&browser, "#app-name").await, "Acme for Kit");
+    fill(&browser, "#email", "ada@acme-product.example").await;
+    fill(&browser, "#password", "analytical engine").await;
+    shot(&browser, "18-tenant-login").await;
+    click(&browser, "#sign-in").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("button[value=allow]"))
+        .await
+        .expect("kitauth's consent page after the tenant's login");
+    assert!(body_text(&browser)
+        .await
+        .contains("Ada Lovelace (acct_1815)"));
+    shot(&browser, "19-delegated-consent").await;
+    assert_clean_console(&http, &log_url, "delegated consent").await;
+    click(&browser, "button[value=allow]").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let landed = loop {
+        let u = browser.current_url().await.unwrap();
+        if u.path() == "/kit-callback" {
+            break u;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no redirect to the callback, at {u}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = console_errors(&http, &log_url).await; // the callback's own 404
+    let q: std::collections::HashMap<String, String> = landed.query_pairs().into_owned().collect();
+    assert_eq!(
+        q.get("state").map(String::as_str),
+        Some("kit-state-delegated")
+    );
+    let (status, tokens) = kit_post(
+        &http,
+        &token_url,
+        json!({
+            "client_id": client_id, "client_secret": secret2, "grant_type": "authorization_code",
+            "code": q["code"], "redirect_uri": KIT_APPS,
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let (_, info) = introspect(&http, &introspect_url, &client_id, &secret2, &access).await;
+    assert_eq!(info["sub"], "acct_1815", "{info}");
+    browser
+        .goto(&format!("{base}/admin/t/acme/creators"))
+        .await
+        .unwrap();
+    let creators = body_text(&browser).await;
+    assert!(
+        creators.contains("acct_1815") && creators.contains("your own accounts are the creators")
+    );
+    shot(&browser, "20-delegated-creators").await;
+    browser
+        .goto(&format!("{base}/admin/t/acme/installs"))
+        .await
+        .unwrap();
+    assert!(body_text(&browser).await.contains("acct_1815"));
+    shot(&browser, "21-delegated-installs").await;
+    assert_clean_console(&http, &log_url, "delegated creators and installs").await;
+
     browser
         .set_window_size(390, 844)
         .await
