@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{test_figment, TestDb, KIT_APPS, KIT_INSTALL};
+use common::{TestDb, KIT_APPS, KIT_INSTALL};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -82,6 +82,22 @@ async fn click(browser: &Client, css: &str) {
         .click()
         .await
         .expect("click");
+}
+
+/// Waits until the browser lands on the loopback Kit callback.
+async fn on_the_callback(browser: &Client) -> url::Url {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let u = browser.current_url().await.unwrap();
+        if u.path() == "/kit-callback" {
+            return u;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no redirect to the callback, at {u}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn body_text(browser: &Client) -> String {
@@ -211,20 +227,11 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
 
     // The real server on a free loopback port.
     let db = TestDb::new();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let figment = test_figment(&db)
-        .merge(("address", "127.0.0.1"))
-        .merge(("port", port))
-        .merge(("public_url", base.clone()))
-        .merge(("admin_signup", true));
-    let rocket = kitauth::build(figment).expect("build the server");
-    let server = tokio::spawn(async move { rocket.launch().await });
+    let base = common::serve(&db, |f| f.merge(("admin_signup", true))).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .expect("HTTP client");
-    wait_until_up(&http, &format!("{base}/healthz"), "kitauth").await;
 
     // chromedriver on another free port.
     let driver_port = free_port();
@@ -394,18 +401,7 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
     assert!(body_text(&browser).await.contains("Acme for Kit"));
     shot(&browser, "05-consent").await;
     click(&browser, "button[value=allow]").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let landed = loop {
-        let u = browser.current_url().await.unwrap();
-        if u.path() == "/kit-callback" {
-            break u;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no redirect to the callback, at {u}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let landed = on_the_callback(&browser).await;
     // The loopback callback is not a page of kitauth: its 404 is the only
     // console entry allowed here.
     let errors = console_errors(&http, &log_url).await;
@@ -642,18 +638,7 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
     shot(&browser, "19-delegated-consent").await;
     assert_clean_console(&http, &log_url, "delegated consent").await;
     click(&browser, "button[value=allow]").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let landed = loop {
-        let u = browser.current_url().await.unwrap();
-        if u.path() == "/kit-callback" {
-            break u;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no redirect to the callback, at {u}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let landed = on_the_callback(&browser).await;
     let _ = console_errors(&http, &log_url).await; // the callback's own 404
     let q: std::collections::HashMap<String, String> = landed.query_pairs().into_owned().collect();
     assert_eq!(
@@ -716,6 +701,5 @@ async fn dashboard_and_kit_flow_in_headless_chromium() {
     assert_clean_console(&http, &log_url, "phone pages").await;
 
     browser.close().await.expect("close the browser");
-    server.abort();
     let _ = std::fs::remove_dir_all(&profile);
 }

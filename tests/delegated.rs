@@ -181,18 +181,23 @@ async fn allow(browser: &Client, resp: LocalResponse<'_>) -> String {
 async fn decide(browser: &Client, resp: LocalResponse<'_>, decision: &str) -> String {
     let html = resp.into_string().await.unwrap();
     assert!(html.contains("value=\"allow\""), "a consent page: {html}");
-    let resp = browser
+    let resp = post_consent(browser, &html, decision).await;
+    assert_eq!(resp.status(), Status::Found);
+    resp.headers().get_one("Location").unwrap().to_string()
+}
+
+/// Sends the decision of the consent page `html`.
+async fn post_consent<'c>(browser: &'c Client, html: &str, decision: &str) -> LocalResponse<'c> {
+    browser
         .post("/t/acme/oauth/authorize/continue")
         .header(ContentType::Form)
         .body(form(&[
-            ("csrf_token", &csrf_from(&html)),
-            ("login_verifier", &verifier_of(&html)),
+            ("csrf_token", &csrf_from(html)),
+            ("login_verifier", &verifier_of(html)),
             ("decision", decision),
         ]))
         .dispatch()
-        .await;
-    assert_eq!(resp.status(), Status::Found);
-    resp.headers().get_one("Location").unwrap().to_string()
+        .await
 }
 
 /// An HTML error page, never a redirect; its text.
@@ -299,42 +304,15 @@ async fn submit(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kit_installs_refreshes_and_uninstalls_through_a_real_login_service() {
     let db = TestDb::new();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let figment = test_figment(&db)
-        .merge(("address", "127.0.0.1"))
-        .merge(("port", port))
-        .merge(("public_url", base.clone()));
-    let server = kitauth::build(figment).unwrap();
-    tokio::spawn(async move { server.launch().await });
+    let base = serve(&db, |f| f).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    for _ in 0..200 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     let mut conn = db.conn();
-    let tenant = kitauth::db::models::Tenant::create(
-        &mut conn,
-        &kitauth::db::models::NewTenant {
-            slug: "acme",
-            name: "Acme",
-        },
-    )
-    .unwrap();
-    let (kit_app, secret) = kitauth::cli::create_app(
-        &mut conn,
-        tenant.id,
-        "Acme for Kit",
-        vec![],
-        vec!["public".into()],
-    )
-    .unwrap();
+    let seed = seed_in(&mut conn, "acme");
+    let (tenant, kit_app, secret) = (seed.tenant, seed.app, seed.client_secret);
     let new_key = |scopes: Vec<ApiScope>| NewApiKey {
         name: "login service".into(),
         scopes,
@@ -391,7 +369,7 @@ async fn kit_installs_refreshes_and_uninstalls_through_a_real_login_service() {
     );
     let seen = service.state.seen.lock().unwrap().last().cloned().unwrap();
     assert_eq!(seen["client_id"], kit_app.client_id.as_str());
-    assert_eq!(seen["scopes"], json!(["public"]));
+    assert_eq!(seen["scopes"], json!(["public", "write"]));
     assert_eq!(seen["status"], "pending");
     assert_eq!(seen["remembered_subject"], Value::Null);
 
@@ -669,34 +647,15 @@ async fn a_replayed_challenge_gets_an_error_page_and_no_second_code() {
     assert_eq!(consent.status(), Status::Ok);
     let html = consent.into_string().await.unwrap();
     // The decision completes it...
-    let resp = d
-        .app
-        .client
-        .post("/t/acme/oauth/authorize/continue")
-        .header(ContentType::Form)
-        .body(form(&[
-            ("csrf_token", &csrf_from(&html)),
-            ("login_verifier", &verifier_of(&html)),
-            ("decision", "allow"),
-        ]))
-        .dispatch()
-        .await;
+    let resp = post_consent(&d.app.client, &html, "allow").await;
     assert_eq!(resp.status(), Status::Found);
     // ...once: the same return link, the same form, the same accept.
     error_page(follow(&d.app.client, &to).await, Status::Conflict).await;
-    let again = d
-        .app
-        .client
-        .post("/t/acme/oauth/authorize/continue")
-        .header(ContentType::Form)
-        .body(form(&[
-            ("csrf_token", &csrf_from(&html)),
-            ("login_verifier", &verifier_of(&html)),
-            ("decision", "allow"),
-        ]))
-        .dispatch()
-        .await;
-    error_page(again, Status::Conflict).await;
+    error_page(
+        post_consent(&d.app.client, &html, "allow").await,
+        Status::Conflict,
+    )
+    .await;
     problem(d.accept(&challenge, ada()).await, Status::Conflict).await;
     assert_eq!(d.app.count("SELECT count(*) FROM authorization_codes"), 1);
     // Unknown and malformed verifiers: the same kind of page.

@@ -11,6 +11,7 @@ mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::*;
 use rocket::http::{ContentType, Header, Status};
@@ -280,7 +281,6 @@ fn the_binary_redacts_credentials_at_every_log_setting() {
     use std::io::Read;
     use std::net::TcpStream;
     use std::process::Command;
-    use std::time::{Duration, Instant};
 
     let piece = |p: &str| {
         format!(
@@ -382,6 +382,24 @@ struct RawResponse {
     body: String,
 }
 
+impl RawClient {
+    /// A client of the server at `addr`, once it accepts connections.
+    fn once_up(addr: std::net::SocketAddr) -> RawClient {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server came up at {addr}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        RawClient {
+            addr,
+            cookies: Default::default(),
+        }
+    }
+}
+
 impl RawResponse {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -458,7 +476,6 @@ fn cli(db: &TestDb, args: &[&str], stdin: &str) -> String {
 #[test]
 fn a_real_kit_install_at_trace_leaves_no_cookie_code_or_token_in_the_log() {
     use std::process::Command;
-    use std::time::{Duration, Instant};
     let db = TestDb::new();
     cli(
         &db,
@@ -501,15 +518,7 @@ fn a_real_kit_install_at_trace_leaves_no_cookie_code_or_token_in_the_log() {
     ];
     for env in settings {
         let (mut child, addr) = spawn_server(&db, env);
-        let mut c = RawClient {
-            addr,
-            cookies: Default::default(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(c.addr).is_err() {
-            assert!(Instant::now() < deadline, "the server came up ({env:?})");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut c = RawClient::once_up(addr);
         let form_ct = "Content-Type: application/x-www-form-urlencoded\r\n";
         let authorize = format!(
             "/t/acme/oauth/authorize?{}",
@@ -606,7 +615,6 @@ fn a_real_kit_install_at_trace_leaves_no_cookie_code_or_token_in_the_log() {
 /// cookie and the login key never reach stderr.
 #[test]
 fn a_delegated_sign_in_at_trace_leaves_no_challenge_verifier_or_binding_in_the_log() {
-    use std::time::{Duration, Instant};
     let db = TestDb::new();
     cli(
         &db,
@@ -655,15 +663,7 @@ fn a_delegated_sign_in_at_trace_leaves_no_challenge_verifier_or_binding_in_the_l
     let key = key["key"].as_str().unwrap().to_string();
     let env = [("KITAUTH_LOG", "trace"), ("ROCKET_LOG_LEVEL", "debug")];
     let (mut child, addr) = spawn_server(&db, &env);
-    let mut c = RawClient {
-        addr,
-        cookies: Default::default(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(c.addr).is_err() {
-        assert!(Instant::now() < deadline, "the server came up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut c = RawClient::once_up(addr);
     let authorize = format!(
         "/t/acme/oauth/authorize?{}",
         form(&[

@@ -5,6 +5,7 @@
 //! itself is `GET`/`PUT /sign-in` (`read`/`write`).
 
 use chrono::{DateTime, Utc};
+use diesel::PgConnection;
 use rocket::{delete, get, post, put, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,7 +16,7 @@ use crate::config::AppConfig;
 use crate::db::models::end_user::{valid_email, valid_subject};
 use crate::db::models::login::{Acceptance, DecideError, Decided, Rejection};
 use crate::db::models::tenant::CreatorSignin;
-use crate::db::models::{App, EndUser, LoginRequest, Tenant};
+use crate::db::models::{App, EndUser, LoginRequest, NewAuditEvent, Tenant};
 use crate::db::Db;
 
 /// A login request as the login service sees it.
@@ -298,15 +299,36 @@ pub async fn accept(
 ) -> ApiResult {
     let _ = t;
     let acceptance = check_accept(&body.value)?;
+    decide(
+        &key,
+        db,
+        config,
+        challenge,
+        "login.accepted",
+        move |conn, t, c, audit| {
+            LoginRequest::accept(conn, t, c, &acceptance, audit).map(|(d, _)| d)
+        },
+    )
+    .await
+}
+
+/// Runs a decision on `challenge` (with its audit row) and answers where
+/// the browser goes next.
+async fn decide(
+    key: &LoginKey,
+    db: &Db,
+    config: &AppConfig,
+    challenge: &str,
+    action: &str,
+    decision: impl FnOnce(&mut PgConnection, i64, &str, NewAuditEvent) -> Result<Decided, DecideError>
+        + Send
+        + 'static,
+) -> ApiResult {
     let tenant_id = key.tenant_id();
-    let audit = key.audit("login.accepted", "login_request", 0, serde_json::json!({}));
+    let audit = key.audit(action, "login_request", 0, serde_json::json!({}));
     let challenge = challenge.to_string();
     let decided = db
-        .run(move |conn| {
-            LoginRequest::accept(conn, tenant_id, &challenge, &acceptance, audit)
-                .map(|(d, _)| d)
-                .map_err(decide_problem)
-        })
+        .run(move |conn| decision(conn, tenant_id, &challenge, audit).map_err(decide_problem))
         .await?;
     Ok(Answer::ok(redirect_to(config, &key.tenant.slug, &decided)))
 }
@@ -343,16 +365,15 @@ pub async fn reject(
 ) -> ApiResult {
     let _ = t;
     let rejection = check_reject(&body.value)?;
-    let tenant_id = key.tenant_id();
-    let audit = key.audit("login.rejected", "login_request", 0, serde_json::json!({}));
-    let challenge = challenge.to_string();
-    let decided = db
-        .run(move |conn| {
-            LoginRequest::reject(conn, tenant_id, &challenge, &rejection, audit)
-                .map_err(decide_problem)
-        })
-        .await?;
-    Ok(Answer::ok(redirect_to(config, &key.tenant.slug, &decided)))
+    decide(
+        &key,
+        db,
+        config,
+        challenge,
+        "login.rejected",
+        move |conn, t, c, audit| LoginRequest::reject(conn, t, c, &rejection, audit),
+    )
+    .await
 }
 
 /// Ends every remembered login of a subject: its next install goes

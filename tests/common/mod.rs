@@ -277,9 +277,13 @@ pub async fn tokens_of(resp: LocalResponse<'_>) -> Tokens {
 }
 
 pub fn seed_tenant(app: &TestApp, slug: &str) -> Seed {
-    let mut conn = app.conn();
+    seed_in(&mut app.conn(), slug)
+}
+
+/// `seed_tenant` on any connection (a test that runs the real server).
+pub fn seed_in(conn: &mut PgConnection, slug: &str) -> Seed {
     let tenant = Tenant::create(
-        &mut conn,
+        conn,
         &NewTenant {
             slug,
             name: &format!("Tenant {slug}"),
@@ -287,7 +291,7 @@ pub fn seed_tenant(app: &TestApp, slug: &str) -> Seed {
     )
     .unwrap();
     let (kit_app, secret) = kitauth::cli::create_app(
-        &mut conn,
+        conn,
         tenant.id,
         "Acme for Kit",
         vec![],
@@ -296,13 +300,7 @@ pub fn seed_tenant(app: &TestApp, slug: &str) -> Seed {
     .unwrap();
     let password = "correct horse battery".to_string();
     let hash = kitauth::crypto::hash_password(&password, 4).unwrap();
-    let user = EndUser::create(
-        &mut conn,
-        tenant.id,
-        &format!("creator@{slug}.example"),
-        &hash,
-    )
-    .unwrap();
+    let user = EndUser::create(conn, tenant.id, &format!("creator@{slug}.example"), &hash).unwrap();
     Seed {
         tenant,
         app: kit_app,
@@ -525,6 +523,32 @@ pub fn basic_auth(id: &str, secret: &str) -> Header<'static> {
 }
 
 /// A free port on loopback, for a server a test starts.
+/// The real server on a free loopback port (its `public_url` is that
+/// address), with `adjust` applied to the test settings; its base URL once
+/// `/healthz` answers.
+pub async fn serve(db: &TestDb, adjust: impl FnOnce(Figment) -> Figment) -> String {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let figment = adjust(
+        test_figment(db)
+            .merge(("address", "127.0.0.1"))
+            .merge(("port", port))
+            .merge(("public_url", base.clone())),
+    );
+    let rocket = kitauth::build(figment).expect("build the server");
+    tokio::spawn(async move { rocket.launch().await });
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kitauth came up at {base}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    base
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -104,6 +104,22 @@ pub struct Decided {
     pub verifier: String,
 }
 
+/// The tenant's login request whose `$column` is the digest of `$value`,
+/// a credential of `$kind` (anything else is no request).
+macro_rules! find_by {
+    ($conn:expr, $tenant_id:expr, $column:ident, $kind:expr, $value:expr) => {{
+        if !crypto::looks_like($kind, $value) {
+            return Ok(None);
+        }
+        login_requests::table
+            .filter(login_requests::tenant_id.eq($tenant_id))
+            .filter(login_requests::$column.eq(crypto::digest($value)))
+            .select(LoginRequest::as_select())
+            .first($conn)
+            .optional()
+    }};
+}
+
 /// Pending requests of a tenant: not completed and not expired.
 macro_rules! pending_of {
     ($tenant_id:expr) => {
@@ -147,15 +163,13 @@ impl LoginRequest {
         tenant_id: i64,
         challenge: &str,
     ) -> QueryResult<Option<LoginRequest>> {
-        if !crypto::looks_like(TokenKind::LoginChallenge, challenge) {
-            return Ok(None);
-        }
-        login_requests::table
-            .filter(login_requests::tenant_id.eq(tenant_id))
-            .filter(login_requests::challenge_digest.eq(crypto::digest(challenge)))
-            .select(LoginRequest::as_select())
-            .first(conn)
-            .optional()
+        find_by!(
+            conn,
+            tenant_id,
+            challenge_digest,
+            TokenKind::LoginChallenge,
+            challenge
+        )
     }
 
     /// The tenant's login request of a verifier (the browser's return).
@@ -164,15 +178,40 @@ impl LoginRequest {
         tenant_id: i64,
         verifier: &str,
     ) -> QueryResult<Option<LoginRequest>> {
-        if !crypto::looks_like(TokenKind::LoginVerifier, verifier) {
-            return Ok(None);
+        find_by!(
+            conn,
+            tenant_id,
+            verifier_digest,
+            TokenKind::LoginVerifier,
+            verifier
+        )
+    }
+
+    /// Locks the tenant's undecided, unexpired request of `challenge` for
+    /// the rest of the transaction: racing decisions wait here, and once
+    /// the winner commits they see it decided. Else why it cannot be.
+    fn lock_undecided(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        challenge: &str,
+    ) -> Result<i64, DecideError> {
+        if !crypto::looks_like(TokenKind::LoginChallenge, challenge) {
+            return Err(DecideError::Unknown);
         }
-        login_requests::table
+        let locked: Option<i64> = login_requests::table
             .filter(login_requests::tenant_id.eq(tenant_id))
-            .filter(login_requests::verifier_digest.eq(crypto::digest(verifier)))
-            .select(LoginRequest::as_select())
+            .filter(login_requests::challenge_digest.eq(crypto::digest(challenge)))
+            .filter(login_requests::accepted_at.is_null())
+            .filter(login_requests::rejected_at.is_null())
+            .filter(login_requests::expires_at.gt(diesel::dsl::now))
+            .select(login_requests::id)
+            .for_update()
             .first(conn)
-            .optional()
+            .optional()?;
+        match locked {
+            Some(id) => Ok(id),
+            None => Err(LoginRequest::why_undecidable(conn, tenant_id, challenge)?),
+        }
     }
 
     /// Why `challenge` could not be decided, read after the guarded update
@@ -204,27 +243,10 @@ impl LoginRequest {
         acceptance: &Acceptance,
         audit: NewAuditEvent,
     ) -> Result<(Decided, EndUser), DecideError> {
-        if !crypto::looks_like(TokenKind::LoginChallenge, challenge) {
-            return Err(DecideError::Unknown);
-        }
         conn.transaction(|conn| {
+            // The request's row first: only the winner writes a creator.
+            let request_id = LoginRequest::lock_undecided(conn, tenant_id, challenge)?;
             let verifier = crypto::generate(TokenKind::LoginVerifier);
-            // The request's row first, locked: racing accepts wait here,
-            // and once the winner commits they see it decided, so only the
-            // winner writes a creator.
-            let won: Option<i64> = login_requests::table
-                .filter(login_requests::tenant_id.eq(tenant_id))
-                .filter(login_requests::challenge_digest.eq(crypto::digest(challenge)))
-                .filter(login_requests::accepted_at.is_null())
-                .filter(login_requests::rejected_at.is_null())
-                .filter(login_requests::expires_at.gt(diesel::dsl::now))
-                .select(login_requests::id)
-                .for_update()
-                .first(conn)
-                .optional()?;
-            let Some(request_id) = won else {
-                return Err(LoginRequest::why_undecidable(conn, tenant_id, challenge)?);
-            };
             let user = EndUser::upsert_subject(
                 conn,
                 tenant_id,
@@ -271,31 +293,17 @@ impl LoginRequest {
         rejection: &Rejection,
         audit: NewAuditEvent,
     ) -> Result<Decided, DecideError> {
-        if !crypto::looks_like(TokenKind::LoginChallenge, challenge) {
-            return Err(DecideError::Unknown);
-        }
         conn.transaction(|conn| {
+            let request_id = LoginRequest::lock_undecided(conn, tenant_id, challenge)?;
             let verifier = crypto::generate(TokenKind::LoginVerifier);
-            let won: Option<i64> = diesel::update(
-                login_requests::table
-                    .filter(login_requests::tenant_id.eq(tenant_id))
-                    .filter(login_requests::challenge_digest.eq(crypto::digest(challenge)))
-                    .filter(login_requests::accepted_at.is_null())
-                    .filter(login_requests::rejected_at.is_null())
-                    .filter(login_requests::expires_at.gt(diesel::dsl::now)),
-            )
-            .set((
-                login_requests::rejected_at.eq(diesel::dsl::now),
-                login_requests::reject_error.eq(&rejection.error),
-                login_requests::reject_description.eq(&rejection.description),
-                login_requests::verifier_digest.eq(&verifier.digest),
-            ))
-            .returning(login_requests::id)
-            .get_result(conn)
-            .optional()?;
-            let Some(request_id) = won else {
-                return Err(LoginRequest::why_undecidable(conn, tenant_id, challenge)?);
-            };
+            diesel::update(login_requests::table.find(request_id))
+                .set((
+                    login_requests::rejected_at.eq(diesel::dsl::now),
+                    login_requests::reject_error.eq(&rejection.error),
+                    login_requests::reject_description.eq(&rejection.description),
+                    login_requests::verifier_digest.eq(&verifier.digest),
+                ))
+                .execute(conn)?;
             audit
                 .action("login.rejected")
                 .object("login_request", request_id)
