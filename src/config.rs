@@ -78,6 +78,14 @@ pub struct AppConfig {
     /// completed, not expired) at once; authorize answers 503 beyond.
     #[serde(default = "default_max_pending_login_requests")]
     pub max_pending_login_requests: i64,
+    /// Delegated sign-in: login requests one IP may start at a tenant in
+    /// 10 minutes; authorize answers 429 beyond.
+    #[serde(default = "default_login_requests_per_ip")]
+    pub login_requests_per_ip: usize,
+}
+
+fn default_login_requests_per_ip() -> usize {
+    100
 }
 
 fn default_max_pending_login_requests() -> i64 {

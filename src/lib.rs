@@ -85,6 +85,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
     );
     let janitor = janitor::Janitor::from_config(&config);
     let api_limits = api::ApiLimits::from_config(&config);
+    let login_starts = ratelimit::LoginStartLimits::new(config.login_requests_per_ip);
     Ok(rocket::custom(figment)
         .manage(Db::new(pool))
         .manage(config)
@@ -96,6 +97,7 @@ pub fn build(figment: Figment) -> Result<Rocket<Build>, String> {
         .manage(ratelimit::AttemptLimiter::default())
         .manage(client_auth_limits)
         .manage(api_limits)
+        .manage(login_starts)
         .manage(Metrics::default())
         .manage(stats::TokenStats::default())
         .manage(admin::reveal::Reveals::default())

@@ -233,6 +233,44 @@ fn command_line_errors_are_one_clear_line_and_non_zero() {
             "long enough pw\n",
             "valid email",
         ),
+        (
+            vec![
+                "tenant",
+                "sign-in",
+                "--tenant",
+                "acme",
+                "--mode",
+                "delegated",
+            ],
+            "",
+            "login_url: delegated sign-in needs the URL of your login page",
+        ),
+        (
+            vec![
+                "tenant",
+                "sign-in",
+                "--tenant",
+                "acme",
+                "--mode",
+                "delegated",
+                "--login-url",
+                "http://login.example/",
+            ],
+            "",
+            "https://",
+        ),
+        (
+            vec!["tenant", "sign-in", "--tenant", "acme", "--mode", "sso"],
+            "",
+            "hosted or delegated",
+        ),
+        (
+            vec![
+                "tenant", "sign-in", "--tenant", "nobody", "--mode", "hosted",
+            ],
+            "",
+            "unknown tenant",
+        ),
     ];
     for (args, stdin, expected) in cases {
         let out = kitauth(Some(&db), &args, stdin, &[]);
@@ -253,6 +291,41 @@ fn command_line_errors_are_one_clear_line_and_non_zero() {
     );
     let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert!(v["error"].as_str().unwrap().contains("unknown tenant"));
+    // Nothing was changed by the refused sign-in choices; a good one is
+    // printed, in JSON too, and back to hosted clears the URL.
+    let out = kitauth(
+        Some(&db),
+        &[
+            "--json",
+            "tenant",
+            "sign-in",
+            "--tenant",
+            "acme",
+            "--mode",
+            "delegated",
+            "--login-url",
+            "https://login.acme.example/kit",
+        ],
+        "",
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["creator_signin"], "delegated");
+    assert_eq!(v["login_url"], "https://login.acme.example/kit");
+    let out = kitauth(
+        Some(&db),
+        &[
+            "--json", "tenant", "sign-in", "--tenant", "acme", "--mode", "hosted",
+        ],
+        "",
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"slug": "acme", "creator_signin": "hosted", "login_url": null})
+    );
 }
 
 #[test]

@@ -1098,3 +1098,239 @@ async fn the_sign_in_choice_is_checked_and_hosted_pages_step_aside() {
         Status::Ok
     );
 }
+
+#[rocket::async_test]
+async fn one_address_cannot_fill_the_tenants_pending_requests() {
+    let d = delegated_with(|f| f.merge(("login_requests_per_ip", 3))).await;
+    let path = authorize_path(&d.seed, &[("state", "xyz")]);
+    let from = |ip: &str| {
+        d.app
+            .client
+            .get(path.clone())
+            .remote(format!("{ip}:5000").parse().unwrap())
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            from("198.51.100.7").dispatch().await.status(),
+            Status::Found
+        );
+    }
+    let resp = from("198.51.100.7").dispatch().await;
+    assert!(resp.headers().get_one("Retry-After").is_some());
+    error_page(resp, Status::TooManyRequests).await;
+    assert_eq!(d.app.count("SELECT count(*) FROM login_requests"), 3);
+    // Another address is not held up.
+    assert_eq!(
+        from("198.51.100.8").dispatch().await.status(),
+        Status::Found
+    );
+}
+
+#[rocket::async_test]
+async fn revoking_a_subject_reaches_the_requests_already_in_flight() {
+    let d = delegated().await;
+    let mut body = ada();
+    body["remember_for"] = json!(3600);
+    d.install(&d.app.client, body.clone()).await;
+    // Remembered when the request starts, forgotten by the time the login
+    // service asks: the answer is read when asked.
+    let challenge = d.start(&d.app.client).await;
+    let sessions = "/t/acme/api/v1/subjects/user-8841/sessions";
+    assert_eq!(
+        api(&d.app.client, "DELETE", sessions, &d.login, None)
+            .await
+            .status(),
+        Status::Ok
+    );
+    assert_eq!(
+        d.login_request(&challenge).await["remembered_subject"],
+        Value::Null
+    );
+    // Accepted with remember_for, revoked before the browser is back: the
+    // install completes, and nothing is remembered.
+    let to = d.accepted(&challenge, body.clone()).await;
+    assert_eq!(
+        api(&d.app.client, "DELETE", sessions, &d.login, None)
+            .await
+            .status(),
+        Status::Ok
+    );
+    let resp = follow(&d.app.client, &to).await;
+    assert_eq!(resp.status(), Status::Found, "consented before");
+    assert_eq!(d.app.count("SELECT count(*) FROM login_sessions"), 0);
+    // All installs revoked while a request is on its way back: no code.
+    let challenge = d.start(&d.app.client).await;
+    let to = d.accepted(&challenge, body).await;
+    let creator = d
+        .app
+        .count("SELECT id FROM end_users WHERE subject = 'user-8841'");
+    let revoke = format!("/t/acme/api/v1/creators/{creator}/installs/revoke");
+    assert_eq!(
+        api(&d.app.client, "POST", &revoke, &d.admin, None)
+            .await
+            .status(),
+        Status::Ok
+    );
+    let codes = d.app.count("SELECT count(*) FROM authorization_codes");
+    error_page(follow(&d.app.client, &to).await, Status::Gone).await;
+    assert_eq!(
+        d.app.count("SELECT count(*) FROM authorization_codes"),
+        codes
+    );
+}
+
+#[rocket::async_test]
+async fn leaving_delegated_mode_ends_its_requests_and_remembered_logins() {
+    let d = delegated().await;
+    let mut body = ada();
+    body["remember_for"] = json!(3600);
+    d.install(&d.app.client, body.clone()).await;
+    let challenge = d.start(&d.app.client).await;
+    let to = d.accepted(&challenge, body).await;
+    let hosted = json!({"creator_signin": "hosted"});
+    let resp = api(
+        &d.app.client,
+        "PUT",
+        "/t/acme/api/v1/sign-in",
+        &d.admin,
+        Some(hosted),
+    )
+    .await;
+    assert_eq!(resp.status(), Status::Ok);
+    error_page(follow(&d.app.client, &to).await, Status::Gone).await;
+    assert_eq!(d.app.count("SELECT count(*) FROM login_sessions"), 0);
+    assert_eq!(
+        d.app.count(
+            "SELECT count(*) FROM login_requests WHERE completed_at IS NULL AND expires_at > now()"
+        ),
+        0
+    );
+}
+
+#[rocket::async_test]
+async fn a_remembered_login_gets_a_new_binding_cookie() {
+    let d = delegated().await;
+    let challenge = d.start(&d.app.client).await;
+    let before = d
+        .app
+        .client
+        .cookies()
+        .get("kitauth_browser")
+        .unwrap()
+        .value()
+        .to_string();
+    let mut body = ada();
+    body["remember_for"] = json!(3600);
+    let to = d.accepted(&challenge, body).await;
+    let resp = follow(&d.app.client, &to).await;
+    allow(&d.app.client, resp).await;
+    let after = d
+        .app
+        .client
+        .cookies()
+        .get("kitauth_browser")
+        .unwrap()
+        .value()
+        .to_string();
+    assert_ne!(
+        before, after,
+        "the value known before the sign-in is not the remembered one"
+    );
+    // The old value (planted in another browser, say) is nobody.
+    let other = d.other_browser().await;
+    let resp = other
+        .get(authorize_path(
+            &d.seed,
+            &[("state", "xyz"), ("scope", "public")],
+        ))
+        .cookie(rocket::http::Cookie::new("kitauth_browser", before))
+        .dispatch()
+        .await;
+    let challenge = query_param(
+        resp.headers().get_one("Location").unwrap(),
+        "login_challenge",
+    )
+    .unwrap();
+    assert_eq!(
+        d.login_request(&challenge).await["remembered_subject"],
+        Value::Null
+    );
+    // The new one is the subject.
+    let challenge = d.start(&d.app.client).await;
+    assert_eq!(
+        d.login_request(&challenge).await["remembered_subject"],
+        "user-8841"
+    );
+}
+
+#[rocket::async_test]
+async fn a_disabled_creator_cannot_be_accepted_and_hidden_characters_are_refused() {
+    let d = delegated().await;
+    d.install(&d.app.client, ada()).await;
+    let creator = d
+        .app
+        .count("SELECT id FROM end_users WHERE subject = 'user-8841'");
+    let path = format!("/t/acme/api/v1/creators/{creator}/disable");
+    assert_eq!(
+        api(&d.app.client, "POST", &path, &d.admin, None)
+            .await
+            .status(),
+        Status::Ok
+    );
+    let challenge = d.start(&d.app.client).await;
+    let mut renamed = ada();
+    renamed["name"] = json!("Someone Else");
+    let p = problem(d.accept(&challenge, renamed).await, Status::Conflict).await;
+    assert!(
+        p["type"].as_str().unwrap().ends_with("creator-disabled"),
+        "{p}"
+    );
+    assert_eq!(
+        d.app
+            .count("SELECT count(*) FROM end_users WHERE name = 'Ada Creator'"),
+        1,
+        "nothing written"
+    );
+    assert_eq!(d.login_request(&challenge).await["status"], "pending");
+    for (body, field) in [
+        (json!({"subject": "user\u{200B}1"}), "subject"),
+        (json!({"subject": "user\u{202E}1"}), "subject"),
+        (json!({"subject": "a\u{2028}b"}), "subject"),
+        (
+            json!({"subject": "ok", "name": "Ada\u{202E}rotaerC"}),
+            "name",
+        ),
+        (json!({"subject": "ok", "name": "\u{E000}"}), "name"),
+    ] {
+        let p = problem(
+            d.accept(&challenge, body.clone()).await,
+            Status::UnprocessableEntity,
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], field, "{body}");
+    }
+}
+
+#[rocket::async_test]
+async fn an_uninstall_forgets_the_consent() {
+    let d = delegated().await;
+    let code = d.install(&d.app.client, ada()).await;
+    let t = tokens_of(kit_exchange(&d.app, &d.seed, &code).await).await;
+    let resp = d
+        .app
+        .client
+        .post("/t/acme/oauth/revoke")
+        .header(ContentType::Form)
+        .body(json!({"client_id": d.seed.app.client_id, "client_secret": d.seed.client_secret, "token": t.access_token}).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Ok);
+    assert_eq!(d.app.count("SELECT count(*) FROM consents"), 0);
+    let challenge = d.start(&d.app.client).await;
+    let to = d.accepted(&challenge, ada()).await;
+    assert_eq!(
+        follow(&d.app.client, &to).await.status(),
+        Status::Ok,
+        "asked again"
+    );
+}

@@ -32,7 +32,8 @@ CREATE UNIQUE INDEX end_users_subject_key ON end_users (tenant_id, subject) WHER
 -- A login request: an authorization request waiting for the tenant's login
 -- service. Only digests of the challenge, the verifier (issued on accept)
 -- and the browser-binding cookie are stored; everything needed to resume
--- the authorization request is here.
+-- the authorization request is here. Whom the browser is remembered as is
+-- read when the login service asks (login_sessions), never copied here.
 CREATE TABLE login_requests (
     id BIGSERIAL PRIMARY KEY,
     tenant_id BIGINT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
@@ -44,7 +45,6 @@ CREATE TABLE login_requests (
     scopes TEXT[] NOT NULL,
     state TEXT,
     code_challenge TEXT,
-    remembered_end_user_id BIGINT REFERENCES end_users (id) ON DELETE SET NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     expires_at TIMESTAMPTZ NOT NULL,
     -- Accepted: who the login service says this is.
@@ -65,7 +65,6 @@ CREATE TABLE login_requests (
 CREATE INDEX login_requests_tenant_expires_idx ON login_requests (tenant_id, expires_at);
 CREATE INDEX login_requests_expires_idx ON login_requests (expires_at);
 CREATE INDEX login_requests_end_user_idx ON login_requests (end_user_id);
-CREATE INDEX login_requests_remembered_idx ON login_requests (remembered_end_user_id);
 
 -- A remembered login: this browser (the digest of its binding cookie) is
 -- this subject on this tenant until expires_at (at most 30 days).

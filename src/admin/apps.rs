@@ -305,14 +305,7 @@ pub async fn new_post(
     let audit = ctx.audit("app.created");
     let (app, secret) = db
         .run(move |conn| {
-            conn.transaction(|conn| -> Result<_, Error> {
-                let (app, secret) = App::create_with_first_secret(conn, tenant_id, &settings)?;
-                audit
-                    .object("app", app.id)
-                    .details(json!({"name": app.name, "client_id": app.client_id}))
-                    .insert(conn)?;
-                Ok((app, secret))
-            })
+            App::create_audited(conn, tenant_id, &settings, audit).map_err(Error::from)
         })
         .await?;
     Ok(reveal_redirect(
@@ -472,11 +465,14 @@ pub async fn edit_post(
             )))
         }
     };
-    let app_id = app.id;
+    let (tenant_id, app_id) = (ctx.tenant.id, app.id);
     let audit = ctx.audit("app.updated");
     db.run(move |conn| {
         conn.transaction(|conn| -> Result<_, Error> {
-            App::update_audited(conn, &app, &settings, audit)?;
+            // Locked and read again: the audit compares with the app as it
+            // is now, not as this page read it.
+            let current = App::find_for_update(conn, tenant_id, app_id)?.ok_or(Error::NotFound)?;
+            App::update_audited(conn, &current, &settings, audit)?;
             Ok(())
         })
     })

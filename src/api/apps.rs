@@ -298,15 +298,8 @@ pub async fn create(
             idem.0.as_deref(),
             &digest,
             |conn| {
-                let (app, secret) = App::create_with_first_secret(conn, caller.tenant_id(), &s)?;
-                caller
-                    .audit(
-                        "app.created",
-                        "app",
-                        app.id,
-                        json!({"name": app.name, "client_id": app.client_id}),
-                    )
-                    .insert(conn)?;
+                let audit = caller.audit("app.created", "app", 0, json!({}));
+                let (app, secret) = App::create_audited(conn, caller.tenant_id(), &s, audit)?;
                 let view = AppCreated {
                     app: AppView::of(&config, &caller.tenant.slug, &app),
                     client_secret: Some(secret),

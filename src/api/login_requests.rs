@@ -13,10 +13,10 @@ use utoipa::ToSchema;
 use super::{Answer, ApiJson, ApiResult, LoginKey, Problem, ReadKey, WriteKey};
 use crate::auth::TenantCache;
 use crate::config::AppConfig;
-use crate::db::models::end_user::{valid_email, valid_subject};
+use crate::db::models::end_user::{valid_email, valid_name, valid_subject};
 use crate::db::models::login::{Acceptance, DecideError, Decided, Rejection};
 use crate::db::models::tenant::CreatorSignin;
-use crate::db::models::{App, EndUser, LoginRequest, NewAuditEvent, Tenant};
+use crate::db::models::{App, LoginRequest, LoginSession, NewAuditEvent, Tenant};
 use crate::db::Db;
 
 /// A login request as the login service sees it.
@@ -130,7 +130,7 @@ fn check_accept(a: &AcceptLogin) -> Result<Acceptance, Problem> {
     if !valid_subject(&a.subject) {
         return Err(Problem::invalid(
             "subject",
-            "1 to 255 printable characters, no white space at either end",
+            "1 to 255 printable characters (no control, format or private-use ones), no space at either end",
         ));
     }
     let email = a.email.as_deref().map(str::trim);
@@ -138,13 +138,8 @@ fn check_accept(a: &AcceptLogin) -> Result<Acceptance, Problem> {
         return Err(Problem::invalid("email", "not a valid email address"));
     }
     let name = a.name.as_deref().map(str::trim);
-    if name
-        .is_some_and(|n| n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control))
-    {
-        return Err(Problem::invalid(
-            "name",
-            "1 to 200 characters, no control characters",
-        ));
+    if name.is_some_and(|n| !valid_name(n)) {
+        return Err(Problem::invalid("name", "1 to 200 printable characters"));
     }
     if a.remember_for.is_some_and(|s| s < 0) {
         return Err(Problem::invalid("remember_for", "seconds, 0 or more"));
@@ -194,6 +189,13 @@ fn decide_problem(e: DecideError) -> Problem {
             "Login request decided already",
             "this login request was accepted or rejected already",
         ),
+        DecideError::Disabled => Problem::new(
+            rocket::http::Status::Conflict,
+            "creator-disabled",
+            "Creator disabled",
+            "the creator of this subject is disabled in kitauth; enable it in the dashboard first",
+        )
+        .with_field("subject", "this subject's creator is disabled"),
         DecideError::Db(e) => Problem::from(e),
     }
 }
@@ -248,10 +250,10 @@ pub async fn get(t: &str, challenge: &str, key: LoginKey, db: &State<Db>) -> Api
             let r = LoginRequest::find_by_challenge(conn, tenant_id, &challenge)?
                 .ok_or_else(Problem::not_found)?;
             let app = App::find(conn, tenant_id, r.app_id)?.ok_or_else(Problem::not_found)?;
-            let remembered = match r.remembered_end_user_id {
-                Some(id) => EndUser::find(conn, tenant_id, id)?.and_then(|u| u.subject),
-                None => None,
-            };
+            // Read now, not when the request was made: a login revoked
+            // since, expired or of a disabled creator is no longer known.
+            let remembered = LoginSession::remembered(conn, tenant_id, &r.browser_digest)?
+                .and_then(|u| u.subject);
             Ok(LoginRequestView {
                 app_name: app.name,
                 client_id: app.client_id,

@@ -244,7 +244,6 @@ diesel::table! {
         scopes -> Array<Text>,
         state -> Nullable<Text>,
         code_challenge -> Nullable<Text>,
-        remembered_end_user_id -> Nullable<Int8>,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         accepted_at -> Nullable<Timestamptz>,

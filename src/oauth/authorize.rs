@@ -35,6 +35,7 @@ pub struct Hosted<'r> {
     /// The caller's address, `""` when unknown (throttling keys).
     pub ip: Option<String>,
     pub limiter: &'r RateLimiter,
+    pub login_starts: &'r crate::ratelimit::LoginStartLimits,
 }
 
 #[rocket::async_trait]
@@ -48,10 +49,11 @@ impl<'r> FromRequest<'r> for Hosted<'r> {
             Outcome::Error((s, _)) => return Outcome::Error((s, ())),
         };
         let rocket = req.rocket();
-        let (Some(db), Some(config), Some(limiter)) = (
+        let (Some(db), Some(config), Some(limiter), Some(login_starts)) = (
             rocket.state::<Db>(),
             rocket.state::<AppConfig>(),
             rocket.state::<RateLimiter>(),
+            rocket.state::<crate::ratelimit::LoginStartLimits>(),
         ) else {
             return Outcome::Error((Status::InternalServerError, ()));
         };
@@ -62,6 +64,7 @@ impl<'r> FromRequest<'r> for Hosted<'r> {
             cookies: req.cookies(),
             ip: client_ip(req),
             limiter,
+            login_starts,
         })
     }
 }
@@ -81,6 +84,8 @@ pub enum PageResponse {
     /// `429` with `Retry-After` (seconds).
     #[response(status = 429)]
     Throttled(Template, Header<'static>),
+    /// An error page with a header (`Retry-After` on a 429 page).
+    ErrorWith(PageError, Header<'static>),
     Error(PageError),
 }
 

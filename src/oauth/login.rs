@@ -17,15 +17,16 @@ use rocket::response::Redirect;
 use rocket::{get, post};
 
 use super::authorize::{
-    consent_page, redirect_with, registered_redirect_uri, store_code, AuthRequest, Hosted,
-    PageResponse,
+    consent_page, redirect_with, registered_redirect_uri, retry_after, store_code, AuthRequest,
+    Hosted, PageResponse,
 };
 use crate::auth::{CsrfForm, CsrfToken};
 use crate::crypto::{self, TokenKind};
-use crate::db::models::login::{NewLoginRequest, LOGIN_REQUEST_TTL_SECS};
+use crate::db::models::login::{NewLoginRequest, LOGIN_REQUEST_TTL_SECS, MAX_REMEMBER_SECS};
 use crate::db::models::{App, Consent, EndUser, LoginRequest, LoginSession};
 use crate::error::{Error, ErrorCode, PageError};
 use crate::input::Text;
+use crate::ratelimit::LimitKey;
 
 /// The cookie that binds login requests to one browser, scoped to the
 /// tenant's path. Its value is random; only its digest is stored.
@@ -36,21 +37,23 @@ pub const BROWSER_COOKIE: &str = "kitauth_browser";
 const KIT_HOME: &str = "https://app.kit.com/";
 
 /// The browser-binding cookie of this tenant: the one the browser sent
-/// when it is well-formed, else a new one (set on the answer).
+/// when it is well-formed, else a new one. Set on the answer either way,
+/// so that it lives 30 days from its latest use.
 fn browser_binding(cookies: &CookieJar<'_>, slug: &str, secure: bool) -> String {
-    if let Some(v) = read_binding(cookies) {
-        return v;
-    }
-    let value = crypto::generate(TokenKind::Browser).value;
-    let cookie = Cookie::build((BROWSER_COOKIE, value.clone()))
+    let value = read_binding(cookies).unwrap_or_else(|| crypto::generate(TokenKind::Browser).value);
+    set_binding(cookies, slug, secure, value.clone());
+    value
+}
+
+fn set_binding(cookies: &CookieJar<'_>, slug: &str, secure: bool, value: String) {
+    let cookie = Cookie::build((BROWSER_COOKIE, value))
         .path(format!("/t/{slug}"))
         .http_only(true)
         .secure(secure)
         .same_site(SameSite::Lax)
-        .max_age(rocket::time::Duration::days(30))
+        .max_age(rocket::time::Duration::seconds(MAX_REMEMBER_SECS))
         .build();
     cookies.add(cookie);
-    value
 }
 
 fn read_binding(cookies: &CookieJar<'_>) -> Option<String> {
@@ -63,6 +66,20 @@ fn read_binding(cookies: &CookieJar<'_>) -> Option<String> {
 /// Authorize in delegated mode: stores the login request of `req`, bound
 /// to this browser, and redirects to the tenant's login page.
 pub async fn start(hosted: &Hosted<'_>, req: &AuthRequest, login_url: &str) -> PageResponse {
+    let keys = [LimitKey::LoginStartIp(hosted.tenant.id, hosted.addr())];
+    if let Some(wait) = hosted.login_starts.0.blocked(&keys) {
+        let page = PageError::new(
+            Status::TooManyRequests,
+            "Too many sign-ins",
+            format!(
+                "Too many sign-ins were started from your network. Try again in {} minutes.",
+                wait.as_secs().div_ceil(60)
+            ),
+        )
+        .with_back("Back to Kit", KIT_HOME);
+        return PageResponse::ErrorWith(page, retry_after(wait));
+    }
+    hosted.login_starts.0.record_failure(&keys);
     let binding = browser_binding(
         hosted.cookies,
         &hosted.tenant.slug,
@@ -75,7 +92,6 @@ pub async fn start(hosted: &Hosted<'_>, req: &AuthRequest, login_url: &str) -> P
     let stored = hosted
         .db
         .run(move |conn| {
-            let remembered = LoginSession::remembered(conn, tenant_id, &browser_digest)?;
             let new = NewLoginRequest {
                 tenant_id,
                 app_id: req.app.id,
@@ -86,7 +102,6 @@ pub async fn start(hosted: &Hosted<'_>, req: &AuthRequest, login_url: &str) -> P
                 scopes: req.scopes.clone(),
                 state: req.state.clone(),
                 code_challenge: req.code_challenge.clone(),
-                remembered_end_user_id: remembered.map(|u| u.id),
                 expires_at: Utc::now() + Duration::seconds(LOGIN_REQUEST_TTL_SECS),
             };
             LoginRequest::create_bounded(conn, new, max_pending).map_err(Error::from)
@@ -232,16 +247,25 @@ enum Outcome {
     Disabled,
     /// Another tab or request completed it first.
     Spent,
+    /// The app was disabled, or its registration changed, since the return.
+    AppChanged(&'static str),
 }
 
 /// Spends the login request and, when allowed, makes the code, remembers
 /// the consent and the login as asked: one transaction, so a request
 /// completes once, with everything or nothing.
+///
+/// The app is read again in the transaction (and locked): disabled or
+/// changed since the return's checks, no code. A remembered login is
+/// stored under `rebind`, the digest of the binding cookie the browser gets
+/// now, so that a binding value known before the sign-in (planted, say)
+/// is never the one the subject is remembered by.
 fn finish(
     conn: &mut PgConnection,
     r: &Resumed,
     decision: Result<bool, (String, Option<String>)>,
     ip: Option<String>,
+    rebind: &[u8],
 ) -> diesel::QueryResult<Outcome> {
     let tenant_id = r.login.tenant_id;
     if !LoginRequest::complete(conn, tenant_id, r.login.id)? {
@@ -252,20 +276,19 @@ fn finish(
         (Ok(_), None) => return Ok(Outcome::Disabled),
         (Ok(remember), Some(user)) => (user, remember),
     };
-    let Some(code) = store_code(conn, tenant_id, &r.req, user.id, ip)? else {
+    let app = App::find_for_update(conn, tenant_id, r.login.app_id)?;
+    let req = match resumed_request(app, &r.login) {
+        Ok(req) => req,
+        Err(why) => return Ok(Outcome::AppChanged(why)),
+    };
+    let Some(code) = store_code(conn, tenant_id, &req, user.id, ip)? else {
         return Ok(Outcome::Disabled);
     };
     if remember_consent {
-        Consent::remember(conn, tenant_id, r.req.app.id, user.id, &r.req.scopes)?;
+        Consent::remember(conn, tenant_id, req.app.id, user.id, &req.scopes)?;
     }
     if let Some(secs) = r.login.remember_for_secs.filter(|s| *s > 0) {
-        LoginSession::remember(
-            conn,
-            tenant_id,
-            user.id,
-            &r.login.browser_digest,
-            i64::from(secs),
-        )?;
+        LoginSession::remember(conn, tenant_id, user.id, rebind, i64::from(secs))?;
     }
     Ok(Outcome::Code(code))
 }
@@ -277,11 +300,14 @@ async fn conclude(
     decision: Result<bool, (String, Option<String>)>,
 ) -> PageResponse {
     let ip = hosted.ip.clone();
+    let rebind = crypto::generate(TokenKind::Browser);
+    let digest = rebind.digest.clone();
     let (r, outcome) = match hosted
         .db
         .run(move |conn| {
-            let outcome =
-                crate::db::transaction(conn, |conn| finish(conn, &r, decision.clone(), ip.clone()));
+            let outcome = crate::db::transaction(conn, |conn| {
+                finish(conn, &r, decision.clone(), ip.clone(), &digest)
+            });
             outcome.map(|o| (r, o)).map_err(Error::from)
         })
         .await
@@ -290,7 +316,20 @@ async fn conclude(
         Err(e) => return e.into(),
     };
     match outcome {
-        Outcome::Code(code) => PageResponse::Redirect(r.req.redirect(&[("code", &code)])),
+        Outcome::Code(code) => {
+            if r.login.remember_for_secs.is_some_and(|s| s > 0) {
+                let (slug, secure) = (&hosted.tenant.slug, hosted.config.secure_cookies);
+                set_binding(hosted.cookies, slug, secure, rebind.value);
+            }
+            PageResponse::Redirect(r.req.redirect(&[("code", &code)]))
+        }
+        Outcome::AppChanged(why) => refused(
+            Status::BadRequest,
+            "The application has changed",
+            why,
+            &back_of(&r.login),
+        )
+        .into(),
         Outcome::Error(error, description) => {
             let mut pairs = vec![("error", error.as_str())];
             if let Some(d) = description.as_deref() {

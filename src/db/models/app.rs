@@ -234,6 +234,29 @@ impl App {
         })
     }
 
+    /// `create_with_first_secret` with its `app.created` audit row (the
+    /// settings, skip consent included, and the client id), in one
+    /// transaction; `audit` carries the caller (dashboard and API).
+    pub fn create_audited(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        settings: &AppSettings,
+        audit: crate::db::models::NewAuditEvent,
+    ) -> QueryResult<(App, String)> {
+        conn.transaction(|conn| {
+            let (app, secret) = App::create_with_first_secret(conn, tenant_id, settings)?;
+            let mut details = settings.audit_details();
+            details["name"] = app.name.clone().into();
+            details["client_id"] = app.client_id.clone().into();
+            audit
+                .action("app.created")
+                .object("app", app.id)
+                .merge_details(details)
+                .insert(conn)?;
+            Ok((app, secret))
+        })
+    }
+
     /// The app's entity tag for `If-Match`: changes with every update.
     pub fn etag(&self) -> String {
         format!("\"{:x}-{:x}\"", self.id, self.updated_at.timestamp_micros())

@@ -45,11 +45,41 @@ pub fn sub_of(id: i64, subject: Option<&str>) -> String {
     subject.map_or_else(|| id.to_string(), str::to_string)
 }
 
-/// A subject (delegated sign-in): 1 to 255 printable characters, no
-/// control characters and no white space at either end.
+/// A printable character of a subject or a name: the space, or a character
+/// that is neither a control, nor other white space (line and paragraph
+/// separators included), nor an invisible format character (zero-width,
+/// bidirectional overrides, tags), nor private-use or a non-character.
+/// Nothing a consent page or the dashboard shows can hide or reorder text.
+pub fn printable(c: char) -> bool {
+    c == ' '
+        || !(c.is_control()
+            || c.is_whitespace()
+            || matches!(c,
+                '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{FEFF}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{E000}'..='\u{F8FF}'
+                | '\u{FDD0}'..='\u{FDEF}'
+                | '\u{FFF0}'..='\u{FFFF}'
+                | '\u{E0000}'..='\u{E007F}'
+                | '\u{F0000}'..='\u{10FFFF}'))
+}
+
+/// `min` to `max` printable characters, no space at either end.
+fn printable_text(s: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&s.chars().count()) && s.chars().all(printable) && s.trim() == s
+}
+
+/// A subject (delegated sign-in): 1 to 255 printable characters, no space
+/// at either end.
 pub fn valid_subject(subject: &str) -> bool {
-    let n = subject.chars().count();
-    (1..=255).contains(&n) && !subject.chars().any(char::is_control) && subject.trim() == subject
+    printable_text(subject, 1, 255)
+}
+
+/// A creator's name (delegated sign-in): 1 to 200 printable characters.
+pub fn valid_name(name: &str) -> bool {
+    printable_text(name, 1, 200)
 }
 
 /// Normalises an email address for storage and look-up.

@@ -102,6 +102,16 @@ impl Grant {
         )
         .set(refresh_tokens::revoked_at.eq(diesel::dsl::now))
         .execute(conn)?;
+        if changed > 0 {
+            // An uninstall is forgotten consent: a reinstall asks again.
+            diesel::sql_query(
+                "DELETE FROM consents c USING grants g WHERE g.id = $1 AND g.tenant_id = $2 \
+                 AND c.tenant_id = g.tenant_id AND c.app_id = g.app_id AND c.end_user_id = g.end_user_id",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(id)
+            .bind::<diesel::sql_types::BigInt, _>(tenant_id)
+            .execute(conn)?;
+        }
         Ok(changed > 0)
     }
 
@@ -192,6 +202,7 @@ impl Grant {
             // sign-in too: remembered logins and consents end with them.
             super::login::LoginSession::end_all(conn, tenant_id, end_user_id)?;
             super::login::Consent::forget_all(conn, tenant_id, end_user_id)?;
+            super::login::LoginRequest::expire_for_end_user(conn, tenant_id, end_user_id)?;
             let ids = Grant::live_ids_for_end_user(conn, tenant_id, end_user_id)?;
             Grant::revoke_many(conn, tenant_id, &ids, reason)
         })

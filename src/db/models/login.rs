@@ -31,7 +31,6 @@ pub struct LoginRequest {
     pub scopes: Vec<String>,
     pub state: Option<String>,
     pub code_challenge: Option<String>,
-    pub remembered_end_user_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub accepted_at: Option<DateTime<Utc>>,
@@ -44,8 +43,8 @@ pub struct LoginRequest {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// A login request to store: the validated authorization request, the
-/// browser it is bound to and the subject this browser is remembered as.
+/// A login request to store: the validated authorization request and the
+/// browser it is bound to.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = login_requests)]
 pub struct NewLoginRequest {
@@ -58,7 +57,6 @@ pub struct NewLoginRequest {
     pub scopes: Vec<String>,
     pub state: Option<String>,
     pub code_challenge: Option<String>,
-    pub remembered_end_user_id: Option<i64>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -88,6 +86,8 @@ pub enum DecideError {
     Expired,
     /// Accepted or rejected already.
     Decided,
+    /// The subject's creator is disabled here.
+    Disabled,
     Db(diesel::result::Error),
 }
 
@@ -140,12 +140,21 @@ impl LoginRequest {
         max_pending: i64,
     ) -> QueryResult<Option<String>> {
         conn.transaction(|conn| {
-            let pending: i64 = pending_of!(new.tenant_id)
+            // One start of the tenant at a time counts and inserts, so that
+            // racing starts cannot pass the bound together.
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1) IS NULL AS n")
+                .bind::<diesel::sql_types::BigInt, _>(new.tenant_id)
+                .execute(conn)?;
+            // Is there a `max_pending`-th pending request? One index row is
+            // read past the others, none is sent.
+            let full = pending_of!(new.tenant_id)
                 .select(login_requests::id)
-                .limit(max_pending)
-                .load::<i64>(conn)?
-                .len() as i64;
-            if pending >= max_pending {
+                .offset(max_pending.max(1) - 1)
+                .limit(1)
+                .first::<i64>(conn)
+                .optional()?
+                .is_some();
+            if full {
                 return Ok(None);
             }
             let challenge = crypto::generate(TokenKind::LoginChallenge);
@@ -254,6 +263,10 @@ impl LoginRequest {
                 acceptance.email.as_deref(),
                 acceptance.name.as_deref(),
             )?;
+            if user.disabled {
+                // Rolls back: nothing of this accept is written.
+                return Err(DecideError::Disabled);
+            }
             let remember = acceptance
                 .remember_for
                 .filter(|s| *s > 0)
@@ -333,6 +346,37 @@ impl LoginRequest {
     }
 }
 
+impl LoginRequest {
+    /// Ends the creator's login requests that are not completed (all of
+    /// its installs were revoked: nothing in flight may make another).
+    pub fn expire_for_end_user(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        end_user_id: i64,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            login_requests::table
+                .filter(login_requests::tenant_id.eq(tenant_id))
+                .filter(login_requests::end_user_id.eq(end_user_id))
+                .filter(login_requests::completed_at.is_null())
+                .filter(login_requests::expires_at.gt(diesel::dsl::now)),
+        )
+        .set(login_requests::expires_at.eq(diesel::dsl::now))
+        .execute(conn)
+    }
+
+    /// Ends every delegated sign-in of a tenant that leaves delegated mode:
+    /// its pending requests expire and its remembered logins go.
+    pub fn end_delegation(conn: &mut PgConnection, tenant_id: i64) -> QueryResult<()> {
+        diesel::update(pending_of!(tenant_id))
+            .set(login_requests::expires_at.eq(diesel::dsl::now))
+            .execute(conn)?;
+        diesel::delete(login_sessions::table.filter(login_sessions::tenant_id.eq(tenant_id)))
+            .execute(conn)?;
+        Ok(())
+    }
+}
+
 /// Remembered logins: a browser (the digest of its binding cookie) known
 /// to be a subject of one tenant, until `expires_at`.
 pub struct LoginSession;
@@ -384,12 +428,21 @@ impl LoginSession {
             .optional()
     }
 
-    /// Ends every remembered login of a creator.
+    /// Ends every remembered login of a creator, and of the creator's
+    /// accepted requests still on their way back none will remember one.
     pub fn end_all(
         conn: &mut PgConnection,
         tenant_id: i64,
         end_user_id: i64,
     ) -> QueryResult<usize> {
+        diesel::update(
+            login_requests::table
+                .filter(login_requests::tenant_id.eq(tenant_id))
+                .filter(login_requests::end_user_id.eq(end_user_id))
+                .filter(login_requests::completed_at.is_null()),
+        )
+        .set(login_requests::remember_for_secs.eq(None::<i32>))
+        .execute(conn)?;
         diesel::delete(
             login_sessions::table
                 .filter(login_sessions::tenant_id.eq(tenant_id))
@@ -452,34 +505,18 @@ impl Consent {
         end_user_id: i64,
         scopes: &[String],
     ) -> QueryResult<()> {
-        let mut all: Vec<String> = consents::table
-            .filter(consents::tenant_id.eq(tenant_id))
-            .filter(consents::app_id.eq(app_id))
-            .filter(consents::end_user_id.eq(end_user_id))
-            .select(consents::scopes)
-            .for_update()
-            .first(conn)
-            .optional()?
-            .unwrap_or_default();
-        for s in scopes {
-            if !all.contains(s) {
-                all.push(s.clone());
-            }
-        }
-        diesel::insert_into(consents::table)
-            .values((
-                consents::tenant_id.eq(tenant_id),
-                consents::app_id.eq(app_id),
-                consents::end_user_id.eq(end_user_id),
-                consents::scopes.eq(&all),
-            ))
-            .on_conflict((consents::app_id, consents::end_user_id))
-            .do_update()
-            .set((
-                consents::scopes.eq(&all),
-                consents::granted_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)?;
+        // One statement, so that two tabs allowing different scopes at
+        // once keep both.
+        diesel::sql_query(
+            "INSERT INTO consents (tenant_id, app_id, end_user_id, scopes) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (app_id, end_user_id) DO UPDATE SET granted_at = now(), \
+             scopes = ARRAY(SELECT DISTINCT s FROM unnest(consents.scopes || EXCLUDED.scopes) s ORDER BY s)",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(tenant_id)
+        .bind::<diesel::sql_types::BigInt, _>(app_id)
+        .bind::<diesel::sql_types::BigInt, _>(end_user_id)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(scopes)
+        .execute(conn)?;
         Ok(())
     }
 

@@ -179,6 +179,9 @@ impl Tenant {
                 .set((tenants::creator_signin.eq(mode), tenants::login_url.eq(url)))
                 .returning(Tenant::as_returning())
                 .get_result(conn)?;
+            if *signin == CreatorSignin::Hosted {
+                crate::db::models::LoginRequest::end_delegation(conn, id)?;
+            }
             audit
                 .merge_details(serde_json::json!({"creator_signin": mode, "login_url": url}))
                 .insert(conn)?;
