@@ -69,9 +69,9 @@ pub struct AppConfig {
     pub api_auth_max_failures: usize,
     #[serde(default = "default_client_auth_window_secs")]
     pub api_auth_window_secs: u64,
-    /// URLs a tenant gives may point at loopback and private addresses
-    /// (a delegated sign-in's `http://127.0.0.1` login page, say). Off by
-    /// default and in release; on in the debug profile.
+    /// URLs a tenant gives may point at a loopback host, over `http://`
+    /// too (a delegated sign-in's `http://127.0.0.1` login page, say). Off
+    /// by default and in release; on in the debug profile.
     #[serde(default)]
     pub allow_private_networks: bool,
     /// Delegated sign-in: login requests a tenant may have pending (not

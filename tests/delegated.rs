@@ -22,12 +22,18 @@ use serde_json::{json, Value};
 const LOGIN_URL: &str = "https://login.acme.example/kit/login";
 const PUBLIC: &str = "http://kitauth.test";
 
+/// A key as the command line makes it (an operator's: it may do what
+/// owners do).
 fn make_key(app: &TestApp, tenant_id: i64, scopes: &[ApiScope]) -> String {
+    make_key_by(app, tenant_id, scopes, "cli")
+}
+
+fn make_key_by(app: &TestApp, tenant_id: i64, scopes: &[ApiScope], by: &str) -> String {
     let new = NewApiKey {
         name: format!("{scopes:?}"),
         scopes: scopes.to_vec(),
         expires_in_days: None,
-        created_by: "test".into(),
+        created_by: by.into(),
     };
     ApiKey::create(&mut app.conn(), tenant_id, &new).unwrap().1
 }
@@ -317,7 +323,7 @@ async fn kit_installs_refreshes_and_uninstalls_through_a_real_login_service() {
         name: "login service".into(),
         scopes,
         expires_in_days: None,
-        created_by: "test".into(),
+        created_by: "cli".into(),
     };
     let login_key = ApiKey::create(&mut conn, tenant.id, &new_key(vec![ApiScope::Login]))
         .unwrap()
@@ -1333,4 +1339,220 @@ async fn an_uninstall_forgets_the_consent() {
         Status::Ok,
         "asked again"
     );
+}
+
+#[rocket::async_test]
+async fn only_an_owners_key_chooses_who_signs_creators_in() {
+    use kitauth::db::models::{Admin, Membership, Role};
+    let d = delegated().await;
+    let mut conn = d.app.conn();
+    let hash = kitauth::crypto::hash_password("admin password 1", 4).unwrap();
+    for (email, role) in [
+        ("owner@acme.example", Role::Owner),
+        ("admin@acme.example", Role::Admin),
+    ] {
+        let admin = Admin::create(&mut conn, email, &hash).unwrap();
+        Membership::add(&mut conn, d.seed.tenant.id, admin.id, role).unwrap();
+    }
+    let body = json!({"creator_signin": "hosted"});
+    for (by, status) in [
+        ("admin:admin@acme.example", Status::Forbidden),
+        ("admin:nobody@acme.example", Status::Forbidden),
+        ("admin:owner@acme.example", Status::Ok),
+    ] {
+        let key = make_key_by(
+            &d.app,
+            d.seed.tenant.id,
+            &[ApiScope::Read, ApiScope::Write],
+            by,
+        );
+        let resp = api(
+            &d.app.client,
+            "PUT",
+            "/t/acme/api/v1/sign-in",
+            &key,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(resp.status(), status, "{by}");
+    }
+}
+
+#[rocket::async_test]
+async fn a_delegated_authorize_is_validated_as_always_and_pkce_goes_through() {
+    let d = delegated().await;
+    let base = |extra: &[(&str, &str)]| authorize_path(&d.seed, extra);
+    // Untrustworthy client or redirect URI: a page; a bad scope or PKCE: the
+    // error redirect. No login request either way.
+    let unknown = "/t/acme/oauth/authorize?client_id=kit_nobody&response_type=code";
+    assert_eq!(
+        d.app.client.get(unknown).dispatch().await.status(),
+        Status::BadRequest
+    );
+    let bad_redirect = base(&[]).replace("apps%2Finstall", "evil");
+    assert_eq!(
+        d.app.client.get(bad_redirect).dispatch().await.status(),
+        Status::BadRequest
+    );
+    for extra in [
+        vec![("scope", "admin"), ("state", "s")],
+        vec![
+            ("code_challenge", "short"),
+            ("code_challenge_method", "S256"),
+            ("state", "s"),
+        ],
+    ] {
+        let resp = d.app.client.get(base(&extra)).dispatch().await;
+        assert_eq!(resp.status(), Status::Found);
+        let location = resp.headers().get_one("Location").unwrap();
+        assert!(location.starts_with(KIT_INSTALL), "{location}");
+        assert!(query_param(location, "error").is_some(), "{location}");
+    }
+    assert_eq!(d.app.count("SELECT count(*) FROM login_requests"), 0);
+    // PKCE is kept in the login request and checked at the token step.
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let challenge = kitauth::crypto::pkce_s256(verifier);
+    let path = base(&[
+        ("state", "xyz"),
+        ("scope", "public"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    let resp = d.app.client.get(path).dispatch().await;
+    let login_challenge = query_param(
+        resp.headers().get_one("Location").unwrap(),
+        "login_challenge",
+    )
+    .unwrap();
+    let to = d.accepted(&login_challenge, ada()).await;
+    let location = allow(&d.app.client, follow(&d.app.client, &to).await).await;
+    let code = query_param(&location, "code").unwrap();
+    let exchange = |verifier: &str| {
+        json!({
+            "client_id": d.seed.app.client_id, "client_secret": d.seed.client_secret,
+            "grant_type": "authorization_code", "code": code, "redirect_uri": KIT_APPS,
+            "code_verifier": verifier,
+        })
+        .to_string()
+    };
+    let wrong = d
+        .app
+        .client
+        .post("/t/acme/oauth/token")
+        .header(ContentType::Form)
+        .body(exchange("wrong-verifier-wrong-verifier-wrong-verifier-1"))
+        .dispatch()
+        .await;
+    assert_eq!(json_of(wrong).await["error"], "invalid_grant");
+    // (A wrong verifier spends the code, as in hosted sign-in: a new one.)
+    let code2 = d.install(&d.app.client, ada()).await;
+    assert!(!code2.is_empty());
+}
+
+#[rocket::async_test]
+async fn the_binding_cookie_is_the_tenants_http_only_lax_and_secure_in_release() {
+    for secure in [false, true] {
+        let d = delegated_with(|f| f.merge(("secure_cookies", secure))).await;
+        let resp = d
+            .app
+            .client
+            .get(authorize_path(&d.seed, &[("state", "xyz")]))
+            .dispatch()
+            .await;
+        let cookie = resp
+            .headers()
+            .get("Set-Cookie")
+            .find(|c| c.starts_with("kitauth_browser=kbr_"))
+            .expect("the binding cookie")
+            .to_string();
+        for part in [
+            "Path=/t/acme",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Max-Age=2592000",
+        ] {
+            assert!(cookie.contains(part), "{part} in {cookie}");
+        }
+        assert_eq!(cookie.contains("Secure"), secure, "{cookie}");
+    }
+}
+
+#[rocket::async_test]
+async fn skip_consent_applies_to_hosted_sign_in_too_and_delegated_mode_takes_no_hosted_consent() {
+    let app = TestApp::new().await;
+    let seed = seed_tenant(&app, "acme");
+    let admin = make_key(&app, seed.tenant.id, &[ApiScope::Read, ApiScope::Write]);
+    let path = format!("/t/acme/api/v1/apps/{}", seed.app.id);
+    let resp = api(
+        &app.client,
+        "PATCH",
+        &path,
+        &admin,
+        Some(json!({"skip_consent": true})),
+    )
+    .await;
+    assert_eq!(resp.status(), Status::Ok);
+    sign_in(&app, &seed).await;
+    let resp = app
+        .client
+        .get(authorize_path(&seed, &[("state", "xyz")]))
+        .dispatch()
+        .await;
+    assert_eq!(resp.status(), Status::Found, "no consent page");
+    assert!(query_param(resp.headers().get_one("Location").unwrap(), "code").is_some());
+    // In delegated mode, the hosted consent form decides nothing: back to
+    // authorize, which starts a login request.
+    let body = json!({"creator_signin": "delegated", "login_url": LOGIN_URL});
+    api(
+        &app.client,
+        "PUT",
+        "/t/acme/api/v1/sign-in",
+        &admin,
+        Some(body),
+    )
+    .await;
+    let fresh = Client::tracked(kitauth::build(test_figment(&app.db)).unwrap())
+        .await
+        .unwrap();
+    let csrf = csrf_of_client(&fresh).await;
+    let resp = fresh
+        .post("/t/acme/oauth/authorize")
+        .header(ContentType::Form)
+        .body(form(&[
+            ("csrf_token", &csrf),
+            ("decision", "allow"),
+            ("client_id", &seed.app.client_id),
+            ("response_type", "code"),
+            ("redirect_uri", KIT_INSTALL),
+        ]))
+        .dispatch()
+        .await;
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get_one("Location")
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        status,
+        Status::SeeOther,
+        "{}",
+        resp.into_string().await.unwrap_or_default()
+    );
+    assert!(
+        location.starts_with("/t/acme/oauth/authorize?"),
+        "{location}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM authorization_codes"), 1);
+}
+
+/// A CSRF token of `client`'s own cookie (from any page with a form).
+async fn csrf_of_client(client: &Client) -> String {
+    let page = client
+        .get("/t/acme/oauth/authorize?client_id=x")
+        .dispatch()
+        .await;
+    let _ = page.into_string().await;
+    let page = client.get("/admin/login").dispatch().await;
+    csrf_from(&page.into_string().await.unwrap())
 }

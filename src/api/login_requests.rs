@@ -435,8 +435,10 @@ pub async fn signin_get(t: &str, key: ReadKey) -> ApiResult {
 }
 
 /// Chooses who signs the tenant's creators in: `hosted`, or `delegated`
-/// with the login URL of your login page (https; loopback http only where
-/// the operator allows private networks).
+/// with the login URL of your login page (https; loopback only where the
+/// operator allows private networks). As on the dashboard, for owners: the
+/// key must have been made by an owner of the workspace (or with the
+/// command line); another key answers 403.
 #[utoipa::path(
     operation_id = "signin_put",
     tag = "sign-in",
@@ -477,8 +479,16 @@ pub async fn signin_put(
         tenant_id,
         serde_json::json!({}),
     );
+    let api_key = key.key.clone();
     let tenant = db
-        .run(move |conn| Tenant::set_signin(conn, tenant_id, &signin, audit).map_err(Problem::from))
+        .run(move |conn| -> Result<_, Problem> {
+            if !api_key.acts_as_owner(conn)? {
+                return Err(Problem::forbidden(
+                    "choosing who signs creators in is for owners: use a key an owner of this workspace made, or one made with the command line",
+                ));
+            }
+            Ok(Tenant::set_signin(conn, tenant_id, &signin, audit)?)
+        })
         .await?;
     cache.invalidate(&tenant.slug);
     Ok(Answer::ok(SignIn::of(&tenant)))

@@ -22,7 +22,9 @@ use super::authorize::{
 };
 use crate::auth::{CsrfForm, CsrfToken};
 use crate::crypto::{self, TokenKind};
-use crate::db::models::login::{NewLoginRequest, LOGIN_REQUEST_TTL_SECS, MAX_REMEMBER_SECS};
+use crate::db::models::login::{
+    NewLoginRequest, Stored, LOGIN_REQUEST_TTL_SECS, MAX_REMEMBER_SECS,
+};
 use crate::db::models::{App, Consent, EndUser, LoginRequest, LoginSession};
 use crate::error::{Error, ErrorCode, PageError};
 use crate::input::Text;
@@ -108,12 +110,21 @@ pub async fn start(hosted: &Hosted<'_>, req: &AuthRequest, login_url: &str) -> P
         })
         .await;
     match stored {
-        Ok(Some(challenge)) => PageResponse::Redirect(Redirect::found(redirect_with(
+        Ok(Stored::Challenge(challenge)) => PageResponse::Redirect(Redirect::found(redirect_with(
             login_url,
             &[("login_challenge", &challenge)],
             None,
         ))),
-        Ok(None) => PageError::new(
+        // Switched to hosted a moment ago (another instance may still
+        // have the old choice for a few seconds): no redirect loop, a page.
+        Ok(Stored::NotDelegated) => PageError::new(
+            Status::ServiceUnavailable,
+            "Sign-in is changing",
+            "This service has just changed how you sign in. Start the install again from Kit in a few seconds.",
+        )
+        .with_back("Back to Kit", KIT_HOME)
+        .into(),
+        Ok(Stored::Full) => PageError::new(
             Status::ServiceUnavailable,
             "Too many sign-ins in progress",
             "This service has too many sign-ins waiting right now. Try again in a few minutes.",
@@ -239,8 +250,9 @@ fn resumed_request(app: Option<App>, login: &LoginRequest) -> Result<AuthRequest
 
 /// How a resumed request ends.
 enum Outcome {
-    /// The creator allowed (or consent is skipped): a code for Kit.
-    Code(String),
+    /// The creator allowed (or consent is skipped): a code for Kit, and
+    /// whether the login is remembered (under a new binding cookie).
+    Code(String, bool),
     /// An OAuth error for Kit (a reject, or the creator's deny).
     Error(String, Option<String>),
     /// The creator was disabled meanwhile.
@@ -268,9 +280,9 @@ fn finish(
     rebind: &[u8],
 ) -> diesel::QueryResult<Outcome> {
     let tenant_id = r.login.tenant_id;
-    if !LoginRequest::complete(conn, tenant_id, r.login.id)? {
+    let Some(remember_for) = LoginRequest::complete(conn, tenant_id, r.login.id)? else {
         return Ok(Outcome::Spent);
-    }
+    };
     let (user, remember_consent) = match (decision, &r.user) {
         (Err((error, description)), _) => return Ok(Outcome::Error(error, description)),
         (Ok(_), None) => return Ok(Outcome::Disabled),
@@ -287,10 +299,11 @@ fn finish(
     if remember_consent {
         Consent::remember(conn, tenant_id, req.app.id, user.id, &req.scopes)?;
     }
-    if let Some(secs) = r.login.remember_for_secs.filter(|s| *s > 0) {
+    let remembered = remember_for.filter(|s| *s > 0);
+    if let Some(secs) = remembered {
         LoginSession::remember(conn, tenant_id, user.id, rebind, i64::from(secs))?;
     }
-    Ok(Outcome::Code(code))
+    Ok(Outcome::Code(code, remembered.is_some()))
 }
 
 /// Runs [`finish`] and answers with its redirect or page.
@@ -316,8 +329,8 @@ async fn conclude(
         Err(e) => return e.into(),
     };
     match outcome {
-        Outcome::Code(code) => {
-            if r.login.remember_for_secs.is_some_and(|s| s > 0) {
+        Outcome::Code(code, remembered) => {
+            if remembered {
                 let (slug, secure) = (&hosted.tenant.slug, hosted.config.secure_cookies);
                 set_binding(hosted.cookies, slug, secure, rebind.value);
             }

@@ -98,6 +98,23 @@ pub enum KeyRefusal {
 }
 
 impl ApiKey {
+    /// Whether the key may do what only owners do (choosing who signs
+    /// creators in): it was made with the command line (the operator), or
+    /// by an admin who is an owner of the tenant now.
+    pub fn acts_as_owner(&self, conn: &mut PgConnection) -> QueryResult<bool> {
+        if self.created_by == "cli" {
+            return Ok(true);
+        }
+        let Some(email) = self.created_by.strip_prefix("admin:") else {
+            return Ok(false);
+        };
+        let Some(admin) = crate::db::models::Admin::find_by_email(conn, email)? else {
+            return Ok(false);
+        };
+        let role = crate::db::models::Membership::role_of(conn, self.tenant_id, admin.id)?;
+        Ok(role == Some(crate::db::models::Role::Owner))
+    }
+
     pub fn has_scope(&self, scope: ApiScope) -> bool {
         self.scopes.iter().any(|s| s == scope.as_str())
     }

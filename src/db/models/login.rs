@@ -120,6 +120,30 @@ macro_rules! find_by {
     }};
 }
 
+/// What `create_bounded` did.
+#[derive(Debug)]
+pub enum Stored {
+    /// Stored: the challenge for the login service.
+    Challenge(String),
+    /// The tenant has its bound of pending requests.
+    Full,
+    /// The tenant left delegated mode meanwhile.
+    NotDelegated,
+}
+
+/// Whether the tenant is in delegated mode, its row share-locked until the
+/// transaction ends (a sign-in switch updates it, so the two are ordered).
+fn still_delegated(conn: &mut PgConnection, tenant_id: i64) -> QueryResult<bool> {
+    use crate::db::schema::tenants;
+    let mode: Option<String> = tenants::table
+        .find(tenant_id)
+        .select(tenants::creator_signin)
+        .for_share()
+        .first(conn)
+        .optional()?;
+    Ok(mode.as_deref() == Some("delegated"))
+}
+
 /// Pending requests of a tenant: not completed and not expired.
 macro_rules! pending_of {
     ($tenant_id:expr) => {
@@ -131,20 +155,24 @@ macro_rules! pending_of {
 }
 
 impl LoginRequest {
-    /// Stores a login request, unless the tenant has `max_pending` pending
-    /// ones already (`false` then, and nothing is written). Returns the
-    /// challenge to send to the login service; only its digest is stored.
+    /// Stores a login request while the tenant is in delegated mode and
+    /// has fewer than `max_pending` pending ones; otherwise nothing is
+    /// written. The challenge to send to the login service is shown once;
+    /// only its digest is stored.
     pub fn create_bounded(
         conn: &mut PgConnection,
         mut new: NewLoginRequest,
         max_pending: i64,
-    ) -> QueryResult<Option<String>> {
+    ) -> QueryResult<Stored> {
         conn.transaction(|conn| {
             // One start of the tenant at a time counts and inserts, so that
             // racing starts cannot pass the bound together.
             diesel::sql_query("SELECT pg_advisory_xact_lock($1) IS NULL AS n")
                 .bind::<diesel::sql_types::BigInt, _>(new.tenant_id)
                 .execute(conn)?;
+            if !still_delegated(conn, new.tenant_id)? {
+                return Ok(Stored::NotDelegated);
+            }
             // Is there a `max_pending`-th pending request? One index row is
             // read past the others, none is sent.
             let full = pending_of!(new.tenant_id)
@@ -155,14 +183,14 @@ impl LoginRequest {
                 .optional()?
                 .is_some();
             if full {
-                return Ok(None);
+                return Ok(Stored::Full);
             }
             let challenge = crypto::generate(TokenKind::LoginChallenge);
             new.challenge_digest = challenge.digest;
             diesel::insert_into(login_requests::table)
                 .values(&new)
                 .execute(conn)?;
-            Ok(Some(challenge.value))
+            Ok(Stored::Challenge(challenge.value))
         })
     }
 
@@ -329,11 +357,22 @@ impl LoginRequest {
         })
     }
 
-    /// Spends a decided request: `true` for the one caller that completes
-    /// it before it expires; every later or concurrent completion gets
-    /// `false`. Runs in the caller's transaction (with the code it issues).
-    pub fn complete(conn: &mut PgConnection, tenant_id: i64, id: i64) -> QueryResult<bool> {
-        let n = diesel::update(
+    /// Spends a decided request: for the one caller that completes it
+    /// before it expires, while the tenant is still delegated, the
+    /// `remember_for_secs` the row holds now (a revocation since the
+    /// return cleared it); `None` for every later or concurrent completion.
+    /// Runs in the caller's transaction (with the code it issues).
+    pub fn complete(
+        conn: &mut PgConnection,
+        tenant_id: i64,
+        id: i64,
+    ) -> QueryResult<Option<Option<i32>>> {
+        // Shares the tenant row with a sign-in switch: it either came first
+        // (and expired this request) or waits for this completion.
+        if !still_delegated(conn, tenant_id)? {
+            return Ok(None);
+        }
+        diesel::update(
             login_requests::table
                 .filter(login_requests::tenant_id.eq(tenant_id))
                 .filter(login_requests::id.eq(id))
@@ -341,8 +380,9 @@ impl LoginRequest {
                 .filter(login_requests::expires_at.gt(diesel::dsl::now)),
         )
         .set(login_requests::completed_at.eq(diesel::dsl::now))
-        .execute(conn)?;
-        Ok(n == 1)
+        .returning(login_requests::remember_for_secs)
+        .get_result(conn)
+        .optional()
     }
 }
 
