@@ -442,3 +442,45 @@ impl EndUser {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_and_names_are_printable_text_without_hidden_characters() {
+        for ok in [
+            "u-42",
+            "acct_1815",
+            "Ada Lovelace",
+            "é",
+            "用户 7",
+            "a@b.example",
+        ] {
+            assert!(valid_subject(ok) && valid_name(ok), "{ok}");
+        }
+        assert!(valid_subject(&"x".repeat(255)) && !valid_subject(&"x".repeat(256)));
+        assert!(valid_name(&"x".repeat(200)) && !valid_name(&"x".repeat(201)));
+        for bad in [
+            "",
+            " lead",
+            "trail ",
+            "tab\there",
+            "line\nbreak",
+            "nul\0",
+            "zero\u{200B}width",
+            "bidi\u{202E}override",
+            "bom\u{FEFF}",
+            "soft\u{00AD}hyphen",
+            "sep\u{2028}line",
+            "nbsp\u{00A0}space",
+            "private\u{E000}use",
+            "tag\u{E0041}",
+            "non\u{FFFF}char",
+        ] {
+            assert!(!valid_subject(bad), "{bad:?}");
+        }
+        assert_eq!(sub_of(17, None), "17");
+        assert_eq!(sub_of(17, Some("acct_17")), "acct_17");
+    }
+}
