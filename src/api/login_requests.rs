@@ -307,9 +307,7 @@ pub async fn accept(
         config,
         challenge,
         "login.accepted",
-        move |conn, t, c, audit| {
-            LoginRequest::accept(conn, t, c, &acceptance, audit).map(|(d, _)| d)
-        },
+        move |conn, t, c, audit| LoginRequest::accept(conn, t, c, &acceptance, audit),
     )
     .await
 }

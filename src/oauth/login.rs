@@ -148,6 +148,24 @@ fn refused(status: Status, title: &str, message: &str, back: &str) -> PageError 
     PageError::new(status, title, message).with_back("Back to Kit", back)
 }
 
+fn used_already(back: &str) -> PageError {
+    refused(
+        Status::Conflict,
+        "This sign-in was used already",
+        "Each sign-in link works once. Start the install again from Kit.",
+        back,
+    )
+}
+
+fn disabled(back: &str) -> PageError {
+    refused(
+        Status::Forbidden,
+        "Forbidden",
+        "This account is disabled.",
+        back,
+    )
+}
+
 /// Where an error page about this request leads: the origin of Kit's
 /// redirect URI.
 fn back_of(login: &LoginRequest) -> String {
@@ -187,12 +205,7 @@ async fn resume(hosted: &Hosted<'_>, verifier: Option<&str>) -> Result<Resumed, 
     let (login, app, user) = found.ok_or_else(unknown)?;
     let back = back_of(&login);
     if login.completed_at.is_some() {
-        return Err(refused(
-            Status::Conflict,
-            "This sign-in was used already",
-            "Each sign-in link works once. Start the install again from Kit.",
-            &back,
-        ));
+        return Err(used_already(&back));
     }
     if login.expires_at <= Utc::now() {
         return Err(refused(
@@ -214,10 +227,9 @@ async fn resume(hosted: &Hosted<'_>, verifier: Option<&str>) -> Result<Resumed, 
     }
     let req = resumed_request(app, &login)
         .map_err(|m| refused(Status::BadRequest, "The application has changed", m, &back))?;
-    if login.accepted_at.is_some() && user.is_none() {
-        return Err(
-            PageError::forbidden("This account is disabled.").with_back("Back to Kit", back)
-        );
+    // Accepted for a creator disabled since: no consent page to no end.
+    if login.accepted_at.is_some() && !user.as_ref().is_some_and(|u| !u.disabled) {
+        return Err(disabled(&back));
     }
     Ok(Resumed { login, req, user })
 }
@@ -350,16 +362,8 @@ async fn conclude(
             }
             PageResponse::Redirect(r.req.redirect(&pairs))
         }
-        Outcome::Disabled => PageError::forbidden("This account is disabled.")
-            .with_back("Back to Kit", back_of(&r.login))
-            .into(),
-        Outcome::Spent => refused(
-            Status::Conflict,
-            "This sign-in was used already",
-            "Each sign-in link works once. Start the install again from Kit.",
-            &back_of(&r.login),
-        )
-        .into(),
+        Outcome::Disabled => disabled(&back_of(&r.login)).into(),
+        Outcome::Spent => used_already(&back_of(&r.login)).into(),
     }
 }
 
@@ -391,7 +395,7 @@ pub async fn continue_get(
         return conclude(&hosted, r, Err(rejection)).await;
     }
     let Some(user) = r.user.clone() else {
-        return PageError::forbidden("This account is disabled.").into();
+        return disabled(&back_of(&r.login)).into();
     };
     let (tenant_id, app_id, user_id, scopes) = (
         hosted.tenant.id,

@@ -1,8 +1,9 @@
 //! Delegated sign-in's rows: login requests (an authorization request
 //! waiting for the tenant's login service), remembered logins (a browser
-//! known to be a subject) and remembered consents. The decisions on them
-//! (accept, reject, complete) are single statements guarded by the row's
-//! state, so that of racing callers exactly one wins.
+//! known to be a subject) and remembered consents. A decision (accept,
+//! reject) first locks the undecided request's row and a completion is one
+//! update guarded by the row's state, so that of racing callers exactly
+//! one wins.
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
@@ -100,7 +101,6 @@ impl From<diesel::result::Error> for DecideError {
 /// A decided request: the verifier for the browser's return (shown once).
 #[derive(Debug)]
 pub struct Decided {
-    pub request_id: i64,
     pub verifier: String,
 }
 
@@ -251,8 +251,8 @@ impl LoginRequest {
         }
     }
 
-    /// Why `challenge` could not be decided, read after the guarded update
-    /// matched nothing.
+    /// Why `challenge` could not be decided, read after the lock found no
+    /// undecided request.
     fn why_undecidable(
         conn: &mut PgConnection,
         tenant_id: i64,
@@ -279,7 +279,7 @@ impl LoginRequest {
         challenge: &str,
         acceptance: &Acceptance,
         audit: NewAuditEvent,
-    ) -> Result<(Decided, EndUser), DecideError> {
+    ) -> Result<Decided, DecideError> {
         conn.transaction(|conn| {
             // The request's row first: only the winner writes a creator.
             let request_id = LoginRequest::lock_undecided(conn, tenant_id, challenge)?;
@@ -316,11 +316,9 @@ impl LoginRequest {
                     "remember_for": remember,
                 }))
                 .insert(conn)?;
-            let decided = Decided {
-                request_id,
+            Ok(Decided {
                 verifier: verifier.value,
-            };
-            Ok((decided, user))
+            })
         })
     }
 
@@ -351,7 +349,6 @@ impl LoginRequest {
                 .merge_details(serde_json::json!({"error": rejection.error}))
                 .insert(conn)?;
             Ok(Decided {
-                request_id,
                 verifier: verifier.value,
             })
         })
