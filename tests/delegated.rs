@@ -143,6 +143,12 @@ impl Delegated {
         to
     }
 
+    /// How many delegated creators the tenant has.
+    fn subjects(&self) -> i64 {
+        self.app
+            .count("SELECT count(*) FROM end_users WHERE subject IS NOT NULL")
+    }
+
     async fn login_request(&self, challenge: &str) -> Value {
         let path = format!("/t/acme/api/v1/login-requests/{challenge}");
         let resp = api(&self.app.client, "GET", &path, &self.login, None).await;
@@ -912,11 +918,7 @@ async fn the_login_calls_need_a_login_key_of_this_tenant() {
     let to = d.accepted(&challenge, ada()).await;
     let under_beta = to.replace("/t/acme/", "/t/beta/");
     error_page(follow(&d.app.client, &under_beta).await, Status::BadRequest).await;
-    assert_eq!(
-        d.app
-            .count("SELECT count(*) FROM end_users WHERE subject IS NOT NULL"),
-        1
-    );
+    assert_eq!(d.subjects(), 1);
 }
 
 #[rocket::async_test]
@@ -956,11 +958,7 @@ async fn an_accept_is_checked_field_by_field() {
     )
     .await;
     problem(d.accept("garbage", ada()).await, Status::NotFound).await;
-    assert_eq!(
-        d.app
-            .count("SELECT count(*) FROM end_users WHERE subject IS NOT NULL"),
-        1
-    );
+    assert_eq!(d.subjects(), 1);
 }
 
 #[rocket::async_test]
@@ -1273,6 +1271,10 @@ async fn a_remembered_login_gets_a_new_binding_cookie() {
 async fn a_disabled_creator_cannot_be_accepted_and_hidden_characters_are_refused() {
     let d = delegated().await;
     d.install(&d.app.client, ada()).await;
+    // Accepted, then the creator is disabled before the browser is back:
+    // no consent page, no code.
+    let in_flight = d.start(&d.app.client).await;
+    let to = d.accepted(&in_flight, ada()).await;
     let creator = d
         .app
         .count("SELECT id FROM end_users WHERE subject = 'user-8841'");
@@ -1282,6 +1284,12 @@ async fn a_disabled_creator_cannot_be_accepted_and_hidden_characters_are_refused
             .await
             .status(),
         Status::Ok
+    );
+    let codes = d.app.count("SELECT count(*) FROM authorization_codes");
+    error_page(follow(&d.app.client, &to).await, Status::Gone).await;
+    assert_eq!(
+        d.app.count("SELECT count(*) FROM authorization_codes"),
+        codes
     );
     let challenge = d.start(&d.app.client).await;
     let mut renamed = ada();
@@ -1459,12 +1467,8 @@ async fn the_binding_cookie_is_the_tenants_http_only_lax_and_secure_in_release()
             .get(authorize_path(&d.seed, &[("state", "xyz")]))
             .dispatch()
             .await;
-        let cookie = resp
-            .headers()
-            .get("Set-Cookie")
-            .find(|c| c.starts_with("kitauth_browser=kbr_"))
-            .expect("the binding cookie")
-            .to_string();
+        let cookie = set_cookie(&resp, "kitauth_browser");
+        assert!(cookie.starts_with("kitauth_browser=kbr_"), "{cookie}");
         for part in [
             "Path=/t/acme",
             "HttpOnly",
