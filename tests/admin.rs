@@ -212,16 +212,20 @@ fn admin_in(app: &TestApp, tenant_id: i64, email: &str, role: Role) -> Browser {
 
 /// A live install of the seeded app by the seeded creator; returns (grant id, access, refresh).
 fn install(app: &TestApp, seed: &Seed) -> (i64, String, String) {
-    let mut conn = app.conn();
+    install_for(&mut app.conn(), seed, seed.user.id)
+}
+
+/// A live install of the seeded app by creator `user_id`.
+fn install_for(conn: &mut PgConnection, seed: &Seed, user_id: i64) -> (i64, String, String) {
     let grant = Grant::create(
-        &mut conn,
+        conn,
         seed.tenant.id,
         seed.app.id,
-        seed.user.id,
+        user_id,
         &["public".to_string()],
     )
     .unwrap();
-    let pair = issue_pair(&mut conn, &grant, &seed.app, None).unwrap();
+    let pair = issue_pair(conn, &grant, &seed.app, None).unwrap();
     (grant.id, pair.access_token, pair.refresh_token)
 }
 
@@ -1320,15 +1324,7 @@ async fn installs_are_listed_searchable_and_paginated() {
             &hash,
         )
         .unwrap();
-        let grant = Grant::create(
-            &mut conn,
-            w.seed.tenant.id,
-            w.seed.app.id,
-            user.id,
-            &["public".into()],
-        )
-        .unwrap();
-        issue_pair(&mut conn, &grant, &w.seed.app, None).unwrap();
+        install_for(&mut conn, &w.seed, user.id);
     }
     let page1 = w.viewer.get(&w.app, "/admin/t/acme/installs").await;
     assert_eq!(page1.status, Status::Ok);
@@ -1910,15 +1906,7 @@ async fn delegated_sign_in_is_chosen_in_settings_and_the_pages_show_subjects() {
         Some("Ada Lovelace"),
     )
     .unwrap();
-    let grant = Grant::create(
-        &mut conn,
-        w.seed.tenant.id,
-        w.seed.app.id,
-        user.id,
-        &["public".into()],
-    )
-    .unwrap();
-    issue_pair(&mut conn, &grant, &w.seed.app, None).unwrap();
+    let (grant_id, _, _) = install_for(&mut conn, &w.seed, user.id);
     let creators = w.viewer.get(&w.app, "/admin/t/acme/creators").await;
     assert!(
         creators.body.contains("your own accounts are the creators"),
@@ -1937,7 +1925,7 @@ async fn delegated_sign_in_is_chosen_in_settings_and_the_pages_show_subjects() {
     );
     let install = w
         .viewer
-        .get(&w.app, &format!("/admin/t/acme/installs/{}", grant.id))
+        .get(&w.app, &format!("/admin/t/acme/installs/{grant_id}"))
         .await;
     assert!(
         install.body.contains("<code>acct-77</code>"),

@@ -1063,12 +1063,7 @@ macro_rules! rule_tests {
             ]))
             .dispatch()
             .await;
-        let session = resp
-            .headers()
-            .get("Set-Cookie")
-            .find(|c| c.starts_with("kitauth_creator="))
-            .expect("session cookie")
-            .to_string();
+        let session = set_cookie(&resp, "kitauth_creator");
         assert!(
             session.contains("Secure") && session.contains("Path=/t/acme"),
             "{session}"

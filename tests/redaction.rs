@@ -477,27 +477,7 @@ fn cli(db: &TestDb, args: &[&str], stdin: &str) -> String {
 fn a_real_kit_install_at_trace_leaves_no_cookie_code_or_token_in_the_log() {
     use std::process::Command;
     let db = TestDb::new();
-    cli(
-        &db,
-        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
-        "",
-    );
-    let app: serde_json::Value = serde_json::from_str(&cli(
-        &db,
-        &[
-            "app",
-            "create",
-            "--tenant",
-            "acme",
-            "--name",
-            "Acme for Kit",
-            "--json",
-        ],
-        "",
-    ))
-    .unwrap();
-    let client_id = app["client_id"].as_str().unwrap().to_string();
-    let client_secret = app["client_secret"].as_str().unwrap().to_string();
+    let (client_id, client_secret) = tenant_and_app(&db);
     let password = "a-long-creator-password";
     cli(
         &db,
@@ -616,11 +596,7 @@ fn a_real_kit_install_at_trace_leaves_no_cookie_code_or_token_in_the_log() {
 #[test]
 fn a_delegated_sign_in_at_trace_leaves_no_challenge_verifier_or_binding_in_the_log() {
     let db = TestDb::new();
-    cli(
-        &db,
-        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
-        "",
-    );
+    let (client_id, _) = tenant_and_app(&db);
     let out = cli(
         &db,
         &[
@@ -636,21 +612,6 @@ fn a_delegated_sign_in_at_trace_leaves_no_challenge_verifier_or_binding_in_the_l
         "",
     );
     assert!(out.contains("https://login.acme.example/kit"), "{out}");
-    let app: serde_json::Value = serde_json::from_str(&cli(
-        &db,
-        &[
-            "app",
-            "create",
-            "--tenant",
-            "acme",
-            "--name",
-            "Acme for Kit",
-            "--json",
-        ],
-        "",
-    ))
-    .unwrap();
-    let client_id = app["client_id"].as_str().unwrap().to_string();
     let key: serde_json::Value = serde_json::from_str(&cli(
         &db,
         &[
@@ -719,6 +680,32 @@ fn a_delegated_sign_in_at_trace_leaves_no_challenge_verifier_or_binding_in_the_l
         err.contains("login-requests/klc_[redacted]"),
         "the path was logged, redacted:\n{err}"
     );
+}
+
+/// Tenant `acme` and its app, made with the command line: the app's
+/// client id and secret.
+fn tenant_and_app(db: &TestDb) -> (String, String) {
+    cli(
+        db,
+        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
+        "",
+    );
+    let app: serde_json::Value = serde_json::from_str(&cli(
+        db,
+        &[
+            "app",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "Acme for Kit",
+            "--json",
+        ],
+        "",
+    ))
+    .unwrap();
+    let field = |k: &str| app[k].as_str().unwrap().to_string();
+    (field("client_id"), field("client_secret"))
 }
 
 /// No 12-character piece of any secret appears in the captured log.

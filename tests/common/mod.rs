@@ -549,6 +549,16 @@ pub async fn serve(db: &TestDb, adjust: impl FnOnce(Figment) -> Figment) -> Stri
     base
 }
 
+/// The `Set-Cookie` header of `resp` that sets the cookie `name`.
+pub fn set_cookie(resp: &LocalResponse<'_>, name: &str) -> String {
+    let prefix = format!("{name}=");
+    resp.headers()
+        .get("Set-Cookie")
+        .find(|c| c.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("a Set-Cookie of {name}"))
+        .to_string()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
