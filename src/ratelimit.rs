@@ -183,6 +183,19 @@ impl Default for AttemptLimiter {
     }
 }
 
+/// Delegated sign-in: every login request an IP starts at a tenant counts
+/// (like `AttemptLimiter`, with a budget of its own; `LoginStartIp` keys),
+/// `login_requests_per_ip` in 10 minutes (a login request's life), then a
+/// 429 page. Anyone can open authorize with an app's public client_id; this
+/// keeps one address from filling the tenant's bound of pending requests.
+pub struct LoginStartLimits(pub RateLimiter);
+
+impl LoginStartLimits {
+    pub fn new(per_ip: usize) -> Self {
+        LoginStartLimits(RateLimiter::new(per_ip, Duration::from_secs(600)))
+    }
+}
+
 /// Budgets for failed client authentication (`invalid_client`) on the
 /// token, refresh, revoke and introspect endpoints.
 ///
@@ -195,18 +208,6 @@ impl Default for AttemptLimiter {
 /// failed authentication answers `429` instead of `401`; a request whose
 /// credentials verify is never refused, so copying an app's public
 /// client_id into failing requests cannot lock its real caller out.
-/// Delegated sign-in: every login request an IP starts at a tenant counts,
-/// `login_requests_per_ip` in 10 minutes (a login request's life), then a
-/// 429 page. Anyone can open authorize with an app's public client_id; this
-/// keeps one address from filling the tenant's bound of pending requests.
-pub struct LoginStartLimits(pub RateLimiter);
-
-impl LoginStartLimits {
-    pub fn new(per_ip: usize) -> Self {
-        LoginStartLimits(RateLimiter::new(per_ip, Duration::from_secs(600)))
-    }
-}
-
 pub struct ClientAuthLimits {
     pub pair: RateLimiter,
     pub ip: RateLimiter,

@@ -18,7 +18,9 @@ use crate::auth::{CsrfForm, CsrfToken};
 use crate::config::AppConfig;
 use crate::crypto;
 use crate::db::models::dashboard::{self, InstallFilter};
-use crate::db::models::end_user::{check_new_creator, validate_password, CreateCreatorError};
+use crate::db::models::end_user::{
+    check_new_creator, label_of, validate_password, CreateCreatorError,
+};
 use crate::db::models::{EndUser, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
@@ -114,7 +116,7 @@ async fn list_page(
         .iter()
         .map(|c| {
             json!({"id": c.id, "email": c.email, "subject": c.subject, "name": c.name,
-                   "label": c.subject.as_deref().or(c.email.as_deref()).unwrap_or_default(),
+                   "label": label_of(c.subject.as_deref(), c.email.as_deref()),
                    "disabled": c.disabled,
                    "created_at": when(&c.created_at), "live_installs": c.live_installs})
         })

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::auth::{CsrfForm, CsrfToken};
 use crate::db::models::dashboard::{self, InstallFilter, InstallRow};
+use crate::db::models::end_user::label_of;
 use crate::db::models::{AccessToken, Grant, RefreshToken, Role};
 use crate::db::Db;
 use crate::error::{Error, PageError};
@@ -42,7 +43,7 @@ pub fn install_json(row: &InstallRow) -> Value {
         "email": row.email,
         "subject": row.subject,
         "name": row.name,
-        "label": row.subject.as_deref().or(row.email.as_deref()).unwrap_or_default(),
+        "label": label_of(row.subject.as_deref(), row.email.as_deref()),
         "scopes": row.scopes,
         "created_at": when(&row.created_at),
         "last_refreshed_at": when_opt(&row.last_refreshed_at),

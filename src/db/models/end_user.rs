@@ -39,6 +39,12 @@ pub struct EndUserSession {
     pub expires_at: DateTime<Utc>,
 }
 
+/// How a creator is named to an admin (dashboard, messages): a delegated
+/// creator by its subject, a hosted one by its email.
+pub fn label_of<'a>(subject: Option<&'a str>, email: Option<&'a str>) -> &'a str {
+    subject.or(email).unwrap_or_default()
+}
+
 /// The `sub` claim of a creator: the tenant's subject when there is one,
 /// else kitauth's id.
 pub fn sub_of(id: i64, subject: Option<&str>) -> String {
@@ -219,10 +225,7 @@ impl EndUser {
     /// What identifies the creator to an admin: the subject of a delegated
     /// creator, the email of a hosted one.
     pub fn label(&self) -> &str {
-        self.subject
-            .as_deref()
-            .or(self.email.as_deref())
-            .unwrap_or_default()
+        label_of(self.subject.as_deref(), self.email.as_deref())
     }
 
     /// The `sub` of this creator's tokens: the tenant's subject in delegated
