@@ -156,16 +156,22 @@ impl Delegated {
         json_of(resp).await
     }
 
+    /// The browser's return to `redirect_to`, through the consent page
+    /// (Allow) when there is one: the redirect to Kit.
+    async fn back_in(&self, browser: &Client, redirect_to: &str) -> String {
+        let resp = follow(browser, redirect_to).await;
+        match resp.status() {
+            Status::Found => resp.headers().get_one("Location").unwrap().to_string(),
+            Status::Ok => allow(browser, resp).await,
+            other => panic!("continuation answered {other}"),
+        }
+    }
+
     /// One whole install in `browser` for `subject`: the code Kit gets.
     async fn install(&self, browser: &Client, body: Value) -> String {
         let challenge = self.start(browser).await;
         let to = self.accepted(&challenge, body).await;
-        let resp = follow(browser, &to).await;
-        let location = match resp.status() {
-            Status::Found => resp.headers().get_one("Location").unwrap().to_string(),
-            Status::Ok => allow(browser, resp).await,
-            other => panic!("continuation answered {other}"),
-        };
+        let location = self.back_in(browser, &to).await;
         assert!(location.starts_with(KIT_INSTALL), "{location}");
         assert_eq!(query_param(&location, "state").as_deref(), Some("xyz"));
         query_param(&location, "code").expect("a code for Kit")
@@ -1417,44 +1423,48 @@ async fn a_delegated_authorize_is_validated_as_always_and_pkce_goes_through() {
         assert!(query_param(location, "error").is_some(), "{location}");
     }
     assert_eq!(d.app.count("SELECT count(*) FROM login_requests"), 0);
-    // PKCE is kept in the login request and checked at the token step.
+    // PKCE is kept in the login request and checked at the token step: a
+    // wrong verifier is refused, the right one gets the tokens.
     let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     let challenge = kitauth::crypto::pkce_s256(verifier);
-    let path = base(&[
-        ("state", "xyz"),
-        ("scope", "public"),
-        ("code_challenge", &challenge),
-        ("code_challenge_method", "S256"),
-    ]);
-    let resp = d.app.client.get(path).dispatch().await;
-    let login_challenge = query_param(
-        resp.headers().get_one("Location").unwrap(),
-        "login_challenge",
-    )
-    .unwrap();
-    let to = d.accepted(&login_challenge, ada()).await;
-    let location = allow(&d.app.client, follow(&d.app.client, &to).await).await;
-    let code = query_param(&location, "code").unwrap();
-    let exchange = |verifier: &str| {
-        json!({
+    for (sent, ok) in [
+        ("wrong-verifier-wrong-verifier-wrong-verifier-1", false),
+        (verifier, true),
+    ] {
+        let path = base(&[
+            ("state", "xyz"),
+            ("scope", "public"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]);
+        let resp = d.app.client.get(path).dispatch().await;
+        let login_challenge = query_param(
+            resp.headers().get_one("Location").unwrap(),
+            "login_challenge",
+        )
+        .unwrap();
+        let to = d.accepted(&login_challenge, ada()).await;
+        let location = d.back_in(&d.app.client, &to).await;
+        let body = json!({
             "client_id": d.seed.app.client_id, "client_secret": d.seed.client_secret,
-            "grant_type": "authorization_code", "code": code, "redirect_uri": KIT_APPS,
-            "code_verifier": verifier,
-        })
-        .to_string()
-    };
-    let wrong = d
-        .app
-        .client
-        .post("/t/acme/oauth/token")
-        .header(ContentType::Form)
-        .body(exchange("wrong-verifier-wrong-verifier-wrong-verifier-1"))
-        .dispatch()
-        .await;
-    assert_eq!(json_of(wrong).await["error"], "invalid_grant");
-    // (A wrong verifier spends the code, as in hosted sign-in: a new one.)
-    let code2 = d.install(&d.app.client, ada()).await;
-    assert!(!code2.is_empty());
+            "grant_type": "authorization_code", "redirect_uri": KIT_APPS,
+            "code": query_param(&location, "code").unwrap(), "code_verifier": sent,
+        });
+        let resp = d
+            .app
+            .client
+            .post("/t/acme/oauth/token")
+            .header(ContentType::Form)
+            .body(body.to_string())
+            .dispatch()
+            .await;
+        if ok {
+            assert_eq!(resp.status(), Status::Ok);
+            assert!(tokens_of(resp).await.access_token.starts_with("kat_"));
+        } else {
+            assert_eq!(json_of(resp).await["error"], "invalid_grant");
+        }
+    }
 }
 
 #[rocket::async_test]
