@@ -428,7 +428,7 @@ async fn current_creator(
 }
 
 /// Branding values for the hosted pages.
-pub fn brand(tenant: &Tenant) -> serde_json::Value {
+fn brand(tenant: &Tenant) -> serde_json::Value {
     serde_json::json!({
         "slug": tenant.slug,
         "name": tenant.display_name(),
